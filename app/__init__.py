@@ -1,0 +1,1 @@
+"""The Gradio app: annotation UI, named API endpoints and the pair queue."""

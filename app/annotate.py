@@ -1,0 +1,125 @@
+"""The Annotate tab and the two functions behind it, which are also the named API endpoints.
+
+`next_pair` and `vote` are exactly what a program calls through `gradio_client`; the
+buttons only fix the choice and reset the form.
+"""
+import gradio as gr
+
+from storage import queries
+from storage.db import thread_db
+
+from .pair_queue import PairQueue
+
+MODES = ("pick", "score", "both")
+SHORTCUTS = {"1": "btn-a", "2": "btn-b", "3": "btn-tie", "4": "btn-bad", "s": "btn-skip"}
+
+# Digits and "s" press the buttons, except while typing in a text field.
+SHORTCUT_JS = """
+<script>
+document.addEventListener('keydown', (e) => {
+  const t = e.target;
+  if (t.tagName === 'TEXTAREA' || (t.tagName === 'INPUT' && t.type !== 'range')) return;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const id = %s[e.key.toLowerCase()];
+  const button = id && document.getElementById(id);
+  if (button) { e.preventDefault(); button.click(); }
+});
+</script>
+""" % str(SHORTCUTS).replace("'", '"')
+
+
+def _annotator(request: gr.Request | None) -> str:
+    name = getattr(request, "username", None)
+    if not name:
+        raise gr.Error("log in to annotate")
+    return name
+
+
+class Annotation:
+    def __init__(self, db_path, queue: PairQueue):
+        self.db_path, self.queue = db_path, queue
+
+    def next_pair(self, request: gr.Request) -> tuple[int, str, str, str]:
+        """A new pair for the logged-in annotator: (pair id, prompt, completion A, completion B)."""
+        try:
+            pair = self.queue.next_pair(_annotator(request))
+        except LookupError as e:
+            raise gr.Error(str(e)) from None
+        return pair["pair_id"], pair["prompt"], pair["a"], pair["b"]
+
+    def vote(self, pair_id: int, choice: str, score_a: int | None, score_b: int | None,
+             rationale: str | None, request: gr.Request) -> int:
+        """Judge a pair shown to you: choice is a, b, tie or both_bad; scores 1-10 or empty.
+
+        Returns the stored vote id; sending the same vote again returns the same id.
+        """
+        try:
+            return queries.record_vote(thread_db(self.db_path), _annotator(request), pair_id,
+                                       choice, score_a, score_b, rationale)
+        except queries.VoteError as e:
+            raise gr.Error(str(e)) from None
+
+    def skip(self, pair_id: int | None, request: gr.Request) -> None:
+        if pair_id is not None:
+            queries.skip_pair(thread_db(self.db_path), _annotator(request), int(pair_id))
+
+    def count_line(self, request: gr.Request) -> str:
+        n = queries.annotator_vote_count(thread_db(self.db_path), _annotator(request))
+        return f"**{request.username}**, you have judged **{n}** pair{'s' * (n != 1)}."
+
+
+def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
+    """Build the tab inside `demo`; `mode` is pick, score or both."""
+    pick, score = mode in ("pick", "both"), mode in ("score", "both")
+    count = gr.Markdown()
+    pair_id = gr.Number(label="Pair", precision=0, interactive=False)
+    prompt = gr.Markdown(label="Prompt", container=True, show_label=True)
+    with gr.Row(equal_height=True):
+        with gr.Column():
+            a = gr.Markdown(label="A", container=True, show_label=True)
+            score_a = gr.Slider(1, 10, value=5, step=1, label="Score A", visible=score)
+        with gr.Column():
+            b = gr.Markdown(label="B", container=True, show_label=True)
+            score_b = gr.Slider(1, 10, value=5, step=1, label="Score B", visible=score)
+    rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_length=queries.MAX_RATIONALE_CHARS)
+    with gr.Row():
+        buttons = {
+            "a": gr.Button("A is better [1]", elem_id="btn-a", variant="primary", visible=pick),
+            "b": gr.Button("B is better [2]", elem_id="btn-b", variant="primary", visible=pick),
+            "tie": gr.Button("Tie [3]", elem_id="btn-tie", visible=pick),
+            "both_bad": gr.Button("Both bad [4]", elem_id="btn-bad", visible=pick),
+        }
+        submit_scores = gr.Button("Submit scores", variant="primary", visible=mode == "score")
+        skip = gr.Button("Skip [S]", elem_id="btn-skip")
+    gr.Markdown("Shortcuts: **1** A better · **2** B better · **3** tie · **4** both bad · "
+                "**S** skip (not while typing in the rationale).")
+    saved = gr.Markdown()
+    # Scores count only if the annotator moved the slider; untouched sliders send nothing.
+    touched_a, touched_b = gr.State(False), gr.State(False)
+    score_a.input(lambda: True, None, touched_a, api_visibility="private")
+    score_b.input(lambda: True, None, touched_b, api_visibility="private")
+
+    pair_outputs = [pair_id, prompt, a, b]
+    reset_outputs = [score_a, score_b, touched_a, touched_b, rationale]
+
+    def load_next(request: gr.Request):
+        return *annotation.next_pair(request), 5, 5, False, False, "", annotation.count_line(request)
+
+    def make_vote(choice):
+        def submit(pid, sa, sb, ta, tb, why, request: gr.Request):
+            if choice is None:  # score-only: the scores decide
+                pick_ = "a" if sa > sb else "b" if sb > sa else "tie"
+            else:
+                pick_ = choice
+            vote_id = annotation.vote(pid, pick_, sa if ta else None, sb if tb else None, why, request)
+            return f"Saved vote #{vote_id} on pair #{int(pid)}."
+        return submit
+
+    all_outputs = pair_outputs + reset_outputs + [count]
+    vote_inputs = [pair_id, score_a, score_b, touched_a, touched_b, rationale]
+    for choice, button in [*buttons.items(), (None, submit_scores)]:
+        button.click(make_vote(choice), vote_inputs, saved, api_visibility="private").success(
+            load_next, None, all_outputs, api_visibility="private")
+    skip.click(annotation.skip, [pair_id], None, api_visibility="private").success(
+        load_next, None, all_outputs, api_visibility="private")
+    demo.load(load_next, None, all_outputs, api_visibility="private")

@@ -1,0 +1,78 @@
+"""Putting the app together: storage, the policy, the pair queue and the Gradio Blocks."""
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from policy.registry import PolicyRegistry
+from storage import imports, queries
+from storage.db import open_db
+from storage.paths import data_dir
+
+from . import users
+from .annotate import MODES, SHORTCUT_JS, Annotation, annotate_tab
+from .pair_queue import PairQueue, QueueConfig
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppConfig:
+    model: str = "smollm2"
+    data_dir: Path = field(default_factory=data_dir)
+    host: str = "127.0.0.1"
+    port: int = 7860
+    mode: str = "both"
+    queue: QueueConfig = field(default_factory=QueueConfig)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "prefloop.db"
+
+    @property
+    def users_file(self) -> Path:
+        return self.data_dir / "users.json"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.data_dir / "models"
+
+
+def prepare(cfg: AppConfig) -> tuple[PolicyRegistry, PairQueue]:
+    """Load the model, make sure the database has version 0 and prompts, start the queue."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    registry = PolicyRegistry.load(cfg.model, cfg.model_cache)
+    db = open_db(cfg.db_path)
+    queries.ensure_base_version(db, registry.base_model)
+    if queries.prompt_count(db) == 0:
+        result = imports.import_prompt_file(db, ASSETS / "prompts.jsonl")
+        log.info("loaded %d starter prompts", result.added)
+    return registry, PairQueue(cfg.db_path, registry, cfg.queue).start()
+
+
+def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
+    annotation = Annotation(cfg.db_path, queue)
+    with gr.Blocks(title="prefloop") as demo:
+        gr.Markdown("# prefloop\nJudge which answer is better. Your judgements train the next model.")
+        with gr.Tab("Annotate"):
+            annotate_tab(demo, annotation, cfg.mode)
+        gr.api(annotation.next_pair, api_name="next_pair")
+        gr.api(annotation.vote, api_name="vote")
+    return demo.queue(default_concurrency_limit=8)
+
+
+def serve(cfg: AppConfig, block: bool = True) -> tuple[gr.Blocks, PairQueue]:
+    registry, queue = prepare(cfg)
+    accounts = users.load_users(cfg.users_file)
+    if not cfg.users_file.exists():
+        print(f"No users file at {cfg.users_file}: log in as "
+              f"'{users.DEMO_USER}' / '{users.DEMO_PASSWORD}'. Add real accounts with "
+              "`python -m app adduser NAME`.", flush=True)
+    demo = build_blocks(cfg, queue)
+    demo.launch(server_name=cfg.host, server_port=cfg.port, auth=users.authenticator(accounts),
+                auth_message="Log in to annotate.", head=SHORTCUT_JS, prevent_thread_lock=not block,
+                show_error=True, ssr_mode=False)
+    return demo, queue

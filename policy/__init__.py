@@ -1,0 +1,1 @@
+"""The policy: the base model and its adapters, chat templates, sampling, versions and hot-swap."""

@@ -1,0 +1,264 @@
+"""Every read and write the app, trainer and CLI make, as named functions over one connection."""
+import contextlib
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+from .migrations import CHOICES
+
+MAX_RATIONALE_CHARS = 5000
+
+
+class VoteError(ValueError):
+    """A refused vote; its message is written for the annotator, and nothing was stored."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def normalise(text: str) -> str:
+    """The key for near-duplicate prompts: case and runs of whitespace do not make a new prompt."""
+    return " ".join(text.split()).casefold()
+
+
+@contextlib.contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[None]:
+    """A write transaction that takes the lock up front, so two connections never claim one pair."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
+# --- prompts -----------------------------------------------------------------------------
+
+@dataclass
+class PromptImport:
+    added: int = 0
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+
+
+def add_prompts(db: sqlite_utils.Database, prompts: Iterable[dict], source: str) -> PromptImport:
+    """Insert prompts ({"text", "category"?}), dropping ones already known, all in one transaction."""
+    result = PromptImport()
+    seen_text, seen_norm = set(), set()
+    for row in db.query("SELECT text, norm FROM prompts"):
+        seen_text.add(row["text"])
+        seen_norm.add(row["norm"])
+    rows, created = [], now()
+    for prompt in prompts:
+        text, norm = prompt["text"], normalise(prompt["text"])
+        if text in seen_text:
+            result.exact_duplicates += 1
+        elif norm in seen_norm:
+            result.near_duplicates += 1
+        else:
+            rows.append({"text": text, "norm": norm, "category": prompt.get("category"),
+                         "source": source, "created_at": created})
+        seen_text.add(text)
+        seen_norm.add(norm)
+    with immediate(db):
+        db["prompts"].insert_all(rows)
+    result.added = len(rows)
+    return result
+
+
+def prompt_count(db: sqlite_utils.Database) -> int:
+    return db["prompts"].count
+
+
+def prompts_needing_pairs(db: sqlite_utils.Database, version_id: int, n: int) -> list[dict]:
+    """The n prompts with the fewest pairs from this version, ties broken at random."""
+    return list(db.query(
+        """SELECT pr.id, pr.text FROM prompts pr
+           LEFT JOIN pairs p ON p.prompt_id = pr.id AND p.version_id = :v
+           GROUP BY pr.id ORDER BY count(p.id), random() LIMIT :n""",
+        {"v": version_id, "n": n}))
+
+
+# --- policy versions ---------------------------------------------------------------------
+
+def ensure_base_version(db: sqlite_utils.Database, base_model: str) -> None:
+    """Version 0 is the base model; a database belongs to one base model for its whole life."""
+    rows = list(db.query("SELECT base_model FROM policy_versions WHERE id = 0"))
+    if rows and rows[0]["base_model"] != base_model:
+        raise ValueError(f"this database was made with base model {rows[0]['base_model']!r}, "
+                         f"not {base_model!r}; use another --db (or data directory) for it")
+    if not rows:
+        with immediate(db):
+            db["policy_versions"].insert({"id": 0, "base_model": base_model, "note": "base model",
+                                          "created_at": now()})
+            db["promotions"].insert({"version_id": 0, "by": "setup", "created_at": now()})
+
+
+def live_version_id(db: sqlite_utils.Database) -> int:
+    """The most recently promoted version; promotions are a log, so rollback is a new row."""
+    rows = list(db.query("SELECT version_id FROM promotions ORDER BY id DESC LIMIT 1"))
+    if not rows:
+        raise LookupError("no policy version is live yet")
+    return rows[0]["version_id"]
+
+
+# --- pairs and shows ---------------------------------------------------------------------
+
+def add_pair(db: sqlite_utils.Database, *, prompt_id: int, version_id: int,
+             completions: tuple[str, str], sampling: dict, seed: int,
+             prompt_truncated: bool, gen_seconds: float) -> int:
+    with immediate(db):
+        return db["pairs"].insert({
+            "prompt_id": prompt_id, "version_id": version_id,
+            "completion_0": completions[0], "completion_1": completions[1],
+            "sampling": sampling, "seed": seed, "prompt_truncated": int(prompt_truncated),
+            "gen_seconds": round(gen_seconds, 3), "created_at": now(),
+        }).last_pk
+
+
+def ready_pair_count(db: sqlite_utils.Database, version_id: int) -> int:
+    """Pairs of this version that nobody has been shown yet: the queue's stock."""
+    return db.execute(
+        """SELECT count(*) FROM pairs p WHERE p.version_id = ?
+           AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id)""",
+        [version_id]).fetchone()[0]
+
+
+def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
+                   rng: random.Random) -> dict | None:
+    """Claim the oldest unshown pair of the version for this annotator, in a random left/right order.
+
+    A pair is shown to one annotator only, so nobody sees a pair twice and no two
+    annotators race for the same one.
+    """
+    with immediate(db):
+        rows = list(db.query(
+            """SELECT p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id
+               FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
+               WHERE p.version_id = ? AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id)
+               ORDER BY p.id LIMIT 1""", [version_id]))
+        if not rows:
+            return None
+        pair = rows[0]
+        order = rng.choice(["01", "10"])
+        db["shows"].insert({"pair_id": pair["id"], "annotator": annotator,
+                            "shown_order": order, "shown_at": now()})
+    return {"pair_id": pair["id"], "prompt": pair["prompt"], "version_id": pair["version_id"],
+            "a": pair[f"completion_{order[0]}"], "b": pair[f"completion_{order[1]}"]}
+
+
+def skip_pair(db: sqlite_utils.Database, annotator: str, pair_id: int) -> None:
+    with immediate(db):
+        db.execute("UPDATE shows SET skipped_at = ? WHERE pair_id = ? AND annotator = ?"
+                   " AND skipped_at IS NULL", [now(), pair_id, annotator])
+
+
+# --- votes -------------------------------------------------------------------------------
+
+def _checked_score(name: str, score) -> int | None:
+    if score is None or score == "":
+        return None
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        raise VoteError(f"{name} must be a whole number from 1 to 10, not {score!r}") from None
+    if not value.is_integer() or not 1 <= value <= 10:
+        raise VoteError(f"{name} must be a whole number from 1 to 10, not {score!r}")
+    return int(value)
+
+
+def _checked_vote(choice, score_a, score_b, rationale) -> dict:
+    if choice not in CHOICES:
+        raise VoteError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
+    vote = {"choice": choice, "score_a": _checked_score("score A", score_a),
+            "score_b": _checked_score("score B", score_b),
+            "rationale": (rationale or "").strip() or None}
+    if vote["rationale"] and len(vote["rationale"]) > MAX_RATIONALE_CHARS:
+        raise VoteError(f"the rationale is longer than {MAX_RATIONALE_CHARS} characters")
+    a, b = vote["score_a"], vote["score_b"]
+    if a is not None and b is not None and ((choice == "a" and a < b) or (choice == "b" and b < a)):
+        raise VoteError(f"the scores ({a} for A, {b} for B) disagree with the choice {choice!r}")
+    return vote
+
+
+def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
+                score_a=None, score_b=None, rationale: str | None = None) -> int:
+    """Store one judgement and return its id; the same vote sent twice returns the first id."""
+    vote = _checked_vote(choice, score_a, score_b, rationale)
+    try:
+        pair_id = int(pair_id)
+    except (TypeError, ValueError):
+        raise VoteError(f"unknown pair {pair_id!r}") from None
+    with immediate(db):
+        shows = list(db.query("SELECT * FROM shows WHERE pair_id = ? AND annotator = ?",
+                              [pair_id, annotator]))
+        if not shows:
+            if not db.execute("SELECT 1 FROM pairs WHERE id = ?", [pair_id]).fetchone():
+                raise VoteError(f"unknown pair {pair_id}")
+            raise VoteError(f"pair {pair_id} was not shown to you; ask for the next pair")
+        previous = list(db.query(
+            "SELECT id, choice, score_a, score_b, rationale FROM votes WHERE pair_id = ?", [pair_id]))
+        if previous:
+            same = {k: previous[0][k] for k in vote} == vote
+            if same:
+                return previous[0]["id"]
+            raise VoteError(f"pair {pair_id} is already judged; your first vote stands")
+        show = shows[0]
+        if show["skipped_at"]:
+            raise VoteError(f"pair {pair_id} was skipped; ask for the next pair")
+        seconds = (datetime.fromisoformat(now()) - datetime.fromisoformat(show["shown_at"]))
+        return db["votes"].insert({
+            **vote, "pair_id": pair_id, "annotator": annotator, "shown_order": show["shown_order"],
+            "seconds_on_task": round(seconds.total_seconds(), 3), "created_at": now(),
+        }).last_pk
+
+
+def annotator_vote_count(db: sqlite_utils.Database, annotator: str) -> int:
+    return db.execute("SELECT count(*) FROM votes WHERE annotator = ?", [annotator]).fetchone()[0]
+
+
+def preference_rows(db: sqlite_utils.Database) -> list[dict]:
+    """One row per decisive vote, mapped from the order shown back to chosen and rejected text.
+
+    The margin is the 1-10 score difference where the annotator scored both sides, else 0.
+    """
+    rows = []
+    for r in db.query(
+            """SELECT v.id AS vote_id, v.pair_id, v.annotator, v.choice, v.score_a, v.score_b,
+                      v.shown_order, p.version_id, p.completion_0, p.completion_1,
+                      pr.id AS prompt_id, pr.text AS prompt
+               FROM votes v JOIN pairs p ON p.id = v.pair_id JOIN prompts pr ON pr.id = p.prompt_id
+               WHERE v.choice IN ('a', 'b') ORDER BY v.id"""):
+        shown = [r[f"completion_{r['shown_order'][0]}"], r[f"completion_{r['shown_order'][1]}"]]
+        chosen, rejected = (shown[0], shown[1]) if r["choice"] == "a" else (shown[1], shown[0])
+        scored = r["score_a"] is not None and r["score_b"] is not None
+        rows.append({"prompt": r["prompt"], "chosen": chosen, "rejected": rejected,
+                     "margin": float(abs(r["score_a"] - r["score_b"])) if scored else 0.0,
+                     "vote_id": r["vote_id"], "pair_id": r["pair_id"], "prompt_id": r["prompt_id"],
+                     "version_id": r["version_id"], "annotator": r["annotator"]})
+    return rows
+
+
+def stats(db: sqlite_utils.Database) -> dict:
+    """Counts an ML engineer checks before launching a round."""
+    def scalar(sql: str) -> int:
+        return db.execute(sql).fetchone()[0]
+    return {
+        "prompts": prompt_count(db),
+        "versions": scalar("SELECT count(*) FROM policy_versions"),
+        "live_version": live_version_id(db) if scalar("SELECT count(*) FROM promotions") else None,
+        "pairs": scalar("SELECT count(*) FROM pairs"),
+        "unshown_pairs": scalar("SELECT count(*) FROM pairs p WHERE NOT EXISTS "
+                                "(SELECT 1 FROM shows s WHERE s.pair_id = p.id)"),
+        "votes": scalar("SELECT count(*) FROM votes"),
+        "votes_by_choice": dict(db.execute(
+            "SELECT choice, count(*) FROM votes GROUP BY choice ORDER BY choice").fetchall()),
+        "votes_by_annotator": dict(db.execute(
+            "SELECT annotator, count(*) FROM votes GROUP BY annotator ORDER BY annotator").fetchall()),
+        "skipped": scalar("SELECT count(*) FROM shows WHERE skipped_at IS NOT NULL"),
+    }
