@@ -3,6 +3,9 @@
 `next_pair` and `vote` are exactly what a program calls through `gradio_client`; the
 buttons only fix the choice and reset the form.
 """
+import html
+import re
+
 import gradio as gr
 
 from storage import queries
@@ -26,6 +29,17 @@ document.addEventListener('keydown', (e) => {
 });
 </script>
 """ % str(SHORTCUTS).replace("'", '"')
+
+
+# Code spans and fences (an unclosed fence runs to the end) render HTML as text already.
+CODE = re.compile(r"(```.*?(?:```|\Z)|`[^`\n]*`)", re.DOTALL)
+
+
+def safe_markdown(text: str) -> str:
+    """Markdown with every HTML tag shown as text: a model's (or a prompt's) HTML is to be read,
+    never run or fetched, so an <img> or <script> cannot track or attack the annotator."""
+    return "".join(part if CODE.fullmatch(part) else html.escape(part, quote=False)
+                   for part in CODE.split(text))
 
 
 def _annotator(request: gr.Request | None) -> str:
@@ -72,14 +86,17 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     """Build the tab inside `demo`; `mode` is pick, score or both."""
     pick, score = mode in ("pick", "both"), mode in ("score", "both")
     count = gr.Markdown()
-    pair_id = gr.Number(label="Pair", precision=0, interactive=False)
-    prompt = gr.Markdown(label="Prompt", container=True, show_label=True)
+    with gr.Row():
+        pair_id = gr.Number(label="Pair", precision=0, interactive=False, scale=0, min_width=120)
+        prompt = gr.Markdown(label="Prompt", container=True, show_label=True)
     with gr.Row(equal_height=True):
         with gr.Column():
-            a = gr.Markdown(label="A", container=True, show_label=True)
+            gr.Markdown("### A")
+            a = gr.Markdown(container=True, elem_id="completion-a")
             score_a = gr.Slider(1, 10, value=5, step=1, label="Score A", visible=score)
         with gr.Column():
-            b = gr.Markdown(label="B", container=True, show_label=True)
+            gr.Markdown("### B")
+            b = gr.Markdown(container=True, elem_id="completion-b")
             score_b = gr.Slider(1, 10, value=5, step=1, label="Score B", visible=score)
     rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_length=queries.MAX_RATIONALE_CHARS)
     with gr.Row():
@@ -103,7 +120,8 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     reset_outputs = [score_a, score_b, touched_a, touched_b, rationale]
 
     def load_next(request: gr.Request):
-        return *annotation.next_pair(request), 5, 5, False, False, "", annotation.count_line(request)
+        pid, *texts = annotation.next_pair(request)
+        return pid, *map(safe_markdown, texts), 5, 5, False, False, "", annotation.count_line(request)
 
     def make_vote(choice):
         def submit(pid, sa, sb, ta, tb, why, request: gr.Request):

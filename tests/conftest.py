@@ -1,0 +1,75 @@
+"""Shared fixtures: a fresh database per test, the tiny model built once and cached."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import random  # noqa: E402
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from storage import queries  # noqa: E402
+from storage.db import open_db  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+# The tiny model is deterministic, so one copy serves every run on this checkout.
+MODEL_CACHE = Path(os.environ.get("PREFLOOP_TEST_MODELS", REPO / ".cache" / "models"))
+
+
+@pytest.fixture
+def db(tmp_path):
+    return open_db(tmp_path / "test.db")
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from policy.registry import PolicyRegistry
+    return PolicyRegistry.load("tiny", MODEL_CACHE)
+
+
+def add_pair(db, prompt="Say hello.", completions=("hello there", "hi"), version_id=0) -> int:
+    """A stored pair without running a model, for storage-level tests."""
+    queries.ensure_base_version(db, "tiny")
+    queries.add_prompts(db, [{"text": prompt}], source="test")
+    prompt_id = db.execute("SELECT id FROM prompts WHERE text = ?", [prompt]).fetchone()[0]
+    return queries.add_pair(db, prompt_id=prompt_id, version_id=version_id, completions=completions,
+                            sampling={"temperature": 1.0}, seed=1, prompt_truncated=False,
+                            gen_seconds=0.1)
+
+
+def show(db, annotator="alice", seed=0) -> dict:
+    return queries.show_next_pair(db, annotator, 0, random.Random(seed))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(data: Path, ready: int):
+    """The real app on the tiny model, served on a free port, with accounts alice and bob."""
+    from app import users
+    from app.pair_queue import QueueConfig
+    from app.server import AppConfig, serve
+    from policy.sampling import SamplingConfig
+
+    (data / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
+    users.add_user(data / "users.json", "alice", "alice-pw")
+    users.add_user(data / "users.json", "bob", "bob-pw")
+    cfg = AppConfig(model="tiny", data_dir=data, port=free_port(),
+                    queue=QueueConfig(ready=ready, batch=2, sampling=SamplingConfig(max_new_tokens=16)))
+    demo, queue = serve(cfg, block=False)
+    return cfg, demo, queue
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory):
+    cfg, demo, queue = start_app(tmp_path_factory.mktemp("data"), ready=4)
+    yield cfg
+    queue.stop()
+    demo.close()

@@ -1,0 +1,54 @@
+"""The named endpoints, driven by gradio_client against a live server on the tiny model."""
+import pytest
+from gradio_client import Client
+
+from storage.db import open_db
+
+
+@pytest.fixture(scope="module")
+def alice(live_app):
+    return Client(f"http://127.0.0.1:{live_app.port}", auth=("alice", "alice-pw"), verbose=False)
+
+
+def test_login_is_required(live_app):
+    with pytest.raises(Exception):
+        Client(f"http://127.0.0.1:{live_app.port}", auth=("alice", "wrong"), verbose=False)
+
+
+def test_next_pair_then_vote_lands_in_the_database(live_app, alice):
+    pair_id, prompt, a, b = alice.predict(api_name="/next_pair")
+    assert prompt and a and b and a != b
+    vote_id = alice.predict(pair_id, "a", 8, 4, "A is on topic", api_name="/vote")
+    row = open_db(live_app.db_path)["votes"].get(vote_id)
+    assert (row["pair_id"], row["annotator"], row["choice"]) == (pair_id, "alice", "a")
+    assert (row["score_a"], row["score_b"], row["rationale"]) == (8, 4, "A is on topic")
+
+
+def test_double_click_stores_one_vote(live_app, alice):
+    pair_id, *_ = alice.predict(api_name="/next_pair")
+    first = alice.predict(pair_id, "tie", None, None, "", api_name="/vote")
+    second = alice.predict(pair_id, "tie", None, None, "", api_name="/vote")
+    assert first == second
+    db = open_db(live_app.db_path)
+    assert db.execute("SELECT count(*) FROM votes WHERE pair_id = ?", [pair_id]).fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("choice, score_a, message", [
+    ("maybe", None, "choice must be one of"), ("a", 0, "score A must be"), ("a", 11, "score A must be")])
+def test_bad_votes_get_a_clear_error(live_app, alice, choice, score_a, message):
+    pair_id, *_ = alice.predict(api_name="/next_pair")
+    with pytest.raises(Exception, match=message):
+        alice.predict(pair_id, choice, score_a, None, "", api_name="/vote")
+    db = open_db(live_app.db_path)
+    assert db.execute("SELECT count(*) FROM votes WHERE pair_id = ?", [pair_id]).fetchone()[0] == 0
+
+
+def test_another_annotators_pair_and_unknown_pairs_are_refused(live_app, alice):
+    bob = Client(f"http://127.0.0.1:{live_app.port}", auth=("bob", "bob-pw"), verbose=False)
+    pair_id, *_ = alice.predict(api_name="/next_pair")
+    with pytest.raises(Exception, match="not shown to you"):
+        bob.predict(pair_id, "a", None, None, "", api_name="/vote")
+    with pytest.raises(Exception, match="unknown pair"):
+        bob.predict(10**6, "a", None, None, "", api_name="/vote")
+    seen_by_bob = {bob.predict(api_name="/next_pair")[0] for _ in range(3)}
+    assert pair_id not in seen_by_bob

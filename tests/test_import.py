@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from storage import imports, queries
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def texts(db):
+    return [r["text"] for r in db.query("SELECT text FROM prompts ORDER BY id")]
+
+
+def test_jsonl_with_exact_and_normalised_duplicates(db, tmp_path):
+    f = write(tmp_path / "p.jsonl", "\n".join(json.dumps(r) for r in [
+        {"prompt": "Explain tides.", "category": "explanation"},
+        {"prompt": "Explain tides."},
+        {"prompt": "  explain   TIDES. "},
+        {"prompt": "Write a haiku."},
+    ]) + "\n")
+    result = imports.import_prompt_file(db, f)
+    assert (result.added, result.exact_duplicates, result.near_duplicates) == (2, 1, 1)
+    assert texts(db) == ["Explain tides.", "Write a haiku."]
+    again = imports.import_prompt_file(db, f)
+    assert again.added == 0 and texts(db) == ["Explain tides.", "Write a haiku."]
+
+
+def test_csv_and_datasets_folder(db, tmp_path):
+    from datasets import Dataset
+    imports.import_prompt_file(db, write(tmp_path / "p.csv", 'prompt,category\n"Say, hi",writing\n'))
+    Dataset.from_list([{"prompt": "From a dataset"}]).save_to_disk(str(tmp_path / "ds"))
+    imports.import_prompt_file(db, tmp_path / "ds")
+    assert texts(db) == ["Say, hi", "From a dataset"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"prompt": "fine"}\n{"prompt": "   "}\n', "line 2: empty prompt"),
+    ('{"prompt": "fine"}\n{"prompt": "ok"\n', "line 2: not valid JSON"),
+    ('{"prompt": "fine"}\n[1, 2]\n', "line 2: expected an object"),
+    ('{"prompt": "fine"}\n{"question": "no"}\n', "line 2: no 'prompt' field"),
+    ('{"prompt": "fine"}\n{"prompt": 7}\n', "line 2: the prompt is not text"),
+])
+def test_malformed_file_names_the_line_and_imports_nothing(db, tmp_path, content, message):
+    with pytest.raises(imports.ImportFileError, match=message):
+        imports.import_prompt_file(db, write(tmp_path / "bad.jsonl", content))
+    assert queries.prompt_count(db) == 0
+
+
+def test_empty_csv_cell_names_the_line(db, tmp_path):
+    with pytest.raises(imports.ImportFileError, match="line 3: empty prompt"):
+        imports.import_prompt_file(db, write(tmp_path / "p.csv", "prompt\nok\n\" \"\n"))
+
+
+def test_unknown_format_and_missing_file(db, tmp_path):
+    with pytest.raises(imports.ImportFileError, match="unknown format"):
+        imports.import_prompt_file(db, write(tmp_path / "p.txt", "hello"))
+    with pytest.raises(imports.ImportFileError, match="no such file"):
+        imports.import_prompt_file(db, tmp_path / "missing.jsonl")
+
+
+def test_bundled_prompts_are_many_and_valid():
+    from app.server import ASSETS
+    prompts = imports.read_prompt_file(ASSETS / "prompts.jsonl")
+    assert len(prompts) >= 200
+    assert {"writing", "advice", "explanation", "coding", "reasoning", "safety"} <= {p["category"] for p in prompts}

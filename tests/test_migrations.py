@@ -1,0 +1,40 @@
+import sqlite3
+
+import pytest
+
+from storage.db import open_db
+from storage.migrations import migrations
+
+from .conftest import add_pair, show
+from storage import queries
+
+
+def test_fresh_database_has_every_table_and_wal(tmp_path):
+    db = open_db(tmp_path / "a.db")
+    assert {"prompts", "policy_versions", "promotions", "pairs", "shows", "votes"} <= set(db.table_names())
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_reopening_applies_nothing_twice(tmp_path):
+    open_db(tmp_path / "a.db")
+    db = open_db(tmp_path / "a.db")
+    assert migrations.pending(db) == []
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial"]
+
+
+def test_votes_cannot_be_updated_or_deleted(db):
+    pair_id = add_pair(db)
+    show(db)
+    queries.record_vote(db, "alice", pair_id, "a")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE votes SET choice = 'b'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM votes")
+    assert [r["choice"] for r in db["votes"].rows] == ["a"]
+
+
+def test_foreign_keys_are_enforced(db):
+    with pytest.raises(sqlite3.IntegrityError):
+        db["pairs"].insert({"prompt_id": 999, "version_id": 999, "completion_0": "x",
+                            "completion_1": "y", "created_at": "now"})

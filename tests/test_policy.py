@@ -1,0 +1,34 @@
+from policy.sampling import SamplingConfig, chat_input, sample_pair
+
+CFG = SamplingConfig(max_new_tokens=12)
+
+
+def test_pair_has_two_different_completions_and_a_seed_reproduces_it(registry):
+    first = registry.sample_pair(0, "Write a haiku about rain.", CFG, seed=7)
+    again = registry.sample_pair(0, "Write a haiku about rain.", CFG, seed=7)
+    other = registry.sample_pair(0, "Write a haiku about rain.", CFG, seed=8)
+    a, b = first.completions
+    assert a and b and a != b
+    assert again.completions == first.completions and again.seed == first.seed
+    assert other.completions != first.completions
+    assert not first.prompt_truncated
+
+
+def test_prompt_goes_through_the_chat_template(registry):
+    enc, _ = chat_input(registry.model, registry.tokenizer, "What is 2+2?", 12)
+    text = registry.tokenizer.decode(enc["input_ids"][0])
+    assert "<|im_start|>user\nWhat is 2+2?<|im_end|>" in text and text.rstrip().endswith("assistant")
+
+
+def test_prompt_longer_than_the_context_is_truncated_and_flagged(registry):
+    long_prompt = "word " * 2000
+    pair = sample_pair(registry.model, registry.tokenizer, long_prompt, CFG, seed=1)
+    assert pair.prompt_truncated and all(pair.completions)
+    enc, _ = chat_input(registry.model, registry.tokenizer, long_prompt, CFG.max_new_tokens)
+    assert enc["input_ids"].shape[1] + CFG.max_new_tokens <= registry.model.config.max_position_embeddings
+
+
+def test_unknown_version_is_refused(registry):
+    import pytest
+    with pytest.raises(KeyError, match="not loaded"):
+        registry.sample_pair(5, "hi", CFG, seed=1)
