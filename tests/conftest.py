@@ -58,6 +58,7 @@ def start_app(data: Path, ready: int):
     from app.server import AppConfig, serve
     from policy.sampling import SamplingConfig
 
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     (data / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
     users.add_user(data / "users.json", "alice", "alice-pw")
     users.add_user(data / "users.json", "bob", "bob-pw")
