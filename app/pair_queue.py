@@ -1,7 +1,9 @@
 """The pair queue: pairs are generated ahead, in the database, so annotators never wait.
 
 The stock is simply the live version's unshown pairs, so it survives a restart; a
-background thread tops it up in small batches and sleeps until a claim wakes it.
+background thread tops it up in small batches and sleeps until a claim wakes it. The live
+version is read from the database on every call, so a promotion made by another process
+(a training round, the admin tab, the CLI) reaches the app within `idle_seconds`.
 """
 import logging
 import random
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from policy.registry import PolicyRegistry
 from policy.sampling import SamplingConfig
-from storage import queries
+from storage import queries, rounds
 from storage.db import thread_db
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 class QueueConfig:
     ready: int = 6          # unshown pairs kept per live version; 0 generates on demand only
     batch: int = 2          # pairs generated before the stock is checked again
-    idle_seconds: float = 5.0
+    idle_seconds: float = 2.0  # how often an idle queue looks for a newly promoted version
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
@@ -33,6 +35,7 @@ class PairQueue:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._serving: int | None = None
 
     def start(self) -> "PairQueue":
         self._thread = threading.Thread(target=self._refill_forever, name="pair-queue", daemon=True)
@@ -59,6 +62,7 @@ class PairQueue:
     def generate(self, version_id: int, n: int) -> int:
         """Sample and store n pairs of this version for the prompts it has answered least."""
         db = thread_db(self.db_path)
+        self._load(db, version_id)
         prompts = queries.prompts_needing_pairs(db, version_id, n)
         if not prompts:
             raise LookupError("there are no prompts to annotate; import some with "
@@ -77,6 +81,8 @@ class PairQueue:
         while not self._stop.is_set():
             try:
                 version = queries.live_version_id(db)
+                if version != self._serving:
+                    self._swap_to(db, version)
                 missing = self.cfg.ready - queries.ready_pair_count(db, version)
                 if missing > 0:
                     self.generate(version, min(missing, self.cfg.batch))
@@ -85,3 +91,13 @@ class PairQueue:
                 log.exception("pair queue refill failed")
             self._wake.wait(self.cfg.idle_seconds)
             self._wake.clear()
+
+    def _swap_to(self, db, version_id: int) -> None:
+        """Load the newly live version beside the others and retire the old version's stock."""
+        self._load(db, version_id)
+        dropped = rounds.drop_unshown_pairs(db, keep_version=version_id)
+        log.info("now serving policy version %d (dropped %d unshown pairs)", version_id, dropped)
+        self._serving = version_id
+
+    def _load(self, db, version_id: int) -> None:
+        self.registry.ensure_loaded(version_id, rounds.get_version(db, version_id)["adapter_path"])

@@ -11,6 +11,7 @@ from storage.db import open_db
 from storage.paths import data_dir
 
 from . import users
+from .admin import Admin, admin_tab
 from .annotate import MODES, SHORTCUT_JS, Annotation, annotate_tab
 from .pair_queue import PairQueue, QueueConfig
 
@@ -53,14 +54,19 @@ def prepare(cfg: AppConfig) -> tuple[PolicyRegistry, PairQueue]:
     return registry, PairQueue(cfg.db_path, registry, cfg.queue).start()
 
 
-def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
+def build_blocks(cfg: AppConfig, queue: PairQueue, accounts: dict[str, dict]) -> gr.Blocks:
     annotation = Annotation(cfg.db_path, queue)
+    admin = Admin(cfg.data_dir, cfg.db_path, accounts)
     with gr.Blocks(title="prefloop") as demo:
         gr.Markdown("# prefloop\nJudge which answer is better. Your judgements train the next model.")
         with gr.Tab("Annotate"):
             annotate_tab(demo, annotation, cfg.mode)
+        admin_tab(demo, admin)
         gr.api(annotation.next_pair, api_name="next_pair")
         gr.api(annotation.vote, api_name="vote")
+        gr.api(admin.launch_round, api_name="launch_round")
+        gr.api(admin.promote, api_name="promote")
+        gr.api(admin.rollback, api_name="rollback")
     return demo.queue(default_concurrency_limit=8)
 
 
@@ -71,7 +77,7 @@ def serve(cfg: AppConfig, block: bool = True) -> tuple[gr.Blocks, PairQueue]:
         print(f"No users file at {cfg.users_file}: log in as "
               f"'{users.DEMO_USER}' / '{users.DEMO_PASSWORD}'. Add real accounts with "
               "`python -m app adduser NAME`.", flush=True)
-    demo = build_blocks(cfg, queue)
+    demo = build_blocks(cfg, queue, accounts)
     demo.launch(server_name=cfg.host, server_port=cfg.port, auth=users.authenticator(accounts),
                 auth_message="Log in to annotate.", head=SHORTCUT_JS, prevent_thread_lock=not block,
                 show_error=True, ssr_mode=False)

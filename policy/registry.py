@@ -1,9 +1,20 @@
-"""The policy versions a running app can sample from, over one loaded base model."""
+"""The policy versions a running app can sample from: one base model, one LoRA adapter per version.
+
+Hot-swap is loading a new adapter beside the others; nothing global changes. Each call names
+the version it wants and selects that adapter under the lock for the length of its own
+`generate`, so a generation already running finishes on its version and a promotion never
+switches weights under it.
+"""
+import contextlib
 import threading
 from pathlib import Path
 
+from peft import PeftModel
+
 from . import models
-from .sampling import SampledPair, SamplingConfig, sample_pair
+import torch
+
+from .sampling import SampledPair, SamplingConfig, completion_logprobs, sample_batch, sample_pair
 
 
 class PolicyRegistry:
@@ -17,7 +28,7 @@ class PolicyRegistry:
     def __init__(self, model, tokenizer, base_model: str):
         self.model, self.tokenizer, self.base_model = model, tokenizer, base_model
         self._lock = threading.Lock()
-        self._versions = {0}
+        self._adapters: dict[int, str] = {}
 
     @classmethod
     def load(cls, spec: str, cache_dir: Path) -> "PolicyRegistry":
@@ -25,11 +36,53 @@ class PolicyRegistry:
         return cls(model, tokenizer, models.model_name(spec))
 
     def loaded_versions(self) -> set[int]:
-        return set(self._versions)
+        return {0, *self._adapters}
+
+    def ensure_loaded(self, version_id: int, adapter_path: str | Path | None) -> None:
+        """Load a version's adapter once; version 0 is the base model itself.
+
+        Evaluation loads a candidate that is not registered yet under a negative id.
+        """
+        if version_id == 0 or version_id in self._adapters:
+            return
+        if not adapter_path:
+            raise ValueError(f"policy version {version_id} has no adapter")
+        name = f"v{version_id}" if version_id > 0 else f"candidate{-version_id}"
+        with self._lock:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(adapter_path), adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(adapter_path),
+                                                       adapter_name=name)
+            self.model.eval()
+            self._adapters[version_id] = name
+
+    @contextlib.contextmanager
+    def _selected(self, version_id: int):
+        """The model answering as one version, for the caller that holds the lock."""
+        if version_id == 0:
+            if isinstance(self.model, PeftModel):
+                with self.model.disable_adapter():
+                    yield self.model
+            else:
+                yield self.model
+            return
+        if version_id not in self._adapters:
+            raise KeyError(f"policy version {version_id} is not loaded")
+        self.model.set_adapter(self._adapters[version_id])
+        yield self.model
 
     def sample_pair(self, version_id: int, prompt: str, cfg: SamplingConfig,
                     seed: int) -> SampledPair:
-        with self._lock:
-            if version_id not in self._versions:
-                raise KeyError(f"policy version {version_id} is not loaded")
-            return sample_pair(self.model, self.tokenizer, prompt, cfg, seed)
+        with self._lock, self._selected(version_id) as model:
+            return sample_pair(model, self.tokenizer, prompt, cfg, seed)
+
+    def sample_batch(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int):
+        """One answer per prompt from this version; see `sampling.sample_batch`."""
+        with self._lock, self._selected(version_id) as model:
+            return sample_batch(model, self.tokenizer, prompts, cfg, seed)
+
+    def completion_logprobs(self, version_id: int, sequences: torch.Tensor, mask: torch.Tensor,
+                            start: int) -> torch.Tensor:
+        with self._lock, self._selected(version_id) as model:
+            return completion_logprobs(model, sequences, mask, start)

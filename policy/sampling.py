@@ -60,3 +60,35 @@ def sample_pair(model, tokenizer, prompt: str, cfg: SamplingConfig, seed: int) -
         if a != b:
             break
     return SampledPair((a, b), seed + attempt, truncated, time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def sample_batch(model, tokenizer, prompts: list[str], cfg: SamplingConfig,
+                 seed: int) -> tuple[list[str], torch.Tensor, torch.Tensor, int]:
+    """One completion per prompt from one `generate` call, the same seed for every version.
+
+    Returns the texts and, for scoring the same tokens under another policy, the full
+    sequences, their attention mask and where the completions start.
+    """
+    encs = [chat_input(model, tokenizer, p, cfg.max_new_tokens)[0]["input_ids"][0].cpu()
+            for p in prompts]
+    batch = tokenizer.pad({"input_ids": encs}, padding=True, return_tensors="pt").to(model.device)
+    torch.manual_seed(seed)
+    out = model.generate(**batch, **cfg.generate_kwargs(), pad_token_id=tokenizer.pad_token_id)
+    n = batch["input_ids"].shape[1]
+    completion = out[:, n:]
+    # Everything after the first end-of-sequence token is padding, not part of the answer.
+    ended = (completion == tokenizer.eos_token_id) | (completion == tokenizer.pad_token_id)
+    keep = torch.cumsum(ended.int(), dim=1) == 0
+    mask = torch.cat([batch["attention_mask"], keep.long()], dim=1)
+    texts = [tokenizer.decode(c[k], skip_special_tokens=True).strip() for c, k in zip(completion, keep)]
+    return texts, out, mask, n
+
+
+@torch.inference_mode()
+def completion_logprobs(model, sequences: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+    """Summed log-probability of each sequence's tokens from `start` on, under `model`."""
+    logits = model(input_ids=sequences, attention_mask=mask).logits[:, start - 1:-1].float()
+    targets = sequences[:, start:]
+    logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (logps * mask[:, start:]).sum(dim=1)

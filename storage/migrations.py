@@ -66,3 +66,41 @@ def m001_initial(db):
     db.execute("""
         CREATE TRIGGER votes_never_deleted BEFORE DELETE ON votes
         BEGIN SELECT RAISE(ABORT, 'votes are append-only'); END""")
+
+
+ROUND_STATUSES = ("running", "done", "failed")
+
+
+@migrations()
+def m002_rounds(db):
+    """Training rounds and the figures measured on each version.
+
+    A round records the votes it trained on and the live version it started from; its
+    phase and status change as it runs, so it is the one mutable log in the schema.
+    """
+    statuses = ", ".join(f"'{s}'" for s in ROUND_STATUSES)
+    db.execute(f"""
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY,
+            algo TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ({statuses})),
+            phase TEXT,
+            config TEXT,
+            from_version_id INTEGER NOT NULL REFERENCES policy_versions(id),
+            version_id INTEGER REFERENCES policy_versions(id),
+            vote_ids TEXT,
+            last_vote_id INTEGER,
+            pid INTEGER,
+            log_path TEXT,
+            error TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT
+        )""")
+    db["policy_versions"].add_column("round_id", int)
+    db["metrics"].create(
+        {"id": int, "round_id": int, "version_id": int, "name": str, "value": float,
+         "created_at": str},
+        pk="id", foreign_keys=[("round_id", "rounds", "id"), ("version_id", "policy_versions", "id")],
+        not_null={"name", "created_at"},
+    )
+    db["metrics"].create_index(["version_id"])

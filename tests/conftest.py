@@ -74,3 +74,18 @@ def live_app(tmp_path_factory):
     yield cfg
     queue.stop()
     demo.close()
+
+
+def random_adapter(path: Path) -> Path:
+    """A LoRA adapter for the tiny model with random weights, so it visibly changes answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from policy.models import checkpoint_dir
+    base = AutoModelForCausalLM.from_pretrained(checkpoint_dir("tiny", MODEL_CACHE))
+    torch.manual_seed(1)
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=64, target_modules="all-linear",
+                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    model.save_pretrained(path)
+    return path

@@ -1,0 +1,142 @@
+"""The Admin tab: launch a round as its own process, follow it, read every version's metrics,
+promote a candidate or roll back.
+
+Training never runs inside the UI process: a round takes minutes of both CPU cores and may
+be killed, and the app must keep serving annotators throughout. The app learns of a new live
+version the same way whoever promotes it: through the database (see `pair_queue`).
+"""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from storage import rounds
+from storage.db import thread_db
+
+REPO = Path(__file__).resolve().parent.parent
+ALGOS = ("dpo", "ppo", "rloo")
+LOG_TAIL_CHARS = 4000
+
+
+class Admin:
+    def __init__(self, data_dir: Path, db_path: Path, accounts: dict[str, dict]):
+        self.data_dir, self.db_path, self.accounts = data_dir, db_path, accounts
+
+    def is_admin(self, request: gr.Request | None) -> bool:
+        name = getattr(request, "username", None)
+        return bool(name) and self.accounts.get(name, {}).get("role") == "admin"
+
+    def _require_admin(self, request: gr.Request | None) -> str:
+        if not self.is_admin(request):
+            raise gr.Error("only admin accounts can do this")
+        return request.username
+
+    def launch_round(self, algo: str, request: gr.Request) -> int:
+        """Start `python -m trainer round` in the background; returns its process id."""
+        self._require_admin(request)
+        if algo not in ALGOS:
+            raise gr.Error(f"algorithm must be one of {ALGOS}")
+        db = thread_db(self.db_path)
+        rounds.fail_stale_rounds(db)
+        if rounds.running_round(db):
+            raise gr.Error("a round is already running; wait for it to finish")
+        logs = self.data_dir / "rounds"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{algo}.log"
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trainer", "--data-dir", str(self.data_dir), "round",
+                 "--algo", algo, "--log", str(log_path)],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        return process.pid
+
+    def round_status(self) -> tuple[str, str]:
+        """The latest round as a line of Markdown, and the tail of its log."""
+        db = thread_db(self.db_path)
+        rounds.fail_stale_rounds(db)
+        latest = rounds.list_rounds(db, limit=1)
+        if not latest:
+            return "No rounds yet.", ""
+        r = latest[0]
+        line = (f"**Round {r['id']}** ({r['algo']}): {r['status']}"
+                f"{', ' + r['phase'] if r['status'] == 'running' else ''}"
+                f"{', made version ' + str(r['version_id']) if r['version_id'] else ''}"
+                f"{' — ' + r['error'] if r['error'] else ''}")
+        log = ""
+        if r["log_path"] and Path(r["log_path"]).exists():
+            log = Path(r["log_path"]).read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        return line, log
+
+    def versions(self) -> list[dict]:
+        return rounds.versions_table(thread_db(self.db_path))
+
+    def promote(self, version_id: int, request: gr.Request) -> int:
+        """Make a version live (a candidate, or any earlier one); returns the live version."""
+        who = self._require_admin(request)
+        try:
+            rounds.promote(thread_db(self.db_path), int(version_id), by=who)
+        except rounds.PromotionError as e:
+            raise gr.Error(str(e)) from None
+        return int(version_id)
+
+    def rollback(self, request: gr.Request) -> int:
+        """Make the previously live version live again; returns it."""
+        self._require_admin(request)
+        try:
+            version = rounds.previous_live_version(thread_db(self.db_path))
+        except rounds.PromotionError as e:
+            raise gr.Error(str(e)) from None
+        return self.promote(version, request)
+
+
+def versions_frame(rows: list[dict]):
+    import pandas as pd
+    frame = pd.DataFrame(rows)
+    return frame.round(3) if not frame.empty else frame
+
+
+def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
+    """Build the tab; it is shown only to admin accounts, and every action checks the role too."""
+    with gr.Tab("Admin", visible=False) as tab:
+        with gr.Row():
+            algo = gr.Radio(list(ALGOS), value="dpo", label="Algorithm")
+            launch = gr.Button("Launch a round", variant="primary")
+        status = gr.Markdown()
+        log = gr.Code(label="Round log (tail)", language=None, lines=12, max_lines=12)
+        versions = gr.Dataframe(label="Versions and their metrics", interactive=False, wrap=True)
+        with gr.Row():
+            version = gr.Number(label="Version", precision=0, minimum=0)
+            promote = gr.Button("Promote this version")
+            rollback = gr.Button("Roll back to the previous live version", variant="stop")
+        done = gr.Markdown()
+    timer = gr.Timer(2.0, active=False)
+
+    def refresh():
+        line, tail = admin.round_status()
+        return line, tail, versions_frame(admin.versions())
+
+    def on_load(request: gr.Request):
+        show = admin.is_admin(request)
+        return gr.Tab(visible=show), gr.Timer(active=show)
+
+    def start(algo_name: str, request: gr.Request) -> str:
+        return f"Started round process {admin.launch_round(algo_name, request)}."
+
+    def make_live(version_id: int, request: gr.Request) -> str:
+        return f"Version {admin.promote(version_id, request)} is live."
+
+    def roll_back(request: gr.Request) -> str:
+        return f"Rolled back: version {admin.rollback(request)} is live."
+
+    views = [status, log, versions]
+    demo.load(on_load, None, [tab, timer], api_visibility="private")
+    timer.tick(refresh, None, views, api_visibility="private", show_progress="hidden")
+    launch.click(start, [algo], done, api_visibility="private")
+    promote.click(make_live, [version], done, api_visibility="private").success(
+        refresh, None, views, api_visibility="private")
+    rollback.click(roll_back, None, done, api_visibility="private").success(
+        refresh, None, views, api_visibility="private")
+    return tab

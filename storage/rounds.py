@@ -1,0 +1,170 @@
+"""Named queries for training rounds, the versions they register, their metrics and promotion.
+
+Every change of the live policy is a new row in `promotions`, whether it promotes a fresh
+candidate or rolls back to an old version, so the history of what annotators saw is kept.
+"""
+import json
+import os
+from collections.abc import Callable
+
+import sqlite_utils
+
+from .queries import immediate, live_version_id, now
+
+
+class PromotionError(ValueError):
+    """A refused promotion; its message is written for the ML engineer."""
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- rounds --------------------------------------------------------------------------------
+
+def fail_stale_rounds(db: sqlite_utils.Database, alive: Callable[[int], bool] = _pid_alive) -> int:
+    """Mark rounds whose process died (kill -9, power cut) failed; returns how many."""
+    stale = [r["id"] for r in db.query("SELECT id, pid FROM rounds WHERE status = 'running'")
+             if not alive(r["pid"])]
+    with immediate(db):
+        for round_id in stale:
+            db["rounds"].update(round_id, {"status": "failed", "finished_at": now(),
+                                           "error": "the round's process ended without finishing"})
+    return len(stale)
+
+
+def running_round(db: sqlite_utils.Database) -> dict | None:
+    rows = list(db.query("SELECT * FROM rounds WHERE status = 'running' ORDER BY id DESC LIMIT 1"))
+    return rows[0] if rows else None
+
+
+def start_round(db: sqlite_utils.Database, algo: str, config: dict, pid: int,
+                log_path: str | None = None) -> int:
+    with immediate(db):
+        return db["rounds"].insert({
+            "algo": algo, "status": "running", "phase": "starting", "config": json.dumps(config),
+            "from_version_id": live_version_id(db), "pid": pid, "log_path": log_path,
+            "started_at": now()}).last_pk
+
+
+def set_round_phase(db: sqlite_utils.Database, round_id: int, phase: str) -> None:
+    with immediate(db):
+        db["rounds"].update(round_id, {"phase": phase})
+
+
+def set_round_votes(db: sqlite_utils.Database, round_id: int, vote_ids: list[int]) -> None:
+    with immediate(db):
+        db["rounds"].update(round_id, {"vote_ids": json.dumps(vote_ids),
+                                       "last_vote_id": max(vote_ids, default=None)})
+
+
+def finish_round(db: sqlite_utils.Database, round_id: int, version_id: int) -> None:
+    with immediate(db):
+        db["rounds"].update(round_id, {"status": "done", "phase": "done", "version_id": version_id,
+                                       "finished_at": now()})
+
+
+def fail_round(db: sqlite_utils.Database, round_id: int, error: str) -> None:
+    with immediate(db):
+        db["rounds"].update(round_id, {"status": "failed", "error": error[:2000],
+                                       "finished_at": now()})
+
+
+def get_round(db: sqlite_utils.Database, round_id: int) -> dict:
+    return db["rounds"].get(round_id)
+
+
+def list_rounds(db: sqlite_utils.Database, limit: int = 50) -> list[dict]:
+    return list(db.query("SELECT * FROM rounds ORDER BY id DESC LIMIT ?", [limit]))
+
+
+def votes_since_last_round(db: sqlite_utils.Database) -> int:
+    """Judgements newer than every vote a finished round trained on: the watcher's trigger."""
+    last = db.execute("SELECT max(last_vote_id) FROM rounds WHERE status = 'done'").fetchone()[0]
+    return db.execute("SELECT count(*) FROM votes WHERE id > ?", [last or 0]).fetchone()[0]
+
+
+# --- versions, metrics, promotion ------------------------------------------------------------
+
+def add_version(db: sqlite_utils.Database, *, parent_id: int, adapter_path: str, algo: str,
+                round_id: int | None = None, note: str | None = None) -> int:
+    """Register a candidate: only a finished adapter folder is ever registered."""
+    with immediate(db):
+        base = db["policy_versions"].get(0)["base_model"]
+        return db["policy_versions"].insert({
+            "parent_id": parent_id, "base_model": base, "adapter_path": adapter_path,
+            "algo": algo, "round_id": round_id, "note": note, "created_at": now()}).last_pk
+
+
+def get_version(db: sqlite_utils.Database, version_id: int) -> dict:
+    rows = list(db.query("SELECT * FROM policy_versions WHERE id = ?", [version_id]))
+    if not rows:
+        raise PromotionError(f"there is no policy version {version_id}")
+    return rows[0]
+
+
+def add_metrics(db: sqlite_utils.Database, metrics: dict[str, float], *, round_id: int | None,
+                version_id: int | None) -> None:
+    created = now()
+    with immediate(db):
+        db["metrics"].insert_all(
+            {"round_id": round_id, "version_id": version_id, "name": name, "value": float(value),
+             "created_at": created}
+            for name, value in metrics.items() if value is not None)
+
+
+def version_metrics(db: sqlite_utils.Database, version_id: int) -> dict[str, float]:
+    return {r["name"]: r["value"] for r in db.query(
+        "SELECT name, value FROM metrics WHERE version_id = ? ORDER BY id", [version_id])}
+
+
+def versions_table(db: sqlite_utils.Database) -> list[dict]:
+    """Every version with its lineage, whether it is live, and the figures measured on it."""
+    live = live_version_id(db)
+    rows = []
+    for v in db.query("SELECT id, parent_id, algo, round_id, adapter_path, created_at "
+                      "FROM policy_versions ORDER BY id"):
+        rows.append({"version": v["id"], "parent": v["parent_id"], "algo": v["algo"] or "base",
+                     "round": v["round_id"], "live": v["id"] == live,
+                     "created_at": v["created_at"], **version_metrics(db, v["id"])})
+    return rows
+
+
+def promote(db: sqlite_utils.Database, version_id: int, by: str) -> None:
+    """Make a version live; rolling back is promoting an earlier one."""
+    version = get_version(db, version_id)
+    if version_id != 0 and not (version["adapter_path"] and os.path.isdir(version["adapter_path"])):
+        raise PromotionError(f"version {version_id}'s adapter folder is missing: "
+                             f"{version['adapter_path']}")
+    with immediate(db):
+        db["promotions"].insert({"version_id": version_id, "by": by, "created_at": now()})
+
+
+def promotions(db: sqlite_utils.Database) -> list[dict]:
+    return list(db.query("SELECT * FROM promotions ORDER BY id"))
+
+
+def drop_unshown_pairs(db: sqlite_utils.Database, keep_version: int) -> int:
+    """Delete stock generated by versions that are no longer live; nobody has seen those pairs."""
+    with immediate(db):
+        return db.execute(
+            """DELETE FROM pairs WHERE version_id != ?
+               AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = pairs.id)""",
+            [keep_version]).rowcount
+
+
+def previous_live_version(db: sqlite_utils.Database) -> int:
+    """The version that was live before the current one: what "roll back" returns to."""
+    live = live_version_id(db)
+    for row in db.query("SELECT version_id FROM promotions ORDER BY id DESC"):
+        if row["version_id"] != live:
+            return row["version_id"]
+    raise PromotionError("there is no earlier version to roll back to")

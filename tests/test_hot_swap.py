@@ -1,0 +1,89 @@
+"""Hot-swap: a promoted adapter starts answering in a running queue without a restart."""
+import random
+import threading
+import time
+
+import pytest
+
+from app.pair_queue import PairQueue, QueueConfig
+from policy.registry import PolicyRegistry
+from policy.sampling import SamplingConfig
+from storage import queries, rounds
+from storage.db import open_db
+
+from .conftest import MODEL_CACHE, random_adapter
+
+FAST = SamplingConfig(max_new_tokens=8)
+
+
+@pytest.fixture
+def swap_setup(tmp_path):
+    db_path = tmp_path / "swap.db"
+    db = open_db(db_path)
+    queries.ensure_base_version(db, "tiny")
+    queries.add_prompts(db, [{"text": f"Tell me about topic {i}."} for i in range(40)], source="t")
+    adapter = random_adapter(tmp_path / "adapter-v1")
+    v1 = rounds.add_version(db, parent_id=0, adapter_path=str(adapter), algo="dpo")
+    return db_path, db, v1
+
+
+def test_swapped_version_answers_differently_and_base_still_answers(swap_setup):
+    _, db, v1 = swap_setup
+    registry = PolicyRegistry.load("tiny", MODEL_CACHE)
+    before = registry.sample_pair(0, "Tell me a story.", FAST, seed=3).completions
+    registry.ensure_loaded(v1, rounds.get_version(db, v1)["adapter_path"])
+    assert registry.sample_pair(v1, "Tell me a story.", FAST, seed=3).completions != before
+    assert registry.sample_pair(0, "Tell me a story.", FAST, seed=3).completions == before
+    with pytest.raises(KeyError, match="not loaded"):
+        registry.sample_pair(v1 + 1, "Tell me a story.", FAST, seed=3)
+
+
+def test_promotion_under_concurrent_next_pair_calls(swap_setup):
+    db_path, db, v1 = swap_setup
+    registry = PolicyRegistry.load("tiny", MODEL_CACHE)
+    queue = PairQueue(db_path, registry, QueueConfig(ready=3, batch=1, idle_seconds=0.2,
+                                                     sampling=FAST), random.Random(0)).start()
+    served, errors, stop = [], [], threading.Event()
+
+    def annotator(name):
+        while not stop.is_set():
+            try:
+                served.append((time.monotonic(), queue.next_pair(name)["version_id"]))
+            except Exception as e:  # noqa: BLE001 - any error fails the test below
+                errors.append(e)
+
+    threads = [threading.Thread(target=annotator, args=(f"annotator-{i}",)) for i in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        rounds.promote(db, v1, by="test")
+        promoted_at = time.monotonic()
+        deadline = promoted_at + 30
+        while not any(v == v1 for _, v in served) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        swapped_at = time.monotonic()
+        time.sleep(1.5)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        stop.set()
+        queue.stop()
+
+    assert not errors, errors
+    assert any(v == 0 for _, v in served), "served nothing before the swap"
+    assert swapped_at - promoted_at < 10, "the new version took too long to answer"
+    # A next_pair that started after the swap was seen never gets a retired version's pair.
+    assert all(v == v1 for t, v in served if t > swapped_at + 0.5)
+    assert queries.ready_pair_count(db, 0) == 0  # the retired version's stock was dropped
+
+
+def test_rollback_goes_back_through_the_same_path(swap_setup):
+    db_path, db, v1 = swap_setup
+    registry = PolicyRegistry.load("tiny", MODEL_CACHE)
+    queue = PairQueue(db_path, registry, QueueConfig(ready=0, sampling=FAST), random.Random(0))
+    rounds.promote(db, v1, by="test")
+    assert queue.next_pair("alice")["version_id"] == v1
+    rounds.promote(db, rounds.previous_live_version(db), by="test")
+    assert queue.next_pair("alice")["version_id"] == 0

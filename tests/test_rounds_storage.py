@@ -1,0 +1,80 @@
+"""Rounds, versions, metrics and promotion as the trainer and the admin tab record them."""
+import pytest
+
+from storage import queries, rounds
+
+from .conftest import add_pair, show
+
+
+def test_promote_and_rollback_are_new_rows_and_keep_history(db, tmp_path):
+    queries.ensure_base_version(db, "tiny")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    v1 = rounds.add_version(db, parent_id=0, adapter_path=str(adapter), algo="dpo")
+    rounds.promote(db, v1, by="alice")
+    assert queries.live_version_id(db) == v1
+    assert rounds.previous_live_version(db) == 0
+    rounds.promote(db, rounds.previous_live_version(db), by="alice")
+    assert queries.live_version_id(db) == 0
+    assert [p["version_id"] for p in rounds.promotions(db)] == [0, v1, 0]
+
+
+def test_promoting_a_missing_adapter_or_unknown_version_changes_nothing(db, tmp_path):
+    queries.ensure_base_version(db, "tiny")
+    v1 = rounds.add_version(db, parent_id=0, adapter_path=str(tmp_path / "gone"), algo="dpo")
+    with pytest.raises(rounds.PromotionError, match="adapter folder is missing"):
+        rounds.promote(db, v1, by="alice")
+    with pytest.raises(rounds.PromotionError, match="no policy version 99"):
+        rounds.promote(db, 99, by="alice")
+    with pytest.raises(rounds.PromotionError, match="no earlier version"):
+        rounds.previous_live_version(db)
+    assert queries.live_version_id(db) == 0 and len(rounds.promotions(db)) == 1
+
+
+def test_a_round_whose_process_died_is_marked_failed(db):
+    queries.ensure_base_version(db, "tiny")
+    dead = rounds.start_round(db, "dpo", {}, pid=111)
+    alive = rounds.start_round(db, "dpo", {}, pid=222)
+    assert rounds.fail_stale_rounds(db, alive=lambda pid: pid == 222) == 1
+    assert rounds.get_round(db, dead)["status"] == "failed"
+    assert "ended without finishing" in rounds.get_round(db, dead)["error"]
+    assert rounds.running_round(db)["id"] == alive
+
+
+def test_new_judgements_are_counted_from_the_last_finished_round(db):
+    queries.ensure_base_version(db, "tiny")
+    vote_ids = []
+    for i in range(3):
+        pair_id = add_pair(db, prompt=f"Prompt {i}")
+        show(db)
+        vote_ids.append(queries.record_vote(db, "alice", pair_id, "a"))
+    assert rounds.votes_since_last_round(db) == 3
+    failed = rounds.start_round(db, "dpo", {}, pid=1)
+    rounds.set_round_votes(db, failed, vote_ids[:2])
+    rounds.fail_round(db, failed, "boom")
+    assert rounds.votes_since_last_round(db) == 3  # a failed round trained nothing
+    done = rounds.start_round(db, "dpo", {}, pid=1)
+    rounds.set_round_votes(db, done, vote_ids[:2])
+    rounds.finish_round(db, done, 0)
+    assert rounds.votes_since_last_round(db) == 1
+
+
+def test_metrics_are_stored_per_version(db, tmp_path):
+    queries.ensure_base_version(db, "tiny")
+    round_id = rounds.start_round(db, "dpo", {"beta": 0.1}, pid=1)
+    v1 = rounds.add_version(db, parent_id=0, adapter_path=str(tmp_path), algo="dpo", round_id=round_id)
+    rounds.add_metrics(db, {"rm_accuracy": 0.75, "kl_to_ref": 1.5, "skipped": None},
+                       round_id=round_id, version_id=v1)
+    table = {row["version"]: row for row in rounds.versions_table(db)}
+    assert table[0]["live"] and not table[v1]["live"]
+    assert table[v1]["rm_accuracy"] == 0.75 and table[v1]["round"] == round_id
+    assert "skipped" not in table[v1]
+
+
+def test_retired_stock_is_dropped_but_shown_pairs_are_kept(db):
+    shown = add_pair(db, prompt="Seen")
+    show(db)
+    unseen = add_pair(db, prompt="Unseen")
+    assert rounds.drop_unshown_pairs(db, keep_version=5) == 1
+    assert [p["id"] for p in db["pairs"].rows] == [shown]
+    assert unseen not in [p["id"] for p in db["pairs"].rows]
