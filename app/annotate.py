@@ -14,6 +14,7 @@ from storage.db import thread_db
 from .pair_queue import PairQueue
 
 MODES = ("pick", "score", "both")
+CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 SHORTCUTS = {"1": "btn-a", "2": "btn-b", "3": "btn-tie", "4": "btn-bad", "s": "btn-skip"}
 
 # Digits and "s" press the buttons, except while typing in a text field.
@@ -101,10 +102,10 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_length=queries.MAX_RATIONALE_CHARS)
     with gr.Row():
         buttons = {
-            "a": gr.Button("A is better [1]", elem_id="btn-a", variant="primary", visible=pick),
-            "b": gr.Button("B is better [2]", elem_id="btn-b", variant="primary", visible=pick),
-            "tie": gr.Button("Tie [3]", elem_id="btn-tie", visible=pick),
-            "both_bad": gr.Button("Both bad [4]", elem_id="btn-bad", visible=pick),
+            choice: gr.Button(f"{CHOICE_LABELS[choice]} [{key}]", elem_id=elem_id, visible=pick,
+                              variant="primary" if choice in ("a", "b") else "secondary")
+            for key, elem_id, choice in zip("1234", ("btn-a", "btn-b", "btn-tie", "btn-bad"),
+                                            CHOICE_LABELS)
         }
         submit_scores = gr.Button("Submit scores", variant="primary", visible=mode == "score")
         skip = gr.Button("Skip [S]", elem_id="btn-skip")

@@ -62,7 +62,7 @@ class PairQueue:
     def generate(self, version_id: int, n: int) -> int:
         """Sample and store n pairs of this version for the prompts it has answered least."""
         db = thread_db(self.db_path)
-        self._load(db, version_id)
+        self.load_version(version_id)
         prompts = queries.prompts_needing_pairs(db, version_id, n)
         if not prompts:
             raise LookupError("there are no prompts to annotate; import some with "
@@ -94,10 +94,12 @@ class PairQueue:
 
     def _swap_to(self, db, version_id: int) -> None:
         """Load the newly live version beside the others and retire the old version's stock."""
-        self._load(db, version_id)
+        self.load_version(version_id)
         dropped = rounds.drop_unshown_pairs(db, keep_version=version_id)
         log.info("now serving policy version %d (dropped %d unshown pairs)", version_id, dropped)
         self._serving = version_id
 
-    def _load(self, db, version_id: int) -> None:
-        self.registry.ensure_loaded(version_id, rounds.get_version(db, version_id)["adapter_path"])
+    def load_version(self, version_id: int) -> None:
+        """Make a registered version ready to answer (its adapter loaded once)."""
+        adapter = rounds.get_version(thread_db(self.db_path), version_id)["adapter_path"]
+        self.registry.ensure_loaded(version_id, adapter)

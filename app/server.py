@@ -13,6 +13,8 @@ from storage.paths import data_dir
 from . import users
 from .admin import Admin, admin_tab
 from .annotate import MODES, SHORTCUT_JS, Annotation, annotate_tab
+from .compare import Compare, compare_tab
+from .leaderboard import leaderboard_tab
 from .pair_queue import PairQueue, QueueConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -57,13 +59,18 @@ def prepare(cfg: AppConfig) -> tuple[PolicyRegistry, PairQueue]:
 def build_blocks(cfg: AppConfig, queue: PairQueue, accounts: dict[str, dict]) -> gr.Blocks:
     annotation = Annotation(cfg.db_path, queue)
     admin = Admin(cfg.data_dir, cfg.db_path, accounts)
+    compare = Compare(cfg.db_path, queue, cfg.queue.sampling)
     with gr.Blocks(title="prefloop") as demo:
         gr.Markdown("# prefloop\nJudge which answer is better. Your judgements train the next model.")
         with gr.Tab("Annotate"):
             annotate_tab(demo, annotation, cfg.mode)
+        compare_tab(demo, compare)
+        leaderboard_tab(demo, cfg.db_path)
         admin_tab(demo, admin)
         gr.api(annotation.next_pair, api_name="next_pair")
         gr.api(annotation.vote, api_name="vote")
+        gr.api(compare.compare, api_name="compare")
+        gr.api(compare.eval_vote, api_name="eval_vote")
         gr.api(admin.launch_round, api_name="launch_round")
         gr.api(admin.promote, api_name="promote")
         gr.api(admin.rollback, api_name="rollback")

@@ -3,12 +3,27 @@
 Written twice, as JSONL for people and as a `datasets` folder for the trainer, each with the
 vote, pair and version ids so a round can record exactly which judgements it used.
 """
+import hashlib
 import json
 from pathlib import Path
 
 import sqlite_utils
 
 from . import queries
+
+
+# Share of prompts held out of every round's training, for measuring it.
+HELDOUT_FRACTION = 0.2
+
+
+def is_heldout(prompt_id: int, fraction: float = HELDOUT_FRACTION) -> bool:
+    """A prompt's side of the train / held-out split, the same in every round and in the app.
+
+    Hashing the prompt id keeps a held-out prompt held out for good, so successive rounds
+    (and the Compare tab's held-out list) are measured on prompts no round trained on.
+    """
+    digest = hashlib.sha256(f"prefloop-split-{prompt_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
 
 
 def trl_rows(db: sqlite_utils.Database) -> list[dict]:

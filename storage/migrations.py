@@ -104,3 +104,50 @@ def m002_rounds(db):
         not_null={"name", "created_at"},
     )
     db["metrics"].create_index(["version_id"])
+
+
+EVAL_JUDGES = ("human", "reward_model")
+
+
+@migrations()
+def m003_evaluations(db):
+    """Side-by-side comparisons, evaluation votes on them, and the demo gallery.
+
+    Evaluation votes live in their own table so they can never leak into the training
+    export, which reads `votes` only; like votes they are append-only.
+    """
+    db["comparisons"].create(
+        {"id": int, "prompt": str, "version_a": int, "version_b": int, "completion_a": str,
+         "completion_b": str, "sampling": str, "seed": int, "blind": int, "created_by": str,
+         "created_at": str},
+        pk="id",
+        foreign_keys=[("version_a", "policy_versions", "id"), ("version_b", "policy_versions", "id")],
+        not_null={"prompt", "version_a", "version_b", "completion_a", "completion_b", "created_at"},
+    )
+    choices = ", ".join(f"'{c}'" for c in CHOICES)
+    judges = ", ".join(f"'{j}'" for j in EVAL_JUDGES)
+    db.execute(f"""
+        CREATE TABLE eval_votes (
+            id INTEGER PRIMARY KEY,
+            comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+            judge TEXT NOT NULL CHECK (judge IN ({judges})),
+            annotator TEXT NOT NULL,
+            result TEXT NOT NULL CHECK (result IN ({choices})),
+            score_a REAL,
+            score_b REAL,
+            round_id INTEGER REFERENCES rounds(id),
+            created_at TEXT NOT NULL,
+            UNIQUE (comparison_id, annotator)
+        )""")
+    db.execute("""
+        CREATE TRIGGER eval_votes_append_only BEFORE UPDATE ON eval_votes
+        BEGIN SELECT RAISE(ABORT, 'evaluation votes are append-only'); END""")
+    db.execute("""
+        CREATE TRIGGER eval_votes_never_deleted BEFORE DELETE ON eval_votes
+        BEGIN SELECT RAISE(ABORT, 'evaluation votes are append-only'); END""")
+    db["gallery"].create(
+        {"id": int, "comparison_id": int, "note": str, "pinned_by": str, "pinned_at": str,
+         "unpinned_at": str},
+        pk="id", foreign_keys=[("comparison_id", "comparisons", "id")],
+        not_null={"comparison_id", "pinned_at"},
+    )

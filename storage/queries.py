@@ -27,7 +27,14 @@ def normalise(text: str) -> str:
 
 @contextlib.contextmanager
 def immediate(db: sqlite_utils.Database) -> Iterator[None]:
-    """A write transaction that takes the lock up front, so two connections never claim one pair."""
+    """A write transaction that takes the lock up front, so two connections never claim one pair.
+
+    Inside another `immediate` it joins the outer transaction, so a few named queries can be
+    made one all-or-nothing change.
+    """
+    if db.conn.in_transaction:
+        yield
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
