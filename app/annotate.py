@@ -12,6 +12,7 @@ from storage import queries
 from storage.db import thread_db
 
 from .pair_queue import PairQueue
+from .users import logged_in
 
 MODES = ("pick", "score", "both")
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
@@ -43,13 +44,6 @@ def safe_markdown(text: str) -> str:
                    for part in CODE.split(text))
 
 
-def _annotator(request: gr.Request | None) -> str:
-    name = getattr(request, "username", None)
-    if not name:
-        raise gr.Error("log in to annotate")
-    return name
-
-
 class Annotation:
     def __init__(self, db_path, queue: PairQueue):
         self.db_path, self.queue = db_path, queue
@@ -57,7 +51,7 @@ class Annotation:
     def next_pair(self, request: gr.Request) -> tuple[int, str, str, str]:
         """A new pair for the logged-in annotator: (pair id, prompt, completion A, completion B)."""
         try:
-            pair = self.queue.next_pair(_annotator(request))
+            pair = self.queue.next_pair(logged_in(request))
         except LookupError as e:
             raise gr.Error(str(e)) from None
         return pair["pair_id"], pair["prompt"], pair["a"], pair["b"]
@@ -69,17 +63,17 @@ class Annotation:
         Returns the stored vote id; sending the same vote again returns the same id.
         """
         try:
-            return queries.record_vote(thread_db(self.db_path), _annotator(request), pair_id,
+            return queries.record_vote(thread_db(self.db_path), logged_in(request), pair_id,
                                        choice, score_a, score_b, rationale)
         except queries.VoteError as e:
             raise gr.Error(str(e)) from None
 
     def skip(self, pair_id: int | None, request: gr.Request) -> None:
         if pair_id is not None:
-            queries.skip_pair(thread_db(self.db_path), _annotator(request), int(pair_id))
+            queries.skip_pair(thread_db(self.db_path), logged_in(request), int(pair_id))
 
     def count_line(self, request: gr.Request) -> str:
-        n = queries.annotator_vote_count(thread_db(self.db_path), _annotator(request))
+        n = queries.annotator_vote_count(thread_db(self.db_path), logged_in(request))
         return f"**{request.username}**, you have judged **{n}** pair{'s' * (n != 1)}."
 
 

@@ -15,16 +15,10 @@ from storage.db import thread_db
 
 from .annotate import CHOICE_LABELS, safe_markdown
 from .pair_queue import PairQueue
+from .users import logged_in
 
 MAX_PROMPT_CHARS = 4000
 DEMO_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "demo_prompts.txt"
-
-
-def _user(request: gr.Request | None) -> str:
-    name = getattr(request, "username", None)
-    if not name:
-        raise gr.Error("log in first")
-    return name
 
 
 class Compare:
@@ -52,7 +46,7 @@ class Compare:
                 request: gr.Request) -> tuple[int, str, str]:
         """Answers from two versions with the same settings and seed:
         (comparison id, left answer, right answer). Blind mode shuffles the sides."""
-        user = _user(request)
+        user = logged_in(request)
         prompt = (prompt or "").strip()
         if not prompt:
             raise gr.Error("type a prompt or pick one")
@@ -77,7 +71,7 @@ class Compare:
         """A blind verdict (a, b, tie, both_bad); answers with the versions revealed."""
         db = thread_db(self.db_path)
         try:
-            evaluations.record_eval_vote(db, comparison_id, _user(request), result)
+            evaluations.record_eval_vote(db, comparison_id, logged_in(request), result)
         except queries.VoteError as e:
             raise gr.Error(str(e)) from None
         c = evaluations.get_comparison(db, comparison_id)
@@ -85,7 +79,7 @@ class Compare:
 
     def pin(self, comparison_id: int, note: str, request: gr.Request) -> int:
         try:
-            return evaluations.pin(thread_db(self.db_path), comparison_id, note, by=_user(request))
+            return evaluations.pin(thread_db(self.db_path), comparison_id, note, by=logged_in(request))
         except queries.VoteError as e:
             raise gr.Error(str(e)) from None
 

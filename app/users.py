@@ -10,6 +10,8 @@ import os
 import secrets
 from pathlib import Path
 
+import gradio as gr
+
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 ROLES = ("annotator", "admin")
 
@@ -52,3 +54,11 @@ def authenticator(users: dict[str, dict]):
         user = users.get(username)
         return bool(user) and check_password(password, user["password"])
     return auth
+
+
+def logged_in(request: gr.Request | None) -> str:
+    """The account behind a request; every endpoint acts as that person, never as a name sent."""
+    name = getattr(request, "username", None)
+    if not name:
+        raise gr.Error("log in first")
+    return name

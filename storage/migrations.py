@@ -6,6 +6,14 @@ migrations = Migrations("prefloop")
 CHOICES = ("a", "b", "tie", "both_bad")
 
 
+def _append_only(db, table: str, message: str) -> None:
+    """Triggers that refuse every update and delete: judgements are kept exactly as given."""
+    for name, event in (("append_only", "UPDATE"), ("never_deleted", "DELETE")):
+        db.execute(f"""
+            CREATE TRIGGER {table}_{name} BEFORE {event} ON {table}
+            BEGIN SELECT RAISE(ABORT, '{message}'); END""")
+
+
 @migrations()
 def m001_initial(db):
     """Prompts, policy versions and their promotions, generated pairs, shows and votes.
@@ -60,12 +68,7 @@ def m001_initial(db):
             created_at TEXT NOT NULL,
             UNIQUE (pair_id, annotator)
         )""")
-    db.execute("""
-        CREATE TRIGGER votes_append_only BEFORE UPDATE ON votes
-        BEGIN SELECT RAISE(ABORT, 'votes are append-only'); END""")
-    db.execute("""
-        CREATE TRIGGER votes_never_deleted BEFORE DELETE ON votes
-        BEGIN SELECT RAISE(ABORT, 'votes are append-only'); END""")
+    _append_only(db, "votes", "votes are append-only")
 
 
 ROUND_STATUSES = ("running", "done", "failed")
@@ -139,12 +142,7 @@ def m003_evaluations(db):
             created_at TEXT NOT NULL,
             UNIQUE (comparison_id, annotator)
         )""")
-    db.execute("""
-        CREATE TRIGGER eval_votes_append_only BEFORE UPDATE ON eval_votes
-        BEGIN SELECT RAISE(ABORT, 'evaluation votes are append-only'); END""")
-    db.execute("""
-        CREATE TRIGGER eval_votes_never_deleted BEFORE DELETE ON eval_votes
-        BEGIN SELECT RAISE(ABORT, 'evaluation votes are append-only'); END""")
+    _append_only(db, "eval_votes", "evaluation votes are append-only")
     db["gallery"].create(
         {"id": int, "comparison_id": int, "note": str, "pinned_by": str, "pinned_at": str,
          "unpinned_at": str},

@@ -1,0 +1,119 @@
+"""Reward model on the tiny model: it learns a preference that holds on unseen prompts, saves a
+plain merged model that scores like RLOOTrainer will feed it, and cuts over-long pairs
+instead of losing them."""
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from policy import models
+from tests.conftest import MODEL_CACHE
+from trainer import common
+from trainer.reward_model import RewardModel, RewardModelConfig, encode, train_reward_model
+
+CONFIG = RewardModelConfig(lr=2e-3, epochs=2, batch_size=8, max_length=128)
+FRUITS = ("an apple", "a cherry", "a grape", "a mango", "a pear", "a plum", "a lemon", "a peach")
+QUESTIONS = ("What should I eat at {i} o'clock?", "Suggest a snack for guest number {i}.",
+             "Pack lunch box {i} with one fruit.", "Which fruit goes in smoothie {i}?")
+ANSWERS = ("I would go with {}.", "Maybe {}, it is in season.", "Try {} with some yogurt.",
+           "My pick for you is {}!", "How about {} and a glass of water?")
+LONG_PROMPT = "Please read this carefully. " * 100  # ~600 tokens: over CONFIG.max_length on its own
+
+
+def row(i: int, margin: float, prompt: str | None = None) -> dict:
+    """Annotators prefer the answer that names a banana. The answers' wording varies
+    independently, so only the fruit separates them consistently."""
+    prompt = prompt or QUESTIONS[i % len(QUESTIONS)].format(i=i)
+    chosen = ANSWERS[i % len(ANSWERS)].format("a banana")
+    rejected = ANSWERS[i * 3 // 2 % len(ANSWERS)].format(FRUITS[i % len(FRUITS)])
+    return {"prompt": [{"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "margin": margin, "vote_id": i, "pair_id": i, "prompt_id": i, "version_id": 0,
+            "annotator": "alice"}
+
+
+N_LONG = 3
+TRAIN = [row(i, margin=float(i % 3 * 2)) for i in range(96)] + \
+        [row(200 + i, margin=0.0, prompt=LONG_PROMPT + str(i)) for i in range(N_LONG)]
+HELDOUT = [row(1000 + i, margin=0.0 if i % 2 else 5.0) for i in range(32)]  # no 1-3 margins
+
+
+@pytest.fixture(scope="module")
+def base():
+    return models.checkpoint_dir("tiny", MODEL_CACHE)
+
+
+@pytest.fixture(scope="module")
+def trained(base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rm") / "reward_model"
+    return out, train_reward_model(base, TRAIN, HELDOUT, CONFIG, out, run_name="test-rm")
+
+
+def test_learns_preference_on_heldout_prompts(trained):
+    _, metrics = trained
+    assert metrics["rm_accuracy"] >= 0.9
+    assert metrics["rm_heldout_pairs"] == len(HELDOUT)
+    buckets = {k for k in metrics if k.startswith("rm_accuracy_margin_")}
+    assert buckets == {"rm_accuracy_margin_0", "rm_accuracy_margin_4_plus"}  # only buckets with rows
+    assert all(0.0 <= metrics[k] <= 1.0 for k in buckets)
+
+
+def test_overlong_pairs_are_cut_and_counted_not_dropped(trained):
+    _, metrics = trained
+    assert metrics["rm_train_pairs"] == len(TRAIN)
+    assert metrics["rm_truncated"] == N_LONG
+
+
+def test_saved_folder_is_a_plain_model_that_ranks_the_preferred_answer(trained):
+    out, _ = trained
+    assert not (out / "adapter_config.json").exists()
+    plain = AutoModelForSequenceClassification.from_pretrained(out)
+    assert plain.config.num_labels == 1 and plain.config.pad_token_id is not None
+    assert not any("lora" in name for name, _ in plain.named_parameters())
+
+    rm = RewardModel.load(out)
+    prompts = ["Any fruit ideas for a picnic?", "What goes well with cereal?", "Dessert tonight?"]
+    banana = rm.score(prompts, ["I would go with a banana, number 7."] * 3)
+    other = rm.score(prompts, ["I would go with a plum, number 7.", "I would go with a cherry, number 7.",
+                               "I would go with a peach, number 7."])
+    assert banana.dtype.is_floating_point and banana.shape == (3,)
+    assert (banana > other).all()
+
+
+def test_scores_do_not_depend_on_batching_and_match_rloo_inputs(trained):
+    """RLOOTrainer templates the conversation as text and tokenises it without special tokens,
+    right-padded; the rewards it sees must be the ones `score` gives, however batched."""
+    out, _ = trained
+    rm = RewardModel.load(out)
+    prompts = ["Hi", "Tell me a very long story about fruit and the people who grow it."]
+    answers = ["A banana.", "Once upon a time there was an orchard with one banana tree in it."]
+    batched = rm.score(prompts, answers, batch_size=2)
+    single = rm.score(prompts, answers, batch_size=1)
+    assert batched == pytest.approx(single.tolist(), abs=1e-4)
+
+    plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = common.load_tokenizer(out)
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p},
+                                            {"role": "assistant", "content": a}], tokenize=False)
+             for p, a in zip(prompts, answers)]
+    inputs = tokenizer(text=texts, return_tensors="pt", padding=True, padding_side="right",
+                       add_special_tokens=False)
+    assert plain(**inputs).logits[:, 0].tolist() == pytest.approx(batched.tolist(), abs=1e-4)
+
+
+def test_encode_cuts_the_prompt_and_keeps_the_answer(base):
+    tokenizer = common.load_tokenizer(base)
+    prompt = [{"role": "user", "content": LONG_PROMPT}]
+    answer = [{"role": "assistant", "content": "I would go with a banana."}]
+    ids, truncated = encode(tokenizer, prompt, answer, max_length=128)
+    assert truncated and len(ids) <= 128
+    assert tokenizer.decode(ids).rstrip().endswith("I would go with a banana.<|im_end|>")
+    assert "Please read this carefully." in tokenizer.decode(ids)  # the prompt's start survives
+
+    short = [{"role": "user", "content": "Hi"}]
+    ids, truncated = encode(tokenizer, short, answer, max_length=128)
+    assert not truncated
+    assert ids == tokenizer.apply_chat_template(short + answer, tokenize=True, return_dict=True)["input_ids"]
+
+    long_answer = [{"role": "assistant", "content": LONG_PROMPT}]
+    ids, truncated = encode(tokenizer, short, long_answer, max_length=64)
+    assert truncated and len(ids) <= 64

@@ -1,0 +1,126 @@
+"""Whole rounds on the tiny model: register, evaluate, promote; and fail without a trace."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from storage import queries, rounds
+from storage.db import open_db
+from trainer import rounds as trainer_rounds
+from trainer.rounds import RoundConfig, apply_overrides, run_round
+
+from .conftest import MODEL_CACHE, REPO
+
+FAST = ["reward.epochs=2", "reward.max_length=96", "dpo.max_length=96", "eval.prompts=4",
+        "eval.sampling.max_new_tokens=8", "ppo.iterations=2", "ppo.batch_size=4",
+        "ppo.max_new_tokens=8", "rloo.steps=2", "rloo.max_completion_length=8",
+        "max_rl_prompts=8", "min_pairs=4"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    """A data directory with 40 judged pairs where the answer mentioning a banana always wins."""
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
+    db = open_db(tmp_path / "prefloop.db")
+    queries.ensure_base_version(db, "tiny")
+    queries.add_prompts(db, [{"text": f"Suggest a snack for day {i}."} for i in range(40)], source="t")
+    for prompt in db.query("SELECT id FROM prompts ORDER BY id"):
+        pair_id = queries.add_pair(db, prompt_id=prompt["id"], version_id=0,
+                                   completions=("Have a banana.", "Have nothing."), sampling={},
+                                   seed=0, prompt_truncated=False, gen_seconds=0)
+        shown = queries.show_next_pair(db, "alice", 0, random.Random(pair_id))
+        banana_first = shown["a"] == "Have a banana."
+        queries.record_vote(db, "alice", pair_id, "a" if banana_first else "b",
+                            *((9, 2) if banana_first else (2, 9)))
+    return tmp_path
+
+
+def config(data, algo="dpo", *extra):
+    return apply_overrides(RoundConfig(algo=algo, data_dir=data), [*FAST, *extra])
+
+
+def test_dpo_round_registers_a_version_with_its_figures_and_promotes_it(data):
+    result = run_round(config(data, "dpo", "gate.min_win_rate=-1"))  # the gate always passes
+    db = open_db(data / "prefloop.db")
+    assert result.promoted and queries.live_version_id(db) == result.version_id == 1
+    record = rounds.get_round(db, result.round_id)
+    assert record["status"] == "done" and record["from_version_id"] == 0
+    assert sorted(json.loads(record["vote_ids"])) == [v["id"] for v in db["votes"].rows]
+    metrics = rounds.version_metrics(db, 1)
+    for name in ("rm_accuracy", "dpo_loss", "rm_win_rate_vs_live", "kl_to_ref", "mean_length"):
+        assert name in metrics, name
+    assert metrics["eval_prompts"] == 4
+    version = rounds.get_version(db, 1)
+    assert (data / "adapters" / "round-1" / "adapter_config.json").exists()
+    assert version["adapter_path"] == str((data / "adapters" / "round-1").resolve())
+    assert (data / "reward_models" / "round-1" / "config.json").exists()
+    assert not (data / "rounds" / "round-1").exists()
+    judged = list(db.query("SELECT * FROM eval_votes WHERE judge = 'reward_model'"))
+    assert len(judged) == 4 and all(j["round_id"] == 1 for j in judged)
+
+
+def test_a_failing_gate_keeps_a_candidate_that_can_still_be_promoted(data):
+    result = run_round(config(data, "dpo", "gate.max_kl=-1"))  # no KL is below -1
+    db = open_db(data / "prefloop.db")
+    assert not result.promoted and queries.live_version_id(db) == 0
+    rounds.promote(db, result.version_id, by="admin")
+    assert queries.live_version_id(db) == result.version_id
+
+
+def test_a_failed_round_changes_nothing_and_a_rerun_works(data, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory, say")
+    monkeypatch.setattr(trainer_rounds, "train_dpo", boom)
+    with pytest.raises(RuntimeError):
+        run_round(config(data))
+    db = open_db(data / "prefloop.db")
+    failed = rounds.get_round(db, 1)
+    assert failed["status"] == "failed" and "out of memory" in failed["error"]
+    assert queries.live_version_id(db) == 0 and db["policy_versions"].count == 1
+    assert not (data / "rounds" / "round-1").exists() and not (data / "adapters").exists()
+    monkeypatch.undo()
+    assert run_round(config(data)).version_id == 1
+
+
+def test_a_round_killed_midway_leaves_the_live_version_and_a_rerun_succeeds(data):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    sets = [arg for s in FAST for arg in ("--set", s)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "--data-dir", str(data), "round", "--algo", "dpo", *sets],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = open_db(data / "prefloop.db")
+    deadline = time.monotonic() + 120
+    while not (db["rounds"].count and (rounds.get_round(db, 1)["phase"] or "").startswith(
+            ("reward model", "dpo"))):
+        assert process.poll() is None and time.monotonic() < deadline, "the round never started training"
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert queries.live_version_id(db) == 0 and db["policy_versions"].count == 1
+
+    result = run_round(config(data, "dpo"))
+    assert rounds.get_round(db, 1)["status"] == "failed"
+    assert not (data / "rounds" / "round-1").exists()
+    assert result.version_id == 1 and rounds.get_round(db, result.round_id)["status"] == "done"
+
+
+@pytest.mark.parametrize("algo", ["rloo", "ppo"])
+def test_rl_rounds_run_end_to_end_with_the_merged_reward_model(data, algo):
+    result = run_round(config(data, algo, "auto_promote=false"))
+    db = open_db(data / "prefloop.db")
+    assert rounds.get_round(db, result.round_id)["status"] == "done"
+    assert rounds.get_version(db, result.version_id)["algo"] == algo
+    assert "kl_to_ref" in rounds.version_metrics(db, result.version_id)
+    assert queries.live_version_id(db) == 0
+
+
+def test_a_second_busy_round_is_refused(data):
+    with trainer_rounds.exclusive(data):
+        with pytest.raises(trainer_rounds.RoundBusy):
+            run_round(config(data))

@@ -1,0 +1,87 @@
+"""What every training recipe shares: the machine's precision, W&B reporting, LoRA, the policy.
+
+TRL configs default to bf16 and gradient checkpointing, which a two-core CPU cannot use, and
+report to every installed logger; these helpers make those choices once, explicitly.
+"""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+
+    def config(self, task_type: str) -> LoraConfig:
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules, task_type=task_type)
+
+
+def on_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def dtype() -> torch.dtype:
+    return torch.bfloat16 if on_cuda() else torch.float32
+
+
+def configure_wandb(data_dir: Path) -> None:
+    """Offline runs under the data directory unless the user chose a mode or project."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_DIR", str(data_dir))
+    os.environ.setdefault("WANDB_PROJECT", "prefloop")
+    (Path(os.environ["WANDB_DIR"]) / "wandb").mkdir(parents=True, exist_ok=True)
+
+
+def report_to() -> list[str]:
+    return [] if os.environ.get("WANDB_MODE") == "disabled" else ["wandb"]
+
+
+def trainer_args(out_dir: Path, run_name: str) -> dict:
+    """Keyword arguments every TRL config takes: precision for this machine, explicit reporting,
+    and no mid-round checkpoints (a round is kept whole or not at all)."""
+    cuda = on_cuda()
+    return dict(output_dir=str(out_dir), run_name=run_name, bf16=cuda, use_cpu=not cuda,
+                gradient_checkpointing=False, report_to=report_to(), save_strategy="no",
+                logging_steps=1, seed=0, dataloader_num_workers=0)
+
+
+def load_tokenizer(base_path: Path, padding_side: str = "left"):
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def policy_for_training(base_path: Path, live_adapter: Path | None, lora: LoraSettings) -> PeftModel:
+    """The live policy as a trainable LoRA adapter named "default".
+
+    A round continues from the live adapter when there is one, or starts a fresh LoRA on the
+    base model (whose zero-initialised update makes it equal to version 0). TRL's trainers
+    copy "default" into a frozen "ref" adapter, so the reference is the previous live policy.
+    """
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype())
+    if live_adapter is None:
+        return get_peft_model(model, lora.config("CAUSAL_LM"))
+    return PeftModel.from_pretrained(model, str(live_adapter), is_trainable=True)
+
+
+def save_trained_adapter(model: PeftModel, out_dir: Path) -> None:
+    """Only "default": the frozen "ref" copy TRL added would otherwise land in out_dir/ref/."""
+    model.save_pretrained(str(out_dir), selected_adapters=["default"])
+
+
+def last_logged(trainer, *keys: str) -> dict:
+    """The latest logged value of each key: where the round ended, not its average. A key never
+    logged (RLOO's KL when beta is 0) is left out rather than invented."""
+    history = trainer.state.log_history
+    return {key: next(float(h[key]) for h in reversed(history) if key in h)
+            for key in keys if any(key in h for h in history)}

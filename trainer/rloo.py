@@ -1,0 +1,73 @@
+"""REINFORCE leave-one-out: the live policy answers each prompt k times and the round's reward
+model scores the answers.
+
+An answer's advantage is its reward minus the mean reward of its k-1 siblings, so RLOO needs no
+value model (PPO's second network) and trains on prompts nobody has judged yet. The KL penalty
+is taken against TRL's frozen "ref" copy of the live adapter, which keeps the policy near the
+version the annotators judged, where a reward model trained on few judgements is still right.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification
+from trl import RLOOConfig, RLOOTrainer
+
+from . import common
+
+# What TRL logs -> what a round records; "reward" is the reward model's score, before the KL penalty.
+METRICS = {"reward": "rloo_reward", "kl": "rloo_kl", "completions/mean_length": "rloo_completion_length"}
+
+
+@dataclass
+class RLOOSettings:
+    """Defaults sized for SmolLM2-135M on two CPU cores, where sampling dominates a step."""
+    lr: float = 1e-4                 # TRL's 1e-6 would leave a LoRA where it was after so few steps
+    beta: float = 0.05               # KL penalty per answer, in reward units per nat
+    num_generations: int = 4         # k answers per prompt: the baseline of one is the other k-1
+    batch_size: int = 8              # answers per optimiser step, a multiple of num_generations
+    steps: int = 8
+    max_prompt_tokens: int = 256     # longer user text is cut: sampling cost grows with the prompt
+    max_completion_length: int = 96
+    temperature: float = 1.0         # RLOO's estimate assumes answers sampled from the policy itself
+    lora: common.LoraSettings = field(default_factory=common.LoraSettings)
+
+
+def load_reward_model(path: Path):
+    """A merged sequence-classification model and its tokenizer; RLOOTrainer cannot score with a
+    PeftModel, so an adapter folder is refused before any training starts."""
+    if (path / "adapter_config.json").exists():
+        raise ValueError(f"{path} holds a PEFT adapter; RLOO needs a merged reward model folder "
+                         "(merge_and_unload() the adapter and save the result)")
+    if not (path / "config.json").exists():
+        raise ValueError(f"{path} is not a Hugging Face model folder (no config.json)")
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=common.dtype())
+    return model, common.load_tokenizer(path, padding_side="right")
+
+
+def conversations(tokenizer, prompts: list[str], max_tokens: int) -> Dataset:
+    def cut(text: str) -> str:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer.decode(ids[:max_tokens]) if len(ids) > max_tokens else text
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": cut(p)}]} for p in prompts])
+
+
+def train_rloo(base_path: Path, live_adapter: Path | None, prompts: list[str], reward_model_path: Path,
+               cfg: RLOOSettings, out_dir: Path, run_name: str = "rloo",
+               callbacks: list | None = None) -> dict:
+    """`cfg.steps` RLOO updates from the live policy; the trained adapter is written to `out_dir`."""
+    reward_model, reward_tokenizer = load_reward_model(Path(reward_model_path))
+    model = common.policy_for_training(base_path, live_adapter, cfg.lora)
+    tokenizer = common.load_tokenizer(base_path)
+    args = RLOOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr, beta=cfg.beta,
+                      num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
+                      max_steps=cfg.steps, max_completion_length=cfg.max_completion_length,
+                      temperature=cfg.temperature)
+    trainer = RLOOTrainer(model=model, reward_funcs=reward_model, args=args,
+                          train_dataset=conversations(tokenizer, prompts, cfg.max_prompt_tokens),
+                          processing_class=tokenizer, reward_processing_classes=reward_tokenizer,
+                          callbacks=callbacks)
+    result = trainer.train()
+    common.save_trained_adapter(model, out_dir)
+    last = common.last_logged(trainer, *METRICS)
+    return {METRICS[key]: value for key, value in last.items()} | {"rloo_steps": float(result.global_step)}

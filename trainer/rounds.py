@@ -1,0 +1,249 @@
+"""One training round, all or nothing: data snapshot, reward model, policy update, evaluation,
+registration and the promotion gate.
+
+Everything a round writes goes under its work folder first. Only when the adapter and the
+reward model are complete are they renamed into `adapters/` and `reward_models/` and the
+version registered, and only then may it be promoted; so an exception, Ctrl-C, SIGTERM or
+kill -9 at any point leaves the live policy and the database as they were. A kill -9 leaves
+a round marked running with a dead pid; the next round marks it failed and clears its folder.
+"""
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from policy import models
+from policy.registry import PolicyRegistry
+from storage import evaluations, queries, rounds
+from storage.db import open_db
+from storage.exports import HELDOUT_FRACTION
+from storage.paths import data_dir
+
+from . import common, data
+from .dpo import DPOSettings, train_dpo
+from .evaluate import CANDIDATE, EvalConfig, evaluate
+from .ppo import PPOConfig, train_ppo
+from .reward_model import RewardModel, RewardModelConfig, train_reward_model
+from .rloo import RLOOSettings, train_rloo
+
+ALGOS = ("dpo", "ppo", "rloo")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GateConfig:
+    """Promote automatically only a candidate the reward model prefers that stays near its reference."""
+    min_win_rate: float = 0.5   # reward-model win-rate against the live policy, strictly above
+    max_kl: float = 20.0        # mean summed log-ratio per answer (nats) against the live policy
+
+    def passes(self, metrics: dict) -> bool:
+        return metrics["rm_win_rate_vs_live"] > self.min_win_rate and metrics["kl_to_ref"] < self.max_kl
+
+
+@dataclass
+class RoundConfig:
+    algo: str = "dpo"
+    data_dir: Path = field(default_factory=data_dir)
+    model: str | None = None       # defaults to the database's base model
+    heldout_fraction: float = HELDOUT_FRACTION
+    min_pairs: int = 8             # fewer decisive votes than this is not worth a round
+    max_rl_prompts: int = 64       # training prompts PPO and RLOO sample from
+    auto_promote: bool = True
+    reward: RewardModelConfig = field(default_factory=RewardModelConfig)
+    dpo: DPOSettings = field(default_factory=DPOSettings)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    rloo: RLOOSettings = field(default_factory=RLOOSettings)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "prefloop.db"
+
+    def record(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+
+@dataclass
+class RoundResult:
+    round_id: int
+    version_id: int
+    metrics: dict
+    promoted: bool
+
+
+class RoundBusy(RuntimeError):
+    pass
+
+
+def apply_overrides(cfg, assignments: list[str]):
+    """`section.field=value` strings from the command line, parsed as the field's own type."""
+    for assignment in assignments:
+        path, _, raw = assignment.partition("=")
+        *parents, name = path.split(".")
+        target = cfg
+        for parent in parents:
+            target = getattr(target, parent)
+        if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+            raise ValueError(f"unknown setting {path!r}")
+        current = getattr(target, name)
+        value = raw.lower() in ("1", "true", "yes") if isinstance(current, bool) else \
+            type(current)(raw) if current is not None else raw
+        setattr(target, name, value)
+    return cfg
+
+
+@contextmanager
+def exclusive(data_dir: Path):
+    """One round at a time per data directory, across processes."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "round.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RoundBusy("another round is running on this data directory") from None
+        yield
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (the admin tab's stop, a service manager) unwinds like Ctrl-C so cleanup runs."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class PhaseProgress(TrainerCallback):
+    """Writes 'phase step/total' to the round's row so the admin tab can show live progress."""
+
+    def __init__(self, db, round_id: int, phase: str):
+        self.db, self.round_id, self.phase = db, round_id, phase
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        rounds.set_round_phase(self.db, self.round_id, f"{self.phase} {state.global_step}/{state.max_steps}")
+
+
+def outputs(root: Path, round_id: int) -> tuple[Path, Path]:
+    """Where a finished round's adapter and reward model live."""
+    return root / "adapters" / f"round-{round_id}", root / "reward_models" / f"round-{round_id}"
+
+
+def clear_dead_rounds(db, root: Path) -> None:
+    rounds.fail_stale_rounds(db)
+    work = root / "rounds"
+    for folder in work.glob("round-*") if work.exists() else []:
+        round_id = int(folder.name.split("-")[1])
+        if folder.is_dir() and rounds.get_round(db, round_id)["status"] != "running":
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_round(cfg: RoundConfig, log_path: str | None = None) -> RoundResult:
+    if cfg.algo not in ALGOS:
+        raise ValueError(f"--algo must be one of {ALGOS}")
+    common.configure_wandb(cfg.data_dir)
+    with exclusive(cfg.data_dir), sigterm_as_interrupt():
+        db = open_db(cfg.db_path)
+        clear_dead_rounds(db, cfg.data_dir)
+        round_id = rounds.start_round(db, cfg.algo, cfg.record(), os.getpid(), log_path)
+        work = cfg.data_dir / "rounds" / f"round-{round_id}"
+        os.environ["WANDB_RUN_GROUP"] = f"round-{round_id}"
+        try:
+            result = _train_evaluate_register(cfg, db, round_id, work)
+        except BaseException as e:
+            rounds.fail_round(db, round_id, f"{type(e).__name__}: {e}")
+            for folder in (work, *outputs(cfg.data_dir, round_id)):  # never registered: remove
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        shutil.rmtree(work, ignore_errors=True)
+        return result
+
+
+def _train_evaluate_register(cfg: RoundConfig, db, round_id: int, work: Path) -> RoundResult:
+    base_spec = cfg.model or rounds.get_version(db, 0)["base_model"]
+    base_path = models.checkpoint_dir(base_spec, cfg.data_dir / "models")
+    live = queries.live_version_id(db)
+    live_adapter = rounds.get_version(db, live)["adapter_path"]
+    live_adapter = Path(live_adapter) if live_adapter else None
+
+    rounds.set_round_phase(db, round_id, "snapshot")
+    snap = data.snapshot(db, cfg.heldout_fraction)
+    if len(snap.train) < cfg.min_pairs or not snap.heldout:
+        raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
+                         f"pairs: a round needs at least {cfg.min_pairs} and some held out; "
+                         "collect more judgements first")
+    rounds.set_round_votes(db, round_id, snap.vote_ids)
+
+    rm_dir = work / "reward_model"
+    metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir,
+                                 run_name=f"round-{round_id}-reward",
+                                 callbacks=[PhaseProgress(db, round_id, "reward model")])
+    adapter_dir = work / "adapter"
+    callbacks = [PhaseProgress(db, round_id, cfg.algo)]
+    if cfg.algo == "dpo":
+        metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
+                             run_name=f"round-{round_id}-dpo", callbacks=callbacks)
+    elif cfg.algo == "rloo":
+        metrics |= train_rloo(base_path, live_adapter, snap.train_prompts[:cfg.max_rl_prompts], rm_dir,
+                              cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
+                              callbacks=callbacks)
+    else:
+        rm = RewardModel.load(rm_dir)
+        history = train_ppo(base_path, live_adapter, snap.train_prompts[:cfg.max_rl_prompts],
+                            rm.score, cfg.ppo, adapter_dir,
+                            log=lambda s: rounds.set_round_phase(db, round_id, f"ppo iteration {s['iteration']}"))
+        metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
+
+    rounds.set_round_phase(db, round_id, "evaluate")
+    registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
+    registry.ensure_loaded(live, live_adapter)
+    registry.ensure_loaded(CANDIDATE, adapter_dir)
+    eval_metrics, judgements = evaluate(registry, RewardModel.load(rm_dir), snap.heldout_prompts,
+                                        live, cfg.eval)
+    metrics |= eval_metrics
+    log_to_wandb(cfg, round_id, metrics, judgements)
+
+    rounds.set_round_phase(db, round_id, "register")
+    final_adapter, final_rm = outputs(cfg.data_dir, round_id)
+    for src, dst in ((adapter_dir, final_adapter), (rm_dir, final_rm)):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+    with queries.immediate(db):  # the version, its figures and the round's end: all or none
+        version_id = rounds.add_version(db, parent_id=live, adapter_path=str(final_adapter.resolve()),
+                                        algo=cfg.algo, round_id=round_id)
+        rounds.add_metrics(db, metrics, round_id=round_id, version_id=version_id)
+        evaluations.add_model_judgements(db, round_id, [j.row(version_id) for j in judgements],
+                                         cfg.eval.sampling.record(), cfg.eval.seed)
+        rounds.finish_round(db, round_id, version_id)
+    promoted = cfg.auto_promote and cfg.gate.passes(metrics)
+    if promoted:
+        rounds.promote(db, version_id, by=f"round {round_id} gate")
+    return RoundResult(round_id, version_id, metrics, promoted)
+
+
+def log_to_wandb(cfg: RoundConfig, round_id: int, metrics: dict, judgements) -> None:
+    """The round's config, its figures and a table of sample answers, in one W&B run."""
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return
+    import wandb
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "prefloop"), name=f"round-{round_id}",
+                     group=f"round-{round_id}", job_type="evaluate", config=cfg.record(),
+                     dir=os.environ.get("WANDB_DIR"))
+    run.log(metrics)
+    table = wandb.Table(columns=["prompt", "candidate", "opponent_version", "opponent",
+                                 "candidate_score", "opponent_score"])
+    for j in judgements:
+        table.add_data(j.prompt, j.completion_a, j.version_b, j.completion_b, j.score_a, j.score_b)
+    run.log({"samples": table})
+    run.finish()
