@@ -12,13 +12,14 @@ TEMPLATE_TOKENS = 64
 class SamplingConfig:
     temperature: float = 0.8
     top_p: float = 0.95
+    top_k: int = 0  # off, so top-p alone truncates (transformers would quietly add top_k=50)
     max_new_tokens: int = 160
     # Identical completions teach nothing; resample with the next seed up to this many times.
     attempts: int = 3
 
     def generate_kwargs(self) -> dict:
         return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
-                "max_new_tokens": self.max_new_tokens}
+                "top_k": self.top_k, "max_new_tokens": self.max_new_tokens}
 
     def record(self) -> dict:
         """What a pair stores about how it was made."""

@@ -44,7 +44,7 @@ class PPOConfig:
     vf_coef: float = 0.1
     init_kl_coef: float = 0.05
     target_kl: float = 6.0       # nats per completion
-    kl_horizon: int = 10000      # completions over which the KL coefficient closes the gap
+    kl_horizon: int = 10000      # Ziegler's: adapts over ~this many completions, slowly within a CPU round
     whiten_rewards: bool = False  # rescale per-token rewards per batch, for reward models with a large scale
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -156,7 +156,8 @@ class Rollout:
 def rollout(model, value_head: nn.Linear, tokenizer, prompts: list[str], reward_fn, cfg: PPOConfig,
             ref_adapter: str | None, seed: int) -> Rollout:
     """Sample one completion per prompt and record everything the updates compare against."""
-    sampling = SamplingConfig(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
+    # Sample from exactly the distribution the losses score: no top-p or top-k truncation.
+    sampling = SamplingConfig(temperature=cfg.temperature, top_p=1.0, top_k=0, max_new_tokens=cfg.max_new_tokens)
     texts, sequences, prompt_and_answer_mask, start = sample_batch(model, tokenizer, prompts, sampling, seed)
     sequences = sequences.clone()  # generated under inference mode, which autograd cannot reuse
     completion = sequences[:, start:]
@@ -207,8 +208,6 @@ def train_ppo(base_path: Path, live_adapter: Path | None, prompts: list[str],
     if live_adapter is not None:
         model.load_adapter(str(live_adapter), adapter_name="ref", is_trainable=False)
     ref_adapter = "ref" if "ref" in model.peft_config else None
-    # Sample from the distribution the losses score: generate would otherwise keep only the top 50.
-    model.get_base_model().generation_config.top_k = 0
     # No dropout: the rollout's log-probs must equal the first update's, so ratios start at 1.
     model.to(device).eval()
     value_head = nn.Linear(model.config.hidden_size, 1, device=device)
