@@ -52,7 +52,8 @@ def free_port() -> int:
 
 
 def start_app(data: Path, ready: int):
-    """The real app on the tiny model, served on a free port, with accounts alice and bob."""
+    """The real app on the tiny model, served on a free port, with annotators alice and bob
+    and the admin root."""
     from app import users
     from app.pair_queue import QueueConfig
     from app.server import AppConfig, serve
@@ -62,6 +63,7 @@ def start_app(data: Path, ready: int):
     (data / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
     users.add_user(data / "users.json", "alice", "alice-pw")
     users.add_user(data / "users.json", "bob", "bob-pw")
+    users.add_user(data / "users.json", "root", "root-pw", role="admin")
     cfg = AppConfig(model="tiny", data_dir=data, port=free_port(),
                     queue=QueueConfig(ready=ready, batch=2, sampling=SamplingConfig(max_new_tokens=16)))
     demo, queue = serve(cfg, block=False)

@@ -1,0 +1,51 @@
+"""The admin endpoints: only admins act; promotion hot-swaps the running app; rollback undoes it;
+a launched round runs as its own process and reports back through the database."""
+import time
+
+import pytest
+from gradio_client import Client
+
+from storage import queries, rounds
+from storage.db import open_db
+
+from .conftest import random_adapter
+
+
+def client(live_app, user):
+    return Client(f"http://127.0.0.1:{live_app.port}", auth=(user, f"{user}-pw"), verbose=False)
+
+
+def test_annotators_cannot_promote_roll_back_or_launch(live_app):
+    bob = client(live_app, "bob")
+    for args, api in (((0,), "/promote"), ((), "/rollback"), (("dpo",), "/launch_round")):
+        with pytest.raises(Exception, match="only admin accounts"):
+            bob.predict(*args, api_name=api)
+    assert len(rounds.promotions(open_db(live_app.db_path))) == 1
+
+
+def test_promotion_reaches_the_running_app_and_rollback_returns(live_app, tmp_path):
+    db = open_db(live_app.db_path)
+    v1 = rounds.add_version(db, parent_id=0, adapter_path=str(random_adapter(tmp_path / "v1")), algo="dpo")
+    root, alice = client(live_app, "root"), client(live_app, "alice")
+    assert root.predict(v1, api_name="/promote") == v1
+    pair_id, *_ = alice.predict(api_name="/next_pair")
+    assert db["pairs"].get(pair_id)["version_id"] == v1  # the live version answers, no restart
+    assert root.predict(api_name="/rollback") == 0
+    pair_id, *_ = alice.predict(api_name="/next_pair")
+    assert db["pairs"].get(pair_id)["version_id"] == 0
+    with pytest.raises(Exception, match="no policy version 999"):
+        root.predict(999, api_name="/promote")
+
+
+def test_a_launched_round_runs_apart_and_its_failure_is_reported(live_app):
+    db = open_db(live_app.db_path)
+    live = queries.live_version_id(db)
+    pid = client(live_app, "root").predict("dpo", api_name="/launch_round")
+    assert pid > 0
+    deadline = time.monotonic() + 120
+    while not (db["rounds"].count and rounds.list_rounds(db, 1)[0]["status"] == "failed"):
+        assert time.monotonic() < deadline, "the round never reported back"
+        time.sleep(0.5)
+    # this app's few votes are not enough: the round says so and changes nothing
+    assert "collect more judgements" in rounds.list_rounds(db, 1)[0]["error"]
+    assert queries.live_version_id(db) == live
