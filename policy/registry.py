@@ -14,7 +14,7 @@ from peft import PeftModel
 from . import models
 import torch
 
-from .sampling import SampledPair, SamplingConfig, completion_logprobs, sample_batch, sample_pair
+from .sampling import SampledPair, SamplingConfig, sample_batch, sample_pair, token_logprobs
 
 
 class PolicyRegistry:
@@ -82,7 +82,7 @@ class PolicyRegistry:
         with self._lock, self._selected(version_id) as model:
             return sample_batch(model, self.tokenizer, prompts, cfg, seed)
 
-    def completion_logprobs(self, version_id: int, sequences: torch.Tensor, mask: torch.Tensor,
-                            start: int) -> torch.Tensor:
+    def token_logprobs(self, version_id: int, sequences: torch.Tensor, mask: torch.Tensor,
+                       start: int) -> torch.Tensor:
         with self._lock, self._selected(version_id) as model:
-            return completion_logprobs(model, sequences, mask, start)
+            return token_logprobs(model, sequences, mask, start)

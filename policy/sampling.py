@@ -87,9 +87,9 @@ def sample_batch(model, tokenizer, prompts: list[str], cfg: SamplingConfig,
 
 
 @torch.inference_mode()
-def completion_logprobs(model, sequences: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-    """Summed log-probability of each sequence's tokens from `start` on, under `model`."""
+def token_logprobs(model, sequences: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+    """Log-probability of each token from `start` on under `model` (0 where masked out)."""
     logits = model(input_ids=sequences, attention_mask=mask).logits[:, start - 1:-1].float()
     targets = sequences[:, start:]
     logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (logps * mask[:, start:]).sum(dim=1)
+    return logps * mask[:, start:]

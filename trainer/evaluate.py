@@ -29,7 +29,7 @@ class Answers:
     version: int
     texts: list[str]
     lengths: list[int]
-    kl: list[float]  # per answer, against the reference; empty when not measured
+    kl: list[float]  # per answer (nats, summed over its tokens) against the reference; empty when not measured
 
 
 @dataclass
@@ -66,9 +66,11 @@ def answer(registry: PolicyRegistry, version: int, prompts: list[str], cfg: Eval
         out.texts += texts
         out.lengths += mask[:, start:].sum(dim=1).tolist()
         if reference is not None:
-            ratio = (registry.completion_logprobs(version, seqs, mask, start)
-                     - registry.completion_logprobs(reference, seqs, mask, start))
-            out.kl += ratio.tolist()
+            # Schulman's k3 estimator per token, (e^r - 1) - r with r = log ref/policy: never
+            # negative, unlike the plain log-ratio, whose sample mean often is on 16 answers.
+            r = (registry.token_logprobs(reference, seqs, mask, start)
+                 - registry.token_logprobs(version, seqs, mask, start))
+            out.kl += ((torch.expm1(r) - r) * mask[:, start:]).sum(dim=1).tolist()
     return out
 
 
