@@ -5,9 +5,11 @@ Training never runs inside the UI process: a round takes minutes of both CPU cor
 be killed, and the app must keep serving annotators throughout. The app learns of a new live
 version the same way whoever promotes it: through the database (see `pair_queue`).
 """
+import html
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -16,7 +18,7 @@ from storage import rounds
 from storage.db import thread_db
 
 REPO = Path(__file__).resolve().parent.parent
-ALGOS = ("dpo", "ppo", "rloo")
+ALGOS = rounds.ALGOS
 LOG_TAIL_CHARS = 4000
 
 
@@ -38,13 +40,11 @@ class Admin:
         self._require_admin(request)
         if algo not in ALGOS:
             raise gr.Error(f"algorithm must be one of {ALGOS}")
-        db = thread_db(self.db_path)
-        rounds.fail_stale_rounds(db)
-        if rounds.running_round(db):
+        if rounds.round_running(self.data_dir):
             raise gr.Error("a round is already running; wait for it to finish")
         logs = self.data_dir / "rounds"
         logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{algo}.log"
+        log_path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{algo}-{uuid.uuid4().hex[:6]}.log"
         with open(log_path, "w") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "trainer", "--data-dir", str(self.data_dir), "round",
@@ -56,7 +56,8 @@ class Admin:
     def round_status(self) -> tuple[str, str]:
         """The latest round as a line of Markdown, and the tail of its log."""
         db = thread_db(self.db_path)
-        rounds.fail_stale_rounds(db)
+        if not rounds.round_running(self.data_dir):  # a killed round no longer holds the lock
+            rounds.fail_stale_rounds(db)
         latest = rounds.list_rounds(db, limit=1)
         if not latest:
             return "No rounds yet.", ""
@@ -64,7 +65,7 @@ class Admin:
         line = (f"**Round {r['id']}** ({r['algo']}): {r['status']}"
                 f"{', ' + r['phase'] if r['status'] == 'running' else ''}"
                 f"{', made version ' + str(r['version_id']) if r['version_id'] else ''}"
-                f"{' — ' + r['error'] if r['error'] else ''}")
+                f"{' — ' + html.escape(r['error']) if r['error'] else ''}")
         log = ""
         if r["log_path"] and Path(r["log_path"]).exists():
             log = Path(r["log_path"]).read_text(errors="replace")[-LOG_TAIL_CHARS:]
@@ -114,7 +115,9 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
         done = gr.Markdown()
     timer = gr.Timer(2.0, active=False)
 
-    def refresh():
+    def refresh(request: gr.Request):
+        if not admin.is_admin(request):
+            return "", "", None
         line, tail = admin.round_status()
         return line, tail, versions_frame(admin.versions())
 

@@ -5,6 +5,7 @@ blind mode the sides are shuffled and the versions are named only after the view
 those votes are evaluation votes, kept apart from training data.
 """
 import random
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -84,7 +85,8 @@ class Compare:
             raise gr.Error(str(e)) from None
 
     def gallery_markdown(self) -> str:
-        return evaluations.gallery_markdown(thread_db(self.db_path))
+        """The gallery for the screen: prompts, answers and notes are shown as text, never as HTML."""
+        return safe_markdown(evaluations.gallery_markdown(thread_db(self.db_path)))
 
 
 def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
@@ -120,7 +122,7 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
 
     def refresh_choices():
         versions = compare.version_choices()
-        live = next(v for label, v in versions if "live" in label)
+        live = queries.live_version_id(thread_db(compare.db_path))
         return (gr.Dropdown(choices=compare.prompt_choices()),
                 gr.Dropdown(choices=versions, value=0), gr.Dropdown(choices=versions, value=live),
                 compare.gallery_markdown())
@@ -143,9 +145,9 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
         return compare.gallery_markdown(), ""
 
     def gallery_file():
-        path = Path(compare.db_path).parent / "gallery.md"
-        path.write_text(compare.gallery_markdown())
-        return str(path)
+        folder = Path(tempfile.mkdtemp(prefix="prefloop-gallery-"))
+        (folder / "gallery.md").write_text(evaluations.gallery_markdown(thread_db(compare.db_path)))
+        return str(folder / "gallery.md")
 
     outputs = [comparison_id, head_a, head_b, answer_a, answer_b, vote_row, reveal]
     inputs = [prompt, version_a, version_b, seed, blind]

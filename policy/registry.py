@@ -35,9 +35,6 @@ class PolicyRegistry:
         model, tokenizer = models.load(spec, cache_dir)
         return cls(model, tokenizer, models.model_name(spec))
 
-    def loaded_versions(self) -> set[int]:
-        return {0, *self._adapters}
-
     def ensure_loaded(self, version_id: int, adapter_path: str | Path | None) -> None:
         """Load a version's adapter once; version 0 is the base model itself.
 
@@ -49,6 +46,8 @@ class PolicyRegistry:
             raise ValueError(f"policy version {version_id} has no adapter")
         name = f"v{version_id}" if version_id > 0 else f"candidate{-version_id}"
         with self._lock:
+            if version_id in self._adapters:  # loaded by another caller while we waited
+                return
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(str(adapter_path), adapter_name=name)
             else:

@@ -42,6 +42,8 @@ def record_eval_vote(db: sqlite_utils.Database, comparison_id, annotator: str, r
     comparison = get_comparison(db, comparison_id)
     if not comparison["blind"]:
         raise VoteError("only blind comparisons take votes: a viewer who knows the versions is biased")
+    if comparison["created_by"] != annotator:
+        raise VoteError(f"comparison {comparison['id']} was not shown to you; generate your own")
     with immediate(db):
         previous = list(db.query("SELECT id, result FROM eval_votes WHERE comparison_id = ? "
                                  "AND annotator = ?", [comparison["id"], annotator]))
@@ -89,7 +91,11 @@ def heldout_prompts(db: sqlite_utils.Database, limit: int = 50) -> list[str]:
 # --- gallery ---------------------------------------------------------------------------------
 
 def pin(db: sqlite_utils.Database, comparison_id, note: str, by: str) -> int:
+    """Keep a comparison in the gallery; a blind one only after its vote, since pins name versions."""
     comparison = get_comparison(db, comparison_id)
+    voted = db.execute("SELECT 1 FROM eval_votes WHERE comparison_id = ?", [comparison["id"]]).fetchone()
+    if comparison["blind"] and not voted:
+        raise VoteError("vote on a blind comparison before pinning it: the gallery shows its versions")
     with immediate(db):
         return db["gallery"].insert({"comparison_id": comparison["id"], "note": (note or "").strip(),
                                      "pinned_by": by, "pinned_at": now()}).last_pk

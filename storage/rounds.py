@@ -3,47 +3,64 @@
 Every change of the live policy is a new row in `promotions`, whether it promotes a fresh
 candidate or rolls back to an old version, so the history of what annotators saw is kept.
 """
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import sqlite_utils
 
 from .queries import immediate, live_version_id, now
 
 
+ALGOS = ("dpo", "ppo", "rloo")
+
+
 class PromotionError(ValueError):
     """A refused promotion; its message is written for the ML engineer."""
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+class RoundBusy(RuntimeError):
+    """Another round holds this data directory."""
+
+
+@contextlib.contextmanager
+def round_lock(data_dir: Path, wait: float = 2.0) -> Iterator[None]:
+    """One round at a time per data directory, across processes. The kernel drops the lock
+    when its process dies however it dies, so holding it is the truest sign a round is alive.
+    A round waits a moment for it, so that `round_running`'s brief probe never turns one away."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    with open(data_dir / "round.lock", "w") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RoundBusy("another round is running on this data directory") from None
+                time.sleep(0.05)
+        yield
+
+
+def round_running(data_dir: Path) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        with round_lock(data_dir, wait=0):
+            return False
+    except RoundBusy:
         return True
-    return True
 
 
-# --- rounds --------------------------------------------------------------------------------
-
-def fail_stale_rounds(db: sqlite_utils.Database, alive: Callable[[int], bool] = _pid_alive) -> int:
-    """Mark rounds whose process died (kill -9, power cut) failed; returns how many."""
-    stale = [r["id"] for r in db.query("SELECT id, pid FROM rounds WHERE status = 'running'")
-             if not alive(r["pid"])]
+def fail_stale_rounds(db: sqlite_utils.Database) -> int:
+    """Mark rounds left running by a dead process (kill -9, power cut) failed; returns how many.
+    Call it only when `round_running` is false or while holding `round_lock`: then no round is alive."""
     with immediate(db):
-        for round_id in stale:
-            db["rounds"].update(round_id, {"status": "failed", "finished_at": now(),
-                                           "error": "the round's process ended without finishing"})
-    return len(stale)
-
-
-def running_round(db: sqlite_utils.Database) -> dict | None:
-    rows = list(db.query("SELECT * FROM rounds WHERE status = 'running' ORDER BY id DESC LIMIT 1"))
-    return rows[0] if rows else None
+        return db.execute("UPDATE rounds SET status = 'failed', finished_at = ?, error = ? "
+                          "WHERE status = 'running'",
+                          [now(), "the round's process ended without finishing"]).rowcount
 
 
 def start_round(db: sqlite_utils.Database, algo: str, config: dict, pid: int,

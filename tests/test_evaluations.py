@@ -37,6 +37,8 @@ def test_bad_eval_votes_get_a_clear_error(db):
         evaluations.record_eval_vote(db, 999, "alice", "a")
     with pytest.raises(VoteError, match="must be one of"):
         evaluations.record_eval_vote(db, cid, "alice", "maybe")
+    with pytest.raises(VoteError, match="not shown to you"):  # bob never saw alice's comparison
+        evaluations.record_eval_vote(db, cid, "bob", "a")
     assert db["eval_votes"].count == 0
 
 
@@ -58,6 +60,9 @@ def test_outcomes_keep_human_and_model_judges_apart(db, tmp_path):
 
 def test_gallery_pins_survive_and_export_as_markdown(db):
     cid = comparison(db)
+    with pytest.raises(VoteError, match="before pinning"):  # the gallery would name the versions
+        evaluations.pin(db, cid, "too early", by="alice")
+    evaluations.record_eval_vote(db, cid, "alice", "b")
     gid = evaluations.pin(db, cid, "  Tuned answer is shorter  ", by="alice")
     [pinned] = evaluations.gallery(db)
     assert pinned["note"] == "Tuned answer is shorter" and pinned["prompt"] == "Name a colour."

@@ -18,7 +18,8 @@ def test_report_writes_figures_and_a_summary_with_the_leaderboard(tmp_path):
     rounds.finish_round(db, round_id, v1)
     for i, result in enumerate(["b", "b", "a", "tie"]):
         cid = evaluations.add_comparison(db, prompt=f"p{i}", version_a=0, version_b=v1, completion_a="x",
-                                         completion_b="y", sampling={}, seed=i, blind=True, created_by="bob")
+                                         completion_b="y", sampling={}, seed=i, blind=True,
+                                         created_by="bob")
         evaluations.record_eval_vote(db, cid, "bob", result)
     evaluations.pin(db, cid, "A tie worth showing", by="bob")
 

@@ -11,7 +11,6 @@ import pytest
 
 from storage import queries, rounds
 from storage.db import open_db
-from trainer import rounds as trainer_rounds
 from trainer.rounds import RoundConfig, apply_overrides, run_round
 
 from .conftest import MODEL_CACHE, REPO
@@ -121,6 +120,6 @@ def test_rl_rounds_run_end_to_end_with_the_merged_reward_model(data, algo):
 
 
 def test_a_second_busy_round_is_refused(data):
-    with trainer_rounds.exclusive(data):
-        with pytest.raises(trainer_rounds.RoundBusy):
+    with rounds.round_lock(data):
+        with pytest.raises(rounds.RoundBusy):
             run_round(config(data))

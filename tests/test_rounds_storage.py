@@ -34,11 +34,22 @@ def test_promoting_a_missing_adapter_or_unknown_version_changes_nothing(db, tmp_
 def test_a_round_whose_process_died_is_marked_failed(db):
     queries.ensure_base_version(db, "tiny")
     dead = rounds.start_round(db, "dpo", {}, pid=111)
-    alive = rounds.start_round(db, "dpo", {}, pid=222)
-    assert rounds.fail_stale_rounds(db, alive=lambda pid: pid == 222) == 1
+    done = rounds.start_round(db, "dpo", {}, pid=222)
+    rounds.fail_round(db, done, "ValueError: no data")
+    assert rounds.fail_stale_rounds(db) == 1
     assert rounds.get_round(db, dead)["status"] == "failed"
     assert "ended without finishing" in rounds.get_round(db, dead)["error"]
-    assert rounds.running_round(db)["id"] == alive
+    assert rounds.get_round(db, done)["error"] == "ValueError: no data"
+
+
+def test_the_round_lock_is_exclusive_and_visible(tmp_path):
+    assert not rounds.round_running(tmp_path)
+    with rounds.round_lock(tmp_path):
+        assert rounds.round_running(tmp_path)
+        with pytest.raises(rounds.RoundBusy):
+            with rounds.round_lock(tmp_path, wait=0.1):
+                pass
+    assert not rounds.round_running(tmp_path)
 
 
 def test_new_judgements_are_counted_from_the_last_finished_round(db):

@@ -20,10 +20,10 @@ def round_config(args):
 
 
 def cmd_round(args) -> int:
-    from .rounds import RoundBusy, run_round
+    from .rounds import run_round
     try:
         result = run_round(round_config(args), log_path=args.log)
-    except RoundBusy as e:
+    except round_queries.RoundBusy as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps({"round": result.round_id, "version": result.version_id,
@@ -46,6 +46,8 @@ def cmd_watch(args) -> int:
                 print(f"round {result.round_id} made version {result.version_id}"
                       f"{' (promoted)' if result.promoted else ' (candidate)'}", flush=True)
                 failed_at = None
+            except round_queries.RoundBusy:  # someone else's round: try again at the next poll
+                pass
             except Exception as e:  # the round is marked failed; wait for more data before retrying
                 logging.exception("round failed: %s", e)
                 failed_at = new
@@ -83,8 +85,8 @@ def main(argv=None) -> int:
     for name, help_text in (("round", "run one round from the live policy"),
                             ("watch", "run a round whenever N new judgements arrive")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--algo", choices=["dpo", "ppo", "rloo"], default="dpo")
-        p.add_argument("--model", help="base model (default: the database's; 'smollm2', 'tiny' or a path)")
+        p.add_argument("--algo", choices=round_queries.ALGOS, default="dpo")
+        p.add_argument("--model", help="checked against the database's base model ('smollm2', 'tiny' or a path)")
         p.add_argument("--no-promote", action="store_true", help="keep the new version a candidate")
         p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                        help="override a setting, e.g. dpo.lr=1e-4 or gate.max_kl=10 (repeatable)")

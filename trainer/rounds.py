@@ -8,10 +8,10 @@ kill -9 at any point leaves the live policy and the database as they were. A kil
 a round marked running with a dead pid; the next round marks it failed and clears its folder.
 """
 import dataclasses
-import fcntl
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 from contextlib import contextmanager
@@ -23,6 +23,7 @@ from transformers import TrainerCallback
 from policy import models
 from policy.registry import PolicyRegistry
 from storage import evaluations, queries, rounds
+from storage.rounds import ALGOS, round_lock
 from storage.db import open_db
 from storage.exports import HELDOUT_FRACTION
 from storage.paths import data_dir
@@ -34,7 +35,6 @@ from .ppo import PPOConfig, train_ppo
 from .reward_model import RewardModel, RewardModelConfig, train_reward_model
 from .rloo import RLOOSettings, train_rloo
 
-ALGOS = ("dpo", "ppo", "rloo")
 log = logging.getLogger(__name__)
 
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class GateConfig:
     """Promote automatically only a candidate the reward model prefers that stays near its reference."""
     min_win_rate: float = 0.5   # reward-model win-rate against the live policy, strictly above
-    max_kl: float = 20.0        # mean summed log-ratio per answer (nats) against the live policy
+    max_kl: float = 20.0        # mean KL per answer (nats, k3 estimate) against the live policy
 
     def passes(self, metrics: dict) -> bool:
         return metrics["rm_win_rate_vs_live"] > self.min_win_rate and metrics["kl_to_ref"] < self.max_kl
@@ -52,10 +52,10 @@ class GateConfig:
 class RoundConfig:
     algo: str = "dpo"
     data_dir: Path = field(default_factory=data_dir)
-    model: str | None = None       # defaults to the database's base model
+    model: str | None = None       # if given, must be the database's base model
     heldout_fraction: float = HELDOUT_FRACTION
     min_pairs: int = 8             # fewer decisive votes than this is not worth a round
-    max_rl_prompts: int = 64       # training prompts PPO and RLOO sample from
+    max_rl_prompts: int = 64       # training prompts PPO and RLOO sample from, drawn anew each round
     auto_promote: bool = True
     reward: RewardModelConfig = field(default_factory=RewardModelConfig)
     dpo: DPOSettings = field(default_factory=DPOSettings)
@@ -80,10 +80,6 @@ class RoundResult:
     promoted: bool
 
 
-class RoundBusy(RuntimeError):
-    pass
-
-
 def apply_overrides(cfg, assignments: list[str]):
     """`section.field=value` strings from the command line, parsed as the field's own type."""
     for assignment in assignments:
@@ -102,20 +98,8 @@ def apply_overrides(cfg, assignments: list[str]):
 
 
 @contextmanager
-def exclusive(data_dir: Path):
-    """One round at a time per data directory, across processes."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "round.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RoundBusy("another round is running on this data directory") from None
-        yield
-
-
-@contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM (the admin tab's stop, a service manager) unwinds like Ctrl-C so cleanup runs."""
+    """SIGTERM (`kill`, a service manager's stop) unwinds like Ctrl-C so cleanup runs."""
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
     previous = signal.signal(signal.SIGTERM, handler)
@@ -141,37 +125,59 @@ def outputs(root: Path, round_id: int) -> tuple[Path, Path]:
 
 
 def clear_dead_rounds(db, root: Path) -> None:
+    """Called holding the round lock, so no round is running: anything a round left is dead."""
     rounds.fail_stale_rounds(db)
-    work = root / "rounds"
-    for folder in work.glob("round-*") if work.exists() else []:
-        round_id = int(folder.name.split("-")[1])
-        if folder.is_dir() and rounds.get_round(db, round_id)["status"] != "running":
-            shutil.rmtree(folder, ignore_errors=True)
+    registered = {r["round_id"] for r in db.query("SELECT round_id FROM policy_versions "
+                                                   "WHERE round_id IS NOT NULL")}
+    for parent in ("rounds", "adapters", "reward_models"):
+        for folder in (root / parent).glob("round-*"):
+            number = folder.name.removeprefix("round-")
+            if folder.is_dir() and not (number.isdigit() and int(number) in registered):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_round(cfg: RoundConfig, log_path: str | None = None) -> RoundResult:
     if cfg.algo not in ALGOS:
         raise ValueError(f"--algo must be one of {ALGOS}")
     common.configure_wandb(cfg.data_dir)
-    with exclusive(cfg.data_dir), sigterm_as_interrupt():
+    with round_lock(cfg.data_dir), sigterm_as_interrupt():
         db = open_db(cfg.db_path)
+        check_base_model(cfg, db)
         clear_dead_rounds(db, cfg.data_dir)
         round_id = rounds.start_round(db, cfg.algo, cfg.record(), os.getpid(), log_path)
         work = cfg.data_dir / "rounds" / f"round-{round_id}"
         os.environ["WANDB_RUN_GROUP"] = f"round-{round_id}"
         try:
-            result = _train_evaluate_register(cfg, db, round_id, work)
-        except BaseException as e:
+            trained = _train_and_evaluate(cfg, db, round_id, work)
+            version_id = _register(cfg, db, round_id, trained)
+        except BaseException as e:  # nothing was registered: remove every trace but the failed row
             rounds.fail_round(db, round_id, f"{type(e).__name__}: {e}")
-            for folder in (work, *outputs(cfg.data_dir, round_id)):  # never registered: remove
+            for folder in (work, *outputs(cfg.data_dir, round_id)):
                 shutil.rmtree(folder, ignore_errors=True)
             raise
         shutil.rmtree(work, ignore_errors=True)
-        return result
+        promoted = _gate(cfg, db, round_id, version_id, trained)
+        return RoundResult(round_id, version_id, trained.metrics, promoted)
 
 
-def _train_evaluate_register(cfg: RoundConfig, db, round_id: int, work: Path) -> RoundResult:
-    base_spec = cfg.model or rounds.get_version(db, 0)["base_model"]
+def check_base_model(cfg: RoundConfig, db) -> None:
+    """An adapter only fits the base model it was trained on, the database's version 0."""
+    base = rounds.get_version(db, 0)["base_model"]
+    if cfg.model and models.model_name(cfg.model) != base:
+        raise ValueError(f"this database's base model is {base!r}, not {cfg.model!r}")
+
+
+@dataclass
+class Trained:
+    live: int
+    metrics: dict
+    judgements: list
+    adapter_dir: Path
+    rm_dir: Path
+
+
+def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trained:
+    base_spec = rounds.get_version(db, 0)["base_model"]
     base_path = models.checkpoint_dir(base_spec, cfg.data_dir / "models")
     live = queries.live_version_id(db)
     live_adapter = rounds.get_version(db, live)["adapter_path"]
@@ -184,6 +190,8 @@ def _train_evaluate_register(cfg: RoundConfig, db, round_id: int, work: Path) ->
                          f"pairs: a round needs at least {cfg.min_pairs} and some held out; "
                          "collect more judgements first")
     rounds.set_round_votes(db, round_id, snap.vote_ids)
+    rl_prompts = random.Random(round_id).sample(snap.train_prompts,
+                                                min(cfg.max_rl_prompts, len(snap.train_prompts)))
 
     rm_dir = work / "reward_model"
     metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir,
@@ -195,12 +203,12 @@ def _train_evaluate_register(cfg: RoundConfig, db, round_id: int, work: Path) ->
         metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
                              run_name=f"round-{round_id}-dpo", callbacks=callbacks)
     elif cfg.algo == "rloo":
-        metrics |= train_rloo(base_path, live_adapter, snap.train_prompts[:cfg.max_rl_prompts], rm_dir,
+        metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm_dir,
                               cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
                               callbacks=callbacks)
     else:
         rm = RewardModel.load(rm_dir)
-        history = train_ppo(base_path, live_adapter, snap.train_prompts[:cfg.max_rl_prompts],
+        history = train_ppo(base_path, live_adapter, rl_prompts,
                             rm.score, cfg.ppo, adapter_dir,
                             log=lambda s: rounds.set_round_phase(db, round_id, f"ppo iteration {s['iteration']}"))
         metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
@@ -214,22 +222,38 @@ def _train_evaluate_register(cfg: RoundConfig, db, round_id: int, work: Path) ->
     metrics |= eval_metrics
     log_to_wandb(cfg, round_id, metrics, judgements)
 
+    return Trained(live, metrics, judgements, adapter_dir, rm_dir)
+
+
+def _register(cfg: RoundConfig, db, round_id: int, trained: Trained) -> int:
+    """Rename the finished outputs into place, then record the version in one transaction."""
     rounds.set_round_phase(db, round_id, "register")
     final_adapter, final_rm = outputs(cfg.data_dir, round_id)
-    for src, dst in ((adapter_dir, final_adapter), (rm_dir, final_rm)):
+    for src, dst in ((trained.adapter_dir, final_adapter), (trained.rm_dir, final_rm)):
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
     with queries.immediate(db):  # the version, its figures and the round's end: all or none
-        version_id = rounds.add_version(db, parent_id=live, adapter_path=str(final_adapter.resolve()),
-                                        algo=cfg.algo, round_id=round_id)
-        rounds.add_metrics(db, metrics, round_id=round_id, version_id=version_id)
-        evaluations.add_model_judgements(db, round_id, [j.row(version_id) for j in judgements],
+        version_id = rounds.add_version(db, parent_id=trained.live, algo=cfg.algo, round_id=round_id,
+                                        adapter_path=str(final_adapter.resolve()))
+        rounds.add_metrics(db, trained.metrics, round_id=round_id, version_id=version_id)
+        evaluations.add_model_judgements(db, round_id, [j.row(version_id) for j in trained.judgements],
                                          cfg.eval.sampling.record(), cfg.eval.seed)
         rounds.finish_round(db, round_id, version_id)
-    promoted = cfg.auto_promote and cfg.gate.passes(metrics)
-    if promoted:
+    return version_id
+
+
+def _gate(cfg: RoundConfig, db, round_id: int, version_id: int, trained: Trained) -> bool:
+    """Promote a passing candidate, unless someone changed the live version meanwhile: it was
+    measured against the version live when the round began, not against the one live now."""
+    if not (cfg.auto_promote and cfg.gate.passes(trained.metrics)):
+        return False
+    with queries.immediate(db):
+        if queries.live_version_id(db) != trained.live:
+            log.warning("version %d stays a candidate: the live version changed during round %d",
+                        version_id, round_id)
+            return False
         rounds.promote(db, version_id, by=f"round {round_id} gate")
-    return RoundResult(round_id, version_id, metrics, promoted)
+    return True
 
 
 def log_to_wandb(cfg: RoundConfig, round_id: int, metrics: dict, judgements) -> None:
