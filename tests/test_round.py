@@ -11,6 +11,7 @@ import pytest
 
 from storage import queries, rounds
 from storage.db import open_db
+from trainer import rounds as trainer_rounds
 from trainer.rounds import RoundConfig, apply_overrides, run_round
 
 from .conftest import MODEL_CACHE, REPO
