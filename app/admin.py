@@ -5,6 +5,7 @@ Training never runs inside the UI process: a round takes minutes of both CPU cor
 be killed, and the app must keep serving annotators throughout. The app learns of a new live
 version the same way whoever promotes it: through the database (see `pair_queue`).
 """
+import contextlib
 import html
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from storage import rounds
 from storage.db import thread_db
 
 REPO = Path(__file__).resolve().parent.parent
-ALGOS = rounds.ALGOS
 LOG_TAIL_CHARS = 4000
 
 
@@ -38,8 +38,8 @@ class Admin:
     def launch_round(self, algo: str, request: gr.Request) -> int:
         """Start `python -m trainer round` in the background; returns its process id."""
         self._require_admin(request)
-        if algo not in ALGOS:
-            raise gr.Error(f"algorithm must be one of {ALGOS}")
+        if algo not in rounds.ALGOS:
+            raise gr.Error(f"algorithm must be one of {rounds.ALGOS}")
         if rounds.round_running(self.data_dir):
             raise gr.Error("a round is already running; wait for it to finish")
         logs = self.data_dir / "rounds"
@@ -56,9 +56,13 @@ class Admin:
     def round_status(self) -> tuple[str, str]:
         """The latest round as a line of Markdown, and the tail of its log."""
         db = thread_db(self.db_path)
-        if not rounds.round_running(self.data_dir):  # a killed round no longer holds the lock
-            rounds.fail_stale_rounds(db)
         latest = rounds.list_rounds(db, limit=1)
+        if latest and latest[0]["status"] == "running":
+            # A killed round no longer holds the lock. Take it while marking, so a round that
+            # starts meanwhile waits rather than being marked failed itself.
+            with contextlib.suppress(rounds.RoundBusy), rounds.round_lock(self.data_dir, wait=0):
+                rounds.fail_stale_rounds(db)
+                latest = rounds.list_rounds(db, limit=1)
         if not latest:
             return "No rounds yet.", ""
         r = latest[0]
@@ -103,7 +107,7 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     """Build the tab; it is shown only to admin accounts, and every action checks the role too."""
     with gr.Tab("Admin", visible=False) as tab:
         with gr.Row():
-            algo = gr.Radio(list(ALGOS), value="dpo", label="Algorithm")
+            algo = gr.Radio(list(rounds.ALGOS), value="dpo", label="Algorithm")
             launch = gr.Button("Launch a round", variant="primary")
         status = gr.Markdown()
         log = gr.Code(label="Round log (tail)", language=None, lines=12, max_lines=12)

@@ -10,7 +10,7 @@ import sqlite_utils
 
 from .exports import is_heldout
 from .migrations import CHOICES
-from .queries import VoteError, immediate, now
+from .queries import VoteError, all_prompts, immediate, now
 from .ratings import Outcome
 
 
@@ -84,8 +84,7 @@ def outcomes(db: sqlite_utils.Database, judge: str) -> list[Outcome]:
 
 def heldout_prompts(db: sqlite_utils.Database, limit: int = 50) -> list[str]:
     """Prompts no round trains on: fair ground for before/after comparisons."""
-    rows = db.query("SELECT id, text FROM prompts ORDER BY id")
-    return [r["text"] for r in rows if is_heldout(r["id"])][:limit]
+    return [r["text"] for r in all_prompts(db) if is_heldout(r["id"])][:limit]
 
 
 # --- gallery ---------------------------------------------------------------------------------

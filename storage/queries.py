@@ -82,6 +82,11 @@ def prompt_count(db: sqlite_utils.Database) -> int:
     return db["prompts"].count
 
 
+def all_prompts(db: sqlite_utils.Database) -> list[dict]:
+    """Every prompt's id and text, in id order: rounds and the Compare tab split them by id."""
+    return list(db.query("SELECT id, text FROM prompts ORDER BY id"))
+
+
 def prompts_needing_pairs(db: sqlite_utils.Database, version_id: int, n: int) -> list[dict]:
     """The n prompts with the fewest pairs from this version, ties broken at random."""
     return list(db.query(

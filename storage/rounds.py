@@ -121,6 +121,12 @@ def add_version(db: sqlite_utils.Database, *, parent_id: int, adapter_path: str,
             "algo": algo, "round_id": round_id, "note": note, "created_at": now()}).last_pk
 
 
+def registered_round_ids(db: sqlite_utils.Database) -> set[int]:
+    """Rounds that made a version: their adapter and reward model folders are in use."""
+    rows = db.query("SELECT round_id FROM policy_versions WHERE round_id IS NOT NULL")
+    return {r["round_id"] for r in rows}
+
+
 def get_version(db: sqlite_utils.Database, version_id: int) -> dict:
     rows = list(db.query("SELECT * FROM policy_versions WHERE id = ?", [version_id]))
     if not rows:

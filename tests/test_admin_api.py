@@ -5,6 +5,7 @@ import time
 import pytest
 from gradio_client import Client
 
+from app.admin import Admin
 from storage import queries, rounds
 from storage.db import open_db
 
@@ -49,3 +50,14 @@ def test_a_launched_round_runs_apart_and_its_failure_is_reported(live_app):
     # this app's few votes are not enough: the round says so and changes nothing
     assert "collect more judgements" in rounds.list_rounds(db, 1)[0]["error"]
     assert queries.live_version_id(db) == live
+
+
+def test_the_status_line_shows_a_killed_round_failed_and_a_live_one_running(db, tmp_path):
+    queries.ensure_base_version(db, "tiny")
+    admin = Admin(tmp_path, tmp_path / "test.db", accounts={})
+    round_id = rounds.start_round(db, "dpo", {}, pid=111)
+    with rounds.round_lock(tmp_path):  # the round's process holds the lock while it lives
+        assert "running" in admin.round_status()[0]
+    assert rounds.get_round(db, round_id)["status"] == "running"
+    line, _ = admin.round_status()  # the lock is gone: the process was killed
+    assert "failed" in line and rounds.get_round(db, round_id)["status"] == "failed"

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from storage import exports
+from storage import exports, queries
 from storage.exports import is_heldout
 
 
@@ -22,7 +22,7 @@ def snapshot(db: sqlite_utils.Database, heldout_fraction: float) -> Snapshot:
     rows = exports.trl_rows(db)
     train = [r for r in rows if not is_heldout(r["prompt_id"], heldout_fraction)]
     heldout = [r for r in rows if is_heldout(r["prompt_id"], heldout_fraction)]
-    prompts = list(db.query("SELECT id, text FROM prompts ORDER BY id"))
+    prompts = queries.all_prompts(db)
     return Snapshot(
         train=train, heldout=heldout, vote_ids=[r["vote_id"] for r in rows],
         train_prompts=[p["text"] for p in prompts if not is_heldout(p["id"], heldout_fraction)],

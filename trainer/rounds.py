@@ -127,8 +127,7 @@ def outputs(root: Path, round_id: int) -> tuple[Path, Path]:
 def clear_dead_rounds(db, root: Path) -> None:
     """Called holding the round lock, so no round is running: anything a round left is dead."""
     rounds.fail_stale_rounds(db)
-    registered = {r["round_id"] for r in db.query("SELECT round_id FROM policy_versions "
-                                                   "WHERE round_id IS NOT NULL")}
+    registered = rounds.registered_round_ids(db)
     for parent in ("rounds", "adapters", "reward_models"):
         for folder in (root / parent).glob("round-*"):
             number = folder.name.removeprefix("round-")
