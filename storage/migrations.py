@@ -149,3 +149,13 @@ def m003_evaluations(db):
         pk="id", foreign_keys=[("comparison_id", "comparisons", "id")],
         not_null={"comparison_id", "pinned_at"},
     )
+
+
+@migrations()
+def m004_round_decisions(db):
+    """Why a round's version was or was not promoted, in words with its figures.
+
+    The gate's figures are metrics like any other; the sentence is kept beside the round
+    so every view of it (the CLI, the Admin tab, the report) says the same thing.
+    """
+    db["rounds"].add_column("decision", str)

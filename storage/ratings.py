@@ -17,6 +17,7 @@ Conventions, chosen once so every number on the board means the same thing:
   path of games to the others, finite instead of drifting to infinity.
 """
 import math
+import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -155,6 +156,36 @@ def head_to_head(outcomes: list[Outcome], version: int, other: int) -> dict:
     """
     _check(outcomes)
     return _summary(_tally(outcomes).get((version, other), Counter()))
+
+
+@dataclass(frozen=True)
+class WinRate:
+    """A win-rate with ties counted half, and its confidence interval."""
+    value: float
+    low: float
+    high: float
+    games: int
+
+
+def win_rate_interval(wins: int, losses: int, ties: int, confidence: float = 0.95) -> WinRate:
+    """A win-rate with ties counted half, and its Agresti-Coull interval extended to ties.
+
+    z^2/2 pseudo-wins and as many pseudo-losses are added, then the normal interval is taken
+    with the games' own variance. Without ties this is exactly Agresti-Coull, so a handful of
+    games that all went one way does not read as certainty (5 wins in 5: 0.51-1). A tie varies
+    less than a coin flip, so where most games are ties, as when two policies often write the
+    same answer, the interval is as narrow as the evidence allows rather than a coin's width.
+    """
+    n = wins + losses + ties
+    if n == 0:
+        return WinRate(0.5, 0.0, 1.0, 0)
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    pseudo = z * z / 2
+    games = n + 2 * pseudo
+    mean = (wins + pseudo + 0.5 * ties) / games
+    variance = (wins + pseudo + 0.25 * ties) / games - mean * mean
+    half = z * math.sqrt(variance / games)
+    return WinRate((wins + 0.5 * ties) / n, max(mean - half, 0.0), min(mean + half, 1.0), n)
 
 
 def _bootstrap_intervals(outcomes: list[Outcome], order: list[int], cfg: RatingsConfig

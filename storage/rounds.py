@@ -89,6 +89,11 @@ def finish_round(db: sqlite_utils.Database, round_id: int, version_id: int) -> N
                                        "finished_at": now()})
 
 
+def set_round_decision(db: sqlite_utils.Database, round_id: int, decision: str) -> None:
+    with immediate(db):
+        db["rounds"].update(round_id, {"decision": decision})
+
+
 def fail_round(db: sqlite_utils.Database, round_id: int, error: str) -> None:
     with immediate(db):
         db["rounds"].update(round_id, {"status": "failed", "error": error[:2000],
@@ -153,11 +158,12 @@ def versions_table(db: sqlite_utils.Database) -> list[dict]:
     """Every version with its lineage, whether it is live, and the figures measured on it."""
     live = live_version_id(db)
     rows = []
-    for v in db.query("SELECT id, parent_id, algo, round_id, adapter_path, created_at "
-                      "FROM policy_versions ORDER BY id"):
+    for v in db.query("SELECT v.id, v.parent_id, v.algo, v.round_id, v.created_at, r.decision "
+                      "FROM policy_versions v LEFT JOIN rounds r ON r.id = v.round_id ORDER BY v.id"):
         rows.append({"version": v["id"], "parent": v["parent_id"], "algo": v["algo"] or "base",
                      "round": v["round_id"], "live": v["id"] == live,
-                     "created_at": v["created_at"], **version_metrics(db, v["id"])})
+                     "created_at": v["created_at"], "decision": v["decision"],
+                     **version_metrics(db, v["id"])})
     return rows
 
 

@@ -1,6 +1,7 @@
 import sqlite3
 
 import pytest
+import sqlite_utils
 
 from storage.db import open_db
 from storage.migrations import migrations
@@ -20,7 +21,8 @@ def test_reopening_applies_nothing_twice(tmp_path):
     open_db(tmp_path / "a.db")
     db = open_db(tmp_path / "a.db")
     assert migrations.pending(db) == []
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_rounds", "m003_evaluations"]
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_rounds", "m003_evaluations",
+                                                        "m004_round_decisions"]
 
 
 def test_votes_cannot_be_updated_or_deleted(db):
@@ -38,3 +40,13 @@ def test_foreign_keys_are_enforced(db):
     with pytest.raises(sqlite3.IntegrityError):
         db["pairs"].insert({"prompt_id": 999, "version_id": 999, "completion_0": "x",
                             "completion_1": "y", "created_at": "now"})
+
+
+def test_a_database_from_before_round_decisions_keeps_its_rounds_and_gains_the_column(tmp_path):
+    old = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.apply(old, stop_before="m004_round_decisions")
+    queries.ensure_base_version(old, "tiny")
+    old["rounds"].insert({"algo": "dpo", "status": "done", "from_version_id": 0, "started_at": "then"})
+    old.close()
+    db = open_db(tmp_path / "old.db")
+    assert [(r["algo"], r["status"], r["decision"]) for r in db["rounds"].rows] == [("dpo", "done", None)]

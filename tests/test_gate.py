@@ -1,0 +1,36 @@
+"""The promotion gate: a candidate is promoted only when the lower end of its win-rate's interval
+against the live version clears 0.5 and its KL stays within bound; the reason is said in words."""
+from storage.ratings import win_rate_interval
+from trainer.rounds import GateConfig
+
+
+def test_the_interval_is_honest_about_few_games():
+    five = win_rate_interval(wins=5, losses=0, ties=0)
+    assert five.value == 1.0 and five.high == 1.0 and 0.5 < five.low < 0.6  # not certainty from 5 games
+    assert win_rate_interval(wins=60, losses=20, ties=0).low > 0.6
+    ties = win_rate_interval(wins=0, losses=0, ties=40)
+    assert ties.value == 0.5 and ties.low < 0.5 < ties.high
+    assert win_rate_interval(0, 0, 0).games == 0
+
+
+def test_the_interval_narrows_with_more_games_at_the_same_rate():
+    widths = [r.high - r.low for r in (win_rate_interval(7 * k, 3 * k, 0) for k in (1, 4, 16))]
+    assert widths[0] > widths[1] > widths[2]
+
+
+def metrics(rate: float, low: float, kl: float) -> dict:
+    return {"rm_win_rate_vs_live": rate, "rm_win_rate_vs_live_low": low,
+            "rm_win_rate_vs_live_high": min(2 * rate - low, 1.0), "kl_to_ref": kl, "eval_answers": 96.0}
+
+
+def test_a_lucky_win_rate_whose_interval_reaches_below_half_is_not_enough():
+    passes, reason = GateConfig().decide(metrics(0.58, 0.48, 2.0))
+    assert not passes
+    assert "0.58" in reason and "0.48" in reason and "does not clear 0.5" in reason
+
+
+def test_a_clear_win_within_the_kl_bound_passes_and_too_much_kl_does_not():
+    passes, reason = GateConfig(max_kl=20).decide(metrics(0.75, 0.65, 3.0))
+    assert passes and "clears 0.5" in reason and "KL 3.0" in reason
+    passes, reason = GateConfig(max_kl=20).decide(metrics(0.75, 0.65, 31.0))
+    assert not passes and "exceeds the bound 20" in reason
