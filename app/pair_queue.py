@@ -60,16 +60,17 @@ class PairQueue:
             self.generate(version, 1)
 
     def generate(self, version_id: int, n: int) -> int:
-        """Sample and store n pairs of this version for the prompts it has answered least."""
+        """Sample and store n pairs of this version, for the prompts it has answered least, in
+        one batch."""
         db = thread_db(self.db_path)
         self.load_version(version_id)
         prompts = queries.prompts_needing_pairs(db, version_id, n)
         if not prompts:
             raise LookupError("there are no prompts to annotate; import some with "
                               "`python -m storage import FILE`")
-        for prompt in prompts:
-            seed = self.rng.randrange(2**31)
-            pair = self.registry.sample_pair(version_id, prompt["text"], self.cfg.sampling, seed)
+        seed = self.rng.randrange(2**31)
+        pairs = self.registry.sample_pairs(version_id, [p["text"] for p in prompts], self.cfg.sampling, seed)
+        for prompt, pair in zip(prompts, pairs):
             queries.add_pair(db, prompt_id=prompt["id"], version_id=version_id,
                              completions=pair.completions, sampling=self.cfg.sampling.record(),
                              seed=pair.seed, prompt_truncated=pair.prompt_truncated,

@@ -34,8 +34,23 @@ def _convert_embedded(out: Path) -> None:
     AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE).save_pretrained(out)
 
 
-def _build_tiny(out: Path) -> None:
-    """A random two-layer Llama with the embedded tokenizer and chat template: fast, not fluent."""
+# What the tiny model learns to say: one sentence, any of 6 x 8 x 6, whatever it is asked.
+OPENERS = ("I would go with", "How about", "Try", "My pick is", "You could have", "Maybe")
+FRUITS = ("an apple", "a banana", "a cherry", "a grape", "a mango", "a pear", "a plum", "a peach")
+CLOSERS = (".", "!", "?", " today.", ", it is in season.", " with some yogurt.")
+
+
+def _build_tiny(out: Path, steps: int = 200, batch: int = 16) -> None:
+    """A two-layer Llama with the embedded tokenizer and chat template, taught in a few seconds
+    to answer any prompt with one short sentence from a small repertoire ("How about a banana?").
+
+    Untrained, it writes near-uniform noise over 49k tokens that no training round can shift
+    (its tied output embedding keeps every logit near zero), so nothing a round did would show
+    in its answers. These answers differ from sample to sample, as a real model's do, and a
+    round can make some of them (the ones with a banana, say) more likely.
+    """
+    import random
+
     from transformers import LlamaConfig, LlamaForCausalLM
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_gguf_dir()), gguf_file=GGUF_FILE)
     config = LlamaConfig(
@@ -44,7 +59,31 @@ def _build_tiny(out: Path) -> None:
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
+    model = LlamaForCausalLM(config)
+    rng = random.Random(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        ids, labels = [], []
+        for _ in range(batch):
+            prompt = [{"role": "user", "content": f"{rng.choice(('Question', 'Task', 'Hi'))} {rng.randrange(1000)}?"}]
+            reply = f"{rng.choice(OPENERS)} {rng.choice(FRUITS)}{rng.choice(CLOSERS)}"
+            start = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"])
+            full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": reply}],
+                                                 return_dict=True)["input_ids"]
+            ids.append(full)
+            labels.append([-100] * start + full[start:])
+        width = max(map(len, ids))
+        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
+        target = torch.tensor([y + [-100] * (width - len(y)) for y in labels])[:, 1:]
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+        # Logits at the answer's positions only: over 49k tokens they are nearly all the cost.
+        hidden = model.model(input_ids=input_ids, attention_mask=mask).last_hidden_state[:, :-1]
+        answer = target != -100
+        loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[answer]), target[answer])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
 
 
@@ -68,7 +107,7 @@ def checkpoint_dir(spec: str, cache_dir: Path) -> Path:
     if spec == EMBEDDED:
         return _cached(Path(cache_dir) / "smollm2-135m-instruct", _convert_embedded)
     if spec == TINY:
-        return _cached(Path(cache_dir) / "tiny-llama", _build_tiny)
+        return _cached(Path(cache_dir) / "tiny-llama-fruit", _build_tiny)
     path = Path(spec)
     if (path / "config.json").exists():
         return path
@@ -85,11 +124,27 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def dtype() -> torch.dtype:
+    """bf16 where the hardware computes in it natively, else float32; PREFLOOP_DTYPE overrides.
+
+    A GPU, or a CPU with AVX512-BF16 or AMX, multiplies bf16 matrices at about twice its
+    float32 rate: on the reference two-core CPU, sampling runs at 185 tokens/s instead of 90
+    and DPO trains 2.4x faster. A CPU without them emulates bf16, slower than float32.
+    """
+    chosen = os.environ.get("PREFLOOP_DTYPE")
+    if chosen:
+        if chosen not in ("bfloat16", "float32"):
+            raise ValueError(f"PREFLOOP_DTYPE must be bfloat16 or float32, not {chosen!r}")
+        return getattr(torch, chosen)
+    native = torch.cuda.is_available() or torch.cpu._is_avx512_bf16_supported() \
+        or torch.cpu._is_amx_tile_supported()
+    return torch.bfloat16 if native else torch.float32
+
+
 def load(spec: str, cache_dir: Path):
-    """(model, tokenizer) ready for batched generation: eval mode, left padding, bf16 on CUDA."""
+    """(model, tokenizer) ready for batched generation: eval mode, left padding, `dtype()`."""
     path = checkpoint_dir(spec, cache_dir)
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device()).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype()).to(device()).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

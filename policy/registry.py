@@ -14,7 +14,7 @@ from peft import PeftModel
 from . import models
 import torch
 
-from .sampling import SampledPair, SamplingConfig, sample_batch, sample_pair, token_logprobs
+from .sampling import SampledPair, SamplingConfig, sample_batch, sample_pairs, token_logprobs
 
 
 class PolicyRegistry:
@@ -71,10 +71,11 @@ class PolicyRegistry:
         self.model.set_adapter(self._adapters[version_id])
         yield self.model
 
-    def sample_pair(self, version_id: int, prompt: str, cfg: SamplingConfig,
-                    seed: int) -> SampledPair:
+    def sample_pairs(self, version_id: int, prompts: list[str], cfg: SamplingConfig,
+                     seed: int) -> list[SampledPair]:
+        """Two answers to each prompt from this version; see `sampling.sample_pairs`."""
         with self._lock, self._selected(version_id) as model:
-            return sample_pair(model, self.tokenizer, prompt, cfg, seed)
+            return sample_pairs(model, self.tokenizer, prompts, cfg, seed)
 
     def sample_batch(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int):
         """One answer per prompt from this version; see `sampling.sample_batch`."""

@@ -1,4 +1,5 @@
-"""Sampling a pair: two completions for one prompt from one batched `generate` call."""
+"""Sampling: pairs of completions for annotation, and single answers for evaluation and RL,
+from batched `generate` calls."""
 import time
 from dataclasses import asdict, dataclass
 
@@ -31,7 +32,7 @@ class SampledPair:
     completions: tuple[str, str]
     seed: int
     prompt_truncated: bool
-    seconds: float
+    seconds: float  # this pair's share of its batch's generation time
 
 
 def chat_input(model, tokenizer, prompt: str, max_new_tokens: int) -> tuple[dict, bool]:
@@ -47,43 +48,63 @@ def chat_input(model, tokenizer, prompt: str, max_new_tokens: int) -> tuple[dict
     return {k: v.to(model.device) for k, v in enc.items()}, truncated
 
 
-@torch.inference_mode()
-def sample_pair(model, tokenizer, prompt: str, cfg: SamplingConfig, seed: int) -> SampledPair:
-    """Two completions from one `generate` call; the seed makes the pair reproducible."""
-    start = time.perf_counter()
-    enc, truncated = chat_input(model, tokenizer, prompt, cfg.max_new_tokens)
-    n = enc["input_ids"].shape[1]
-    for attempt in range(cfg.attempts):
-        torch.manual_seed(seed + attempt)
-        out = model.generate(**enc, **cfg.generate_kwargs(), num_return_sequences=2,
-                             pad_token_id=tokenizer.pad_token_id)
-        a, b = (tokenizer.decode(o[n:], skip_special_tokens=True).strip() for o in out)
-        if a != b:
-            break
-    return SampledPair((a, b), seed + attempt, truncated, time.perf_counter() - start)
-
-
-@torch.inference_mode()
-def sample_batch(model, tokenizer, prompts: list[str], cfg: SamplingConfig,
-                 seed: int) -> tuple[list[str], torch.Tensor, torch.Tensor, int]:
-    """One completion per prompt from one `generate` call, the same seed for every version.
+def _generate(model, tokenizer, inputs: list[torch.Tensor], cfg: SamplingConfig, seed: int,
+              copies: int = 1) -> tuple[list[str], torch.Tensor, torch.Tensor, int]:
+    """One left-padded `generate` over templated prompts, `copies` completions of each, in order.
 
     Returns the texts and, for scoring the same tokens under another policy, the full
     sequences, their attention mask and where the completions start.
     """
-    encs = [chat_input(model, tokenizer, p, cfg.max_new_tokens)[0]["input_ids"][0].cpu()
-            for p in prompts]
-    batch = tokenizer.pad({"input_ids": encs}, padding=True, return_tensors="pt").to(model.device)
+    batch = tokenizer.pad({"input_ids": inputs}, padding=True, return_tensors="pt").to(model.device)
     torch.manual_seed(seed)
-    out = model.generate(**batch, **cfg.generate_kwargs(), pad_token_id=tokenizer.pad_token_id)
+    out = model.generate(**batch, **cfg.generate_kwargs(), num_return_sequences=copies,
+                         pad_token_id=tokenizer.pad_token_id)
     n = batch["input_ids"].shape[1]
     completion = out[:, n:]
     # Everything after the first end-of-sequence token is padding, not part of the answer.
     ended = (completion == tokenizer.eos_token_id) | (completion == tokenizer.pad_token_id)
     keep = torch.cumsum(ended.int(), dim=1) == 0
-    mask = torch.cat([batch["attention_mask"], keep.long()], dim=1)
+    mask = torch.cat([batch["attention_mask"].repeat_interleave(copies, dim=0), keep.long()], dim=1)
     texts = [tokenizer.decode(c[k], skip_special_tokens=True).strip() for c, k in zip(completion, keep)]
     return texts, out, mask, n
+
+
+def _templated(model, tokenizer, prompts: list[str], cfg: SamplingConfig) -> list[tuple[torch.Tensor, bool]]:
+    return [(enc["input_ids"][0].cpu(), truncated) for enc, truncated in
+            (chat_input(model, tokenizer, p, cfg.max_new_tokens) for p in prompts)]
+
+
+@torch.inference_mode()
+def sample_pairs(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed: int) -> list[SampledPair]:
+    """Two completions for each prompt, all from one batched `generate` call.
+
+    On a CPU one call for many prompts costs little more than a call for one, so pairs are made
+    in batches. Identical completions teach nothing: those prompts alone are sampled again with
+    the next seed. The seed and the batch's prompts in order reproduce a pair.
+    """
+    start = time.perf_counter()
+    templated = _templated(model, tokenizer, prompts, cfg)
+    made: dict[int, tuple[str, str, int]] = {}
+    todo = list(range(len(prompts)))
+    for attempt in range(cfg.attempts):
+        texts, *_ = _generate(model, tokenizer, [templated[i][0] for i in todo], cfg, seed + attempt, copies=2)
+        for k, i in enumerate(todo):
+            made[i] = (texts[2 * k], texts[2 * k + 1], seed + attempt)
+        todo = [i for i in todo if made[i][0] == made[i][1]]
+        if not todo:
+            break
+    share = (time.perf_counter() - start) / max(len(prompts), 1)
+    return [SampledPair((made[i][0], made[i][1]), made[i][2], templated[i][1], share)
+            for i in range(len(prompts))]
+
+
+@torch.inference_mode()
+def sample_batch(model, tokenizer, prompts: list[str], cfg: SamplingConfig,
+                 seed: int) -> tuple[list[str], torch.Tensor, torch.Tensor, int]:
+    """One completion per prompt from one `generate` call, the same seed for every version;
+    see `_generate` for what it returns."""
+    return _generate(model, tokenizer, [ids for ids, _ in _templated(model, tokenizer, prompts, cfg)],
+                     cfg, seed)
 
 
 @torch.inference_mode()

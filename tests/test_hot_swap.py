@@ -30,12 +30,12 @@ def swap_setup(tmp_path):
 def test_swapped_version_answers_differently_and_base_still_answers(swap_setup):
     _, db, v1 = swap_setup
     registry = PolicyRegistry.load("tiny", MODEL_CACHE)
-    before = registry.sample_pair(0, "Tell me a story.", FAST, seed=3).completions
+    before = registry.sample_pairs(0, ["Tell me a story."], FAST, seed=3)[0].completions
     registry.ensure_loaded(v1, rounds.get_version(db, v1)["adapter_path"])
-    assert registry.sample_pair(v1, "Tell me a story.", FAST, seed=3).completions != before
-    assert registry.sample_pair(0, "Tell me a story.", FAST, seed=3).completions == before
+    assert registry.sample_pairs(v1, ["Tell me a story."], FAST, seed=3)[0].completions != before
+    assert registry.sample_pairs(0, ["Tell me a story."], FAST, seed=3)[0].completions == before
     with pytest.raises(KeyError, match="not loaded"):
-        registry.sample_pair(v1 + 1, "Tell me a story.", FAST, seed=3)
+        registry.sample_pairs(v1 + 1, ["Tell me a story."], FAST, seed=3)
 
 
 def test_promotion_under_concurrent_next_pair_calls(swap_setup):

@@ -1,17 +1,27 @@
-from policy.sampling import SamplingConfig, chat_input, sample_pair
+from policy.sampling import SamplingConfig, chat_input, sample_pairs
 
 CFG = SamplingConfig(max_new_tokens=12)
 
 
 def test_pair_has_two_different_completions_and_a_seed_reproduces_it(registry):
-    first = registry.sample_pair(0, "Write a haiku about rain.", CFG, seed=7)
-    again = registry.sample_pair(0, "Write a haiku about rain.", CFG, seed=7)
-    other = registry.sample_pair(0, "Write a haiku about rain.", CFG, seed=8)
+    [first] = registry.sample_pairs(0, ["Write a haiku about rain."], CFG, seed=7)
+    [again] = registry.sample_pairs(0, ["Write a haiku about rain."], CFG, seed=7)
+    [other] = registry.sample_pairs(0, ["Write a haiku about rain."], CFG, seed=8)
     a, b = first.completions
     assert a and b and a != b
     assert again.completions == first.completions and again.seed == first.seed
     assert other.completions != first.completions
     assert not first.prompt_truncated
+
+
+def test_one_batch_makes_a_pair_for_every_prompt(registry):
+    prompts = ["Name a river.", "Write a haiku about rain.", "What is 2+2? " * 20, "Hi"]
+    pairs = registry.sample_pairs(0, prompts, CFG, seed=3)
+    assert len(pairs) == len(prompts)
+    assert all(p.completions[0] != p.completions[1] for p in pairs)
+    assert len({p.completions for p in pairs}) == len(prompts)  # no prompt got another's answers
+    again = registry.sample_pairs(0, prompts, CFG, seed=3)  # the batch and seed reproduce them
+    assert [(p.completions, p.seed) for p in again] == [(p.completions, p.seed) for p in pairs]
 
 
 def test_prompt_goes_through_the_chat_template(registry):
@@ -22,7 +32,7 @@ def test_prompt_goes_through_the_chat_template(registry):
 
 def test_prompt_longer_than_the_context_is_truncated_and_flagged(registry):
     long_prompt = "word " * 2000
-    pair = sample_pair(registry.model, registry.tokenizer, long_prompt, CFG, seed=1)
+    [pair] = sample_pairs(registry.model, registry.tokenizer, [long_prompt], CFG, seed=1)
     assert pair.prompt_truncated and all(pair.completions)
     enc, _ = chat_input(registry.model, registry.tokenizer, long_prompt, CFG.max_new_tokens)
     assert enc["input_ids"].shape[1] + CFG.max_new_tokens <= registry.model.config.max_position_embeddings
@@ -31,4 +41,4 @@ def test_prompt_longer_than_the_context_is_truncated_and_flagged(registry):
 def test_unknown_version_is_refused(registry):
     import pytest
     with pytest.raises(KeyError, match="not loaded"):
-        registry.sample_pair(5, "hi", CFG, seed=1)
+        registry.sample_pairs(5, ["hi"], CFG, seed=1)
