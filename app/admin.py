@@ -69,6 +69,7 @@ class Admin:
         line = (f"**Round {r['id']}** ({r['algo']}): {r['status']}"
                 f"{', ' + r['phase'] if r['status'] == 'running' else ''}"
                 f"{', made version ' + str(r['version_id']) if r['version_id'] else ''}"
+                f"{' — ' + html.escape(r['decision']) if r['decision'] else ''}"
                 f"{' — ' + html.escape(r['error']) if r['error'] else ''}")
         log = ""
         if r["log_path"] and Path(r["log_path"]).exists():

@@ -97,14 +97,17 @@ def test_adaptive_kl_coefficient_follows_the_kl():
     assert ctl.update(6.0, n_steps=10) == pytest.approx(0.1 * 0.99)     # on target: unchanged
 
 
-# The tiny model's logits are nearly uniform over 49k tokens, and LoRA cannot sharpen them (the
-# final norm bounds the hidden state; the tied output embedding is not adapted). A low temperature
-# gives them the range of a trained model's, and the reward asks for what the model can express:
-# tokens whose embedding points the way " cat"'s does, so one direction of the hidden state earns it.
-SETTINGS = PPOConfig(lr=1e-2, batch_size=16, mini_batch_size=8, ppo_epochs=4, iterations=8,
-                     max_new_tokens=8, temperature=0.15)
+# The tiny model answers with one sentence naming a fruit; the reward is a taste among them. It is
+# graded, so every sample carries a signal, and the policy can express it by naming other fruits.
+TASTE = {"banana": 1.0, "mango": 0.6, "peach": 0.3}
+SETTINGS = PPOConfig(lr=5e-3, batch_size=32, mini_batch_size=16, ppo_epochs=4, iterations=12,
+                     max_new_tokens=16, temperature=0.7)
 PROMPTS = [f"Question {i}: tell me about {topic}." for i, topic in
            enumerate(["cats", "dogs", "rain", "code", "tea", "maps", "ships", "trees"])]
+
+
+def fruit_reward(prompts: list[str], completions: list[str]) -> torch.Tensor:
+    return torch.tensor([max([v for fruit, v in TASTE.items() if fruit in c], default=0.0) for c in completions])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -123,23 +126,10 @@ def base():
 
 
 @pytest.fixture(scope="module")
-def cat_reward(base):
-    tokenizer = common.load_tokenizer(base)
-    embeddings = AutoModelForCausalLM.from_pretrained(base).get_input_embeddings().weight.detach()
-    cat = embeddings[tokenizer(" cat", add_special_tokens=False)["input_ids"][0]]
-    similarity = torch.nn.functional.cosine_similarity(embeddings, cat[None], dim=1)
-
-    def reward(prompts: list[str], completions: list[str]) -> torch.Tensor:
-        ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
-        return torch.tensor([10 * similarity[i].mean().item() if i else 0.0 for i in ids])
-    return reward
-
-
-@pytest.fixture(scope="module")
-def round1(base, cat_reward, tmp_path_factory):
+def round1(base, tmp_path_factory):
     out = tmp_path_factory.mktemp("round1") / "adapter"
     logged = []
-    return out, train_ppo(base, None, PROMPTS, cat_reward, SETTINGS, out, log=logged.append), logged
+    return out, train_ppo(base, None, PROMPTS, fruit_reward, SETTINGS, out, log=logged.append), logged
 
 
 def test_round_learns_the_reward_and_stays_near_the_reference(round1):
@@ -147,35 +137,35 @@ def test_round_learns_the_reward_and_stays_near_the_reference(round1):
     assert logged == history
     assert [s["iteration"] for s in history] == list(range(1, SETTINGS.iterations + 1))
     rewards = [s["reward"] for s in history]
-    assert sum(rewards[-3:]) / 3 > rewards[0] + 0.3
+    assert sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 + 0.05
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # a fresh LoRA is the base model
     assert max(s["kl"] for s in history) < 20.0
     assert all(math.isfinite(s[k]) for s in history for k in ("policy_loss", "value_loss", "entropy"))
 
 
-def test_saved_adapter_is_the_trained_policy(base, cat_reward, round1):
+def test_saved_adapter_is_the_trained_policy(base, round1):
     out, _, _ = round1
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter_config.json",
                                                      "adapter_model.safetensors"]
-    tokenizer, prompts = common.load_tokenizer(base), PROMPTS * 2
+    tokenizer, prompts = common.load_tokenizer(base), PROMPTS * 8
     sampling = SamplingConfig(temperature=SETTINGS.temperature, top_p=1.0,
                               max_new_tokens=SETTINGS.max_new_tokens)
     model = AutoModelForCausalLM.from_pretrained(base)
     model.generation_config.top_k = 0
-    before = cat_reward(prompts, sample_batch(model, tokenizer, prompts, sampling, seed=123)[0])
+    before = fruit_reward(prompts, sample_batch(model, tokenizer, prompts, sampling, seed=123)[0])
     tuned = PeftModel.from_pretrained(model, str(out))
-    after = cat_reward(prompts, sample_batch(tuned, tokenizer, prompts, sampling, seed=123)[0])
-    assert after.mean() > before.mean() + 0.3
+    after = fruit_reward(prompts, sample_batch(tuned, tokenizer, prompts, sampling, seed=123)[0])
+    assert after.mean() > before.mean() + 0.05
 
 
-def test_second_round_starts_at_its_reference_and_repeats_exactly(base, cat_reward, round1, tmp_path):
+def test_second_round_starts_at_its_reference_and_repeats_exactly(base, round1, tmp_path):
     out1, history1, _ = round1
     # Round 1's first rollout had the same prompts and sampling seed: only the policy differs.
     cfg = replace(SETTINGS, iterations=1, ppo_epochs=1)
-    first = train_ppo(base, out1, PROMPTS, cat_reward, cfg, tmp_path / "a")
-    assert first[0]["reward"] > history1[0]["reward"] + 0.3
+    first = train_ppo(base, out1, PROMPTS, fruit_reward, cfg, tmp_path / "a")
+    assert first[0]["reward"] > history1[0]["reward"]
     # The reference is the live adapter: against the base model the KL would be round 1's.
     assert first[0]["kl"] == pytest.approx(0.0, abs=1e-4)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["README.md", "adapter_config.json",
                                                                   "adapter_model.safetensors"]
-    assert train_ppo(base, out1, PROMPTS, cat_reward, cfg, tmp_path / "b") == first
+    assert train_ppo(base, out1, PROMPTS, fruit_reward, cfg, tmp_path / "b") == first

@@ -16,6 +16,7 @@ def test_report_writes_figures_and_a_summary_with_the_leaderboard(tmp_path):
     rounds.add_metrics(db, {"rm_accuracy": 0.8, "rm_win_rate_vs_base": 0.7, "kl_to_ref": 2.0,
                             "rm_score": 0.3}, round_id=round_id, version_id=v1)
     rounds.finish_round(db, round_id, v1)
+    rounds.set_round_decision(db, round_id, "kept as a candidate: its lower end does not clear 0.5")
     for i, result in enumerate(["b", "b", "a", "tie"]):
         cid = evaluations.add_comparison(db, prompt=f"p{i}", version_a=0, version_b=v1, completion_a="x",
                                          completion_b="y", sampling={}, seed=i, blind=True,
@@ -31,4 +32,5 @@ def test_report_writes_figures_and_a_summary_with_the_leaderboard(tmp_path):
     assert "version 0 is live" in summary
     assert "| 1 | " in summary and "0.62" in summary  # v1 beat the base 2.5 of 4 times
     assert "A tie worth showing" in summary
+    assert f"| {round_id} | dpo | done | {v1} | kept as a candidate: its lower end does not clear 0.5 |" in summary
     assert all(f"({p})" in summary for p in pngs)

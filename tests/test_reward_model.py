@@ -9,7 +9,7 @@ from tests.conftest import MODEL_CACHE
 from trainer import common
 from trainer.reward_model import RewardModel, RewardModelConfig, encode, train_reward_model
 
-CONFIG = RewardModelConfig(lr=2e-3, epochs=2, batch_size=8, max_length=128)
+CONFIG = RewardModelConfig(lr=1e-2, epochs=3, batch_size=8, max_length=128)
 FRUITS = ("an apple", "a cherry", "a grape", "a mango", "a pear", "a plum", "a lemon", "a peach")
 QUESTIONS = ("What should I eat at {i} o'clock?", "Suggest a snack for guest number {i}.",
              "Pack lunch box {i} with one fruit.", "Which fruit goes in smoothie {i}?")
@@ -79,9 +79,11 @@ def test_saved_folder_is_a_plain_model_that_ranks_the_preferred_answer(trained):
     assert (banana > other).all()
 
 
-def test_scores_do_not_depend_on_batching_and_match_rloo_inputs(trained):
+def test_scores_do_not_depend_on_batching_and_match_rloo_inputs(trained, monkeypatch):
     """RLOOTrainer templates the conversation as text and tokenises it without special tokens,
-    right-padded; the rewards it sees must be the ones `score` gives, however batched."""
+    right-padded; the rewards it sees must be the ones `score` gives, however batched. Checked
+    in float32, where that holds exactly; bf16 rounds a score near 4 to steps of 0.03."""
+    monkeypatch.setenv("PREFLOOP_DTYPE", "float32")
     out, _ = trained
     rm = RewardModel.load(out)
     prompts = ["Hi", "Tell me a very long story about fruit and the people who grow it."]

@@ -16,7 +16,7 @@ from trainer.rounds import RoundConfig, apply_overrides, run_round
 
 from .conftest import MODEL_CACHE, REPO
 
-FAST = ["reward.epochs=2", "reward.max_length=96", "dpo.max_length=96", "eval.prompts=4",
+FAST = ["reward.epochs=2", "reward.max_length=96", "dpo.max_length=96", "eval.prompts=4", "eval.samples=1",
         "eval.sampling.max_new_tokens=8", "ppo.iterations=2", "ppo.batch_size=4",
         "ppo.max_new_tokens=8", "rloo.steps=2", "rloo.max_completion_length=8",
         "max_rl_prompts=8", "min_pairs=4"]
@@ -55,7 +55,7 @@ def test_dpo_round_registers_a_version_with_its_figures_and_promotes_it(data):
     metrics = rounds.version_metrics(db, 1)
     for name in ("rm_accuracy", "dpo_loss", "rm_win_rate_vs_live", "kl_to_ref", "mean_length"):
         assert name in metrics, name
-    assert metrics["eval_prompts"] == 4 and metrics["kl_to_ref"] >= 0
+    assert metrics["eval_answers"] == 4 and metrics["kl_to_ref"] >= 0
     version = rounds.get_version(db, 1)
     assert (data / "adapters" / "round-1" / "adapter_config.json").exists()
     assert version["adapter_path"] == str((data / "adapters" / "round-1").resolve())
@@ -66,9 +66,11 @@ def test_dpo_round_registers_a_version_with_its_figures_and_promotes_it(data):
 
 
 def test_a_failing_gate_keeps_a_candidate_that_can_still_be_promoted(data):
-    result = run_round(config(data, "dpo", "gate.max_kl=-1"))  # no KL is below -1
+    result = run_round(config(data, "dpo", "gate.max_kl=-1", "gate.min_win_rate=-1"))  # only the KL bound fails
     db = open_db(data / "prefloop.db")
     assert not result.promoted and queries.live_version_id(db) == 0
+    assert result.decision.startswith("kept as a candidate: KL") and "exceeds the bound -1.0" in result.decision
+    assert rounds.get_round(db, result.round_id)["decision"] == result.decision
     rounds.promote(db, result.version_id, by="admin")
     assert queries.live_version_id(db) == result.version_id
 

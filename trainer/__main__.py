@@ -27,7 +27,8 @@ def cmd_round(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps({"round": result.round_id, "version": result.version_id,
-                      "promoted": result.promoted, "metrics": result.metrics}, indent=2))
+                      "promoted": result.promoted, "decision": result.decision,
+                      "metrics": result.metrics}, indent=2))
     return 0
 
 
@@ -43,8 +44,8 @@ def cmd_watch(args) -> int:
             print(f"{new} new judgements: starting a {args.algo} round", flush=True)
             try:
                 result = run_round(round_config(args))
-                print(f"round {result.round_id} made version {result.version_id}"
-                      f"{' (promoted)' if result.promoted else ' (candidate)'}", flush=True)
+                print(f"round {result.round_id} made version {result.version_id}, {result.decision}",
+                      flush=True)
                 failed_at = None
             except round_queries.RoundBusy:  # someone else's round: try again at the next poll
                 pass

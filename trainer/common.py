@@ -11,25 +11,37 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from policy import models
+
 
 @dataclass
 class LoraSettings:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
-    target_modules: str = "all-linear"
+    # Adapt the linear layers of only the last N decoder layers (0: every layer). The backward
+    # pass then stops at the lowest adapted layer, which halves a training step on a CPU.
+    top_layers: int = 0
 
-    def config(self, task_type: str) -> LoraConfig:
+    def config(self, task_type: str, model) -> LoraConfig:
+        n = model.config.num_hidden_layers
+        if self.top_layers and self.top_layers < n:
+            # PEFT takes layers_to_transform only with named modules, so name them by pattern:
+            # the projections of Llama-style blocks (model.layers.N.self_attn.q_proj, ...).
+            layers = "|".join(str(i) for i in range(n - self.top_layers, n))
+            targets = rf".*\.layers\.(?:{layers})\..*_proj"
+        else:
+            targets = "all-linear"
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules, task_type=task_type)
+                          target_modules=targets, task_type=task_type)
 
 
 def on_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def dtype() -> torch.dtype:
-    return torch.bfloat16 if on_cuda() else torch.float32
+def bf16() -> bool:
+    return models.dtype() == torch.bfloat16
 
 
 def configure_wandb(data_dir: Path) -> None:
@@ -47,8 +59,7 @@ def report_to() -> list[str]:
 def trainer_args(out_dir: Path, run_name: str) -> dict:
     """Keyword arguments every TRL config takes: precision for this machine, explicit reporting,
     and no mid-round checkpoints (a round is kept whole or not at all)."""
-    cuda = on_cuda()
-    return dict(output_dir=str(out_dir), run_name=run_name, bf16=cuda, use_cpu=not cuda,
+    return dict(output_dir=str(out_dir), run_name=run_name, bf16=bf16(), use_cpu=not on_cuda(),
                 gradient_checkpointing=False, report_to=report_to(), save_strategy="no",
                 logging_steps=1, seed=0, dataloader_num_workers=0)
 
@@ -68,9 +79,9 @@ def policy_for_training(base_path: Path, live_adapter: Path | None, lora: LoraSe
     base model (whose zero-initialised update makes it equal to version 0). TRL's trainers
     copy "default" into a frozen "ref" adapter, so the reference is the previous live policy.
     """
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype())
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=models.dtype())
     if live_adapter is None:
-        return get_peft_model(model, lora.config("CAUSAL_LM"))
+        return get_peft_model(model, lora.config("CAUSAL_LM", model))
     return PeftModel.from_pretrained(model, str(live_adapter), is_trainable=True)
 
 

@@ -5,6 +5,7 @@ round on a CPU. Its regulariser is the reference policy: TRL copies the live ada
 frozen "ref" adapter, so a round moves the policy a bounded step away from the version the
 annotators judged, not from the base model.
 """
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,25 +22,40 @@ COLUMNS = ("prompt", "chosen", "rejected")  # the export's id columns mean nothi
 
 @dataclass
 class DPOSettings:
-    """Defaults sized for a round on ~128 judgements with SmolLM2-135M on two CPU cores."""
+    """Defaults measured on SmolLM2-135M, two CPU cores, ~128 judgements a round (README, sweep)."""
     beta: float = 0.1
     loss_type: str = "sigmoid"
-    lr: float = 1e-4          # TRL's 1e-6 suits full fine-tuning; a fresh LoRA needs far more to move in one round
-    epochs: int = 1
+    # Weight of a supervised term on the chosen answer (RPO): DPO alone can widen its margin by
+    # making both answers less likely, and the policy drifts to text nobody chose.
+    sft_weight: float = 0.0
+    lr: float = 1e-3          # TRL's 1e-6 suits full fine-tuning; 1e-4 left a LoRA where it was after a round
+    epochs: float = 2.0
+    max_steps: int = 40       # caps a round's cost once votes pile up: later rounds see each pair less often
     batch_size: int = 4
     grad_accum: int = 2
-    max_length: int = 256     # prompt + completion tokens: the app's prompts and 160-token answers fit
-    lora: common.LoraSettings = field(default_factory=common.LoraSettings)
+    max_length: int = 320     # templated prompt + answer: the app's 160-token answers and most prompts fit
+    lora: common.LoraSettings = field(default_factory=lambda: common.LoraSettings(top_layers=8))
+
+    def steps(self, pairs: int) -> int:
+        per_step = self.batch_size * self.grad_accum
+        return max(1, min(self.max_steps, math.ceil(self.epochs * pairs / per_step)))
 
 
 def train_dpo(base_path: Path, live_adapter: Path | None, train: list[dict], cfg: DPOSettings,
               out_dir: Path, run_name: str = "dpo", callbacks: list | None = None) -> dict:
-    """One round of DPO from the live policy; the trained adapter is written to `out_dir`."""
+    """One round of DPO from the live policy; the trained adapter is written to `out_dir`.
+
+    The reference's log-probabilities are computed once, before training: the reference never
+    changes within a round, so a second forward pass per step would only repeat them.
+    """
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
     args = DPOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr, beta=cfg.beta,
-                     loss_type=[cfg.loss_type], num_train_epochs=cfg.epochs,
+                     loss_type=[cfg.loss_type, "sft"] if cfg.sft_weight else [cfg.loss_type],
+                     loss_weights=[1.0, cfg.sft_weight] if cfg.sft_weight else None,
+                     max_steps=cfg.steps(len(train)),
                      per_device_train_batch_size=cfg.batch_size,
-                     gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length)
+                     gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
+                     precompute_ref_log_probs=True, precompute_ref_batch_size=16)
     dataset = Dataset.from_list([{k: row[k] for k in COLUMNS} for row in train])
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=common.load_tokenizer(base_path), callbacks=callbacks)

@@ -1,15 +1,26 @@
 """Judging a candidate policy against the versions it would replace, on held-out prompts.
 
-Every version answers the same prompts with the same sampling settings and seed; the
-round's reward model scores the answers. KL is measured on the candidate's own samples
-against the live policy, the reference every algorithm regularises towards.
+Every version answers the same prompts with the app's own sampling settings and the same
+seeds, so where two policies agree they write the same words and only real differences
+count. The round's reward model scores the answers; each win-rate carries a confidence
+interval, since the promotion gate must not mistake a lucky draw for a better policy. KL is
+measured on the candidate's own samples against the live policy, the reference every
+algorithm regularises towards.
+
+A registered version never changes, so its answers to a given evaluation set are kept on
+disk: a round generates only the candidate's answers, not the live version's and the base's.
 """
-from dataclasses import dataclass, field
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
 from policy.registry import PolicyRegistry
 from policy.sampling import SamplingConfig
+from storage.ratings import WinRate, win_rate_interval
 
 from .reward_model import RewardModel
 
@@ -18,10 +29,17 @@ CANDIDATE = -1  # the registry's key for the unregistered candidate
 
 @dataclass
 class EvalConfig:
-    prompts: int = 16
-    batch_size: int = 8
+    """Sized so the gate's interval is about +-0.1 wide: 2 answers to each of up to 48 prompts."""
+    prompts: int = 48
+    samples: int = 2            # answers per prompt, each batch with its own seed
+    batch_size: int = 16
     seed: int = 0
-    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=96))
+    confidence: float = 0.95    # of every win-rate interval
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # the app's, answer length included
+
+    def questions(self, prompts: list[str]) -> list[str]:
+        """The evaluation set: each prompt `samples` times, the copies in different batches."""
+        return prompts[:self.prompts] * self.samples
 
 
 @dataclass
@@ -29,7 +47,7 @@ class Answers:
     version: int
     texts: list[str]
     lengths: list[int]
-    kl: list[float]  # per answer (nats, summed over its tokens) against the reference; empty when not measured
+    kl: list[float] = field(default_factory=list)  # per answer (nats, summed over tokens) against the reference
 
 
 @dataclass
@@ -56,54 +74,123 @@ class Judgement:
                 "score_b": self.score_b, "result": self.result}
 
 
-def answer(registry: PolicyRegistry, version: int, prompts: list[str], cfg: EvalConfig,
+WORD = re.compile(r"\w+")
+
+
+def repetitive(text: str, n: int = 4, share: float = 0.3) -> bool:
+    """More than `share` of the answer's word n-grams repeat an earlier one: a loop, not prose."""
+    words = [w.lower() for w in WORD.findall(text)]
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) >= 8 and 1 - len(set(grams)) / len(grams) > share
+
+
+def degeneration(texts: list[str]) -> dict[str, float]:
+    """Shares of empty (under three words) and looping answers: what an over-trained policy writes."""
+    n = max(len(texts), 1)
+    return {"empty_share": sum(len(WORD.findall(t)) < 3 for t in texts) / n,
+            "repetitive_share": sum(map(repetitive, texts)) / n}
+
+
+class AnswerCache:
+    """Registered versions' answers to one evaluation set, one JSON file per version.
+
+    The key covers everything that decides the answers: the questions, the sampling settings,
+    the seed, the batching and the precision the registry samples in.
+    """
+
+    def __init__(self, folder: Path, questions: list[str], cfg: EvalConfig, dtype: torch.dtype):
+        recipe = json.dumps([questions, cfg.sampling.record(), cfg.seed, cfg.batch_size, str(dtype)])
+        self.folder, self.key = folder, hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+    def _path(self, version: int) -> Path:
+        return self.folder / f"v{version}-{self.key}.json"
+
+    def get(self, version: int) -> Answers | None:
+        path = self._path(version)
+        return Answers(**json.loads(path.read_text())) if path.exists() else None
+
+    def put(self, version: int, answers: Answers) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self._path(version).with_suffix(".tmp")
+        tmp.write_text(json.dumps({**asdict(answers), "version": version, "kl": []}))
+        tmp.replace(self._path(version))
+
+
+def answer(registry: PolicyRegistry, version: int, questions: list[str], cfg: EvalConfig,
            reference: int | None = None) -> Answers:
     """Batched answers; with a reference, the summed log-ratio of each answer (a KL sample)."""
-    out = Answers(version, [], [], [])
-    for i in range(0, len(prompts), cfg.batch_size):
-        batch = prompts[i:i + cfg.batch_size]
+    out = Answers(version, [], [])
+    for i in range(0, len(questions), cfg.batch_size):
+        batch = questions[i:i + cfg.batch_size]
         texts, seqs, mask, start = registry.sample_batch(version, batch, cfg.sampling, cfg.seed + i)
         out.texts += texts
         out.lengths += mask[:, start:].sum(dim=1).tolist()
         if reference is not None:
             # Schulman's k3 estimator per token, (e^r - 1) - r with r = log ref/policy: never
-            # negative, unlike the plain log-ratio, whose sample mean often is on 16 answers.
+            # negative, unlike the plain log-ratio, whose sample mean often is on few answers.
             r = (registry.token_logprobs(reference, seqs, mask, start)
                  - registry.token_logprobs(version, seqs, mask, start))
             out.kl += ((torch.expm1(r) - r) * mask[:, start:]).sum(dim=1).tolist()
     return out
 
 
-def judge(rm: RewardModel, prompts: list[str], a: Answers, b: Answers) -> list[Judgement]:
-    scores_a, scores_b = rm.score(prompts, a.texts), rm.score(prompts, b.texts)
-    return [Judgement(p, a.version, b.version, ta, tb, float(sa), float(sb))
-            for p, ta, tb, sa, sb in zip(prompts, a.texts, b.texts, scores_a, scores_b)]
+def judge(questions: list[str], a: Answers, b: Answers, scores: dict[int, torch.Tensor]) -> list[Judgement]:
+    """The reward model's verdict on each question, from each version's scores."""
+    return [Judgement(p, a.version, b.version, ta, tb, float(sa), float(sb)) for p, ta, tb, sa, sb
+            in zip(questions, a.texts, b.texts, scores[a.version], scores[b.version])]
 
 
-def win_rate(judgements: list[Judgement]) -> float:
-    """Share of prompts where side a scored higher, ties counting half."""
-    wins = sum({"a": 1.0, "tie": 0.5, "b": 0.0}[j.result] for j in judgements)
-    return wins / max(len(judgements), 1)
+def win_rate(judgements: list[Judgement], confidence: float = 0.95) -> WinRate:
+    """Side a's win-rate over side b, ties counting half, with its interval."""
+    results = [j.result for j in judgements]
+    return win_rate_interval(results.count("a"), results.count("b"), results.count("tie"), confidence)
+
+
+def win_rate_metrics(name: str, rate: WinRate) -> dict[str, float]:
+    return {name: rate.value, f"{name}_low": rate.low, f"{name}_high": rate.high}
+
+
+def _mean(values) -> float:
+    return float(torch.tensor(values, dtype=torch.float).mean()) if len(values) else 0.0
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    judgements: list[Judgement]
+    candidate: Answers
+    cache: AnswerCache | None
+
+    def keep_candidate_as(self, version_id: int) -> None:
+        """Once registered, the candidate is the next round's live version: keep its answers."""
+        if self.cache:
+            self.cache.put(version_id, self.candidate)
 
 
 def evaluate(registry: PolicyRegistry, rm: RewardModel, prompts: list[str], live: int,
-             cfg: EvalConfig) -> tuple[dict[str, float], list[Judgement]]:
+             cfg: EvalConfig, cache_dir: Path | None = None) -> Evaluation:
     """The candidate (loaded in the registry as CANDIDATE) against the live version and the base."""
-    prompts = prompts[:cfg.prompts]
-    candidate = answer(registry, CANDIDATE, prompts, cfg, reference=live)
-    opponents = {live: answer(registry, live, prompts, cfg)}
-    if live != 0:
-        opponents[0] = answer(registry, 0, prompts, cfg)
-    judgements = {v: judge(rm, prompts, candidate, ans) for v, ans in opponents.items()}
-    cand_scores = [j.score_a for j in judgements[live]]
+    questions = cfg.questions(prompts)
+    cache = AnswerCache(cache_dir, questions, cfg, registry.model.dtype) if cache_dir else None
+    candidate = answer(registry, CANDIDATE, questions, cfg, reference=live)
+    opponents = {}
+    for version in dict.fromkeys((live, 0)):
+        opponents[version] = cache.get(version) if cache else None
+        if opponents[version] is None:
+            opponents[version] = answer(registry, version, questions, cfg)
+            if cache:
+                cache.put(version, opponents[version])
+    scores = {a.version: rm.score(questions, a.texts) for a in (candidate, *opponents.values())}
+    judgements = {v: judge(questions, candidate, ans, scores) for v, ans in opponents.items()}
     metrics = {
-        "rm_score": float(torch.tensor(cand_scores).mean()),
-        "rm_score_live": float(torch.tensor([j.score_b for j in judgements[live]]).mean()),
-        "rm_win_rate_vs_live": win_rate(judgements[live]),
-        "rm_win_rate_vs_base": win_rate(judgements[0] if live != 0 else judgements[live]),
-        "kl_to_ref": float(torch.tensor(candidate.kl).mean()),
-        "mean_length": float(torch.tensor(candidate.lengths, dtype=torch.float).mean()),
-        "mean_length_live": float(torch.tensor(opponents[live].lengths, dtype=torch.float).mean()),
-        "eval_prompts": float(len(prompts)),
+        "rm_score": _mean([j.score_a for j in judgements[live]]),
+        "rm_score_live": _mean([j.score_b for j in judgements[live]]),
+        **win_rate_metrics("rm_win_rate_vs_live", win_rate(judgements[live], cfg.confidence)),
+        **win_rate_metrics("rm_win_rate_vs_base", win_rate(judgements[0], cfg.confidence)),
+        "kl_to_ref": _mean(candidate.kl),
+        "mean_length": _mean(candidate.lengths),
+        "mean_length_live": _mean(opponents[live].lengths),
+        **degeneration(candidate.texts),
+        "eval_answers": float(len(questions)),
     }
-    return metrics, [j for js in judgements.values() for j in js]
+    return Evaluation(metrics, [j for js in judgements.values() for j in js], candidate, cache)

@@ -44,6 +44,13 @@ def _ratings_table(rows: list[dict]) -> str:
     return RATING_HEADER + body
 
 
+def _rounds_table(rows: list[dict]) -> str:
+    """Each round's outcome, and the gate's decision in its own words."""
+    body = "".join(f"| {r['id']} | {r['algo']} | {r['status']} | {r['version_id'] or '–'} "
+                   f"| {r['decision'] or r['error'] or '–'} |\n" for r in reversed(rows))
+    return "| round | algorithm | status | version | decision |\n|---|---|---|---|---|\n" + body
+
+
 def write_report(db, out: Path) -> list[Path]:
     """Every figure as PNG and summary.md linking them; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -72,6 +79,7 @@ def write_report(db, out: Path) -> list[Path]:
         f"{len(versions)} policy versions; version {live} is live.\n",
         "## Leaderboard from blind human votes\n", _ratings_table(dashboard.leaderboard(db, "human")),
         "## Leaderboard judged by the reward model\n", _ratings_table(dashboard.leaderboard(db, "reward_model")),
+        "## Rounds\n", _rounds_table(rounds.list_rounds(db, limit=1000)),
         "## Figures\n", *(f"![{p.stem}]({p.name})\n" for p in written),
     ]
     if evaluations.gallery(db):

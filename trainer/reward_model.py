@@ -77,7 +77,7 @@ class RewardModel:
 
     @classmethod
     def load(cls, path: Path) -> "RewardModel":
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=common.dtype())
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=models.dtype())
         return cls(model.to(models.device()), common.load_tokenizer(path, padding_side="right"))
 
     @torch.inference_mode()
@@ -140,12 +140,14 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
                         num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
                         max_length=cfg.max_length)
     set_seed(args.seed)  # the new head is drawn at random as the model loads
+    # float32 weights, bf16 arithmetic where `common.trainer_args` turns autocast on: the new
+    # head is trained whole, and Adam's small steps vanish in bf16 weights.
     with suppress_seqcls_warning():  # the head is missing from a causal-LM checkpoint by design
         model = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1,
-                                                                   dtype=common.dtype())
+                                                                   dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last non-pad token
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            peft_config=cfg.lora.config("SEQ_CLS"), callbacks=callbacks)
+                            peft_config=cfg.lora.config("SEQ_CLS", model), callbacks=callbacks)
     trainer.train()
     merged = trainer.model.merge_and_unload()
     merged.save_pretrained(out_dir)

@@ -13,6 +13,8 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification
 from trl import RLOOConfig, RLOOTrainer
 
+from policy import models
+
 from . import common
 
 # What TRL logs -> what a round records; "reward" is the reward model's score, before the KL penalty.
@@ -41,7 +43,7 @@ def load_reward_model(path: Path):
                          "(merge_and_unload() the adapter and save the result)")
     if not (path / "config.json").exists():
         raise ValueError(f"{path} is not a Hugging Face model folder (no config.json)")
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=common.dtype())
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=models.dtype())
     return model, common.load_tokenizer(path, padding_side="right")
 
 

@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import TrainerCallback
-
 from policy import models
 from policy.registry import PolicyRegistry
 from storage import evaluations, queries, rounds
@@ -30,8 +28,9 @@ from storage.paths import data_dir
 
 from . import common, data
 from .dpo import DPOSettings, train_dpo
-from .evaluate import CANDIDATE, EvalConfig, evaluate
+from .evaluate import CANDIDATE, EvalConfig, Evaluation, evaluate
 from .ppo import PPOConfig, train_ppo
+from .progress import PhaseClock, PhaseProgress
 from .reward_model import RewardModel, RewardModelConfig, train_reward_model
 from .rloo import RLOOSettings, train_rloo
 
@@ -40,12 +39,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GateConfig:
-    """Promote automatically only a candidate the reward model prefers that stays near its reference."""
-    min_win_rate: float = 0.5   # reward-model win-rate against the live policy, strictly above
+    """Promote automatically only a candidate the reward model prefers to the live policy beyond
+    chance, and that stays near it.
+
+    A win-rate above 0.5 on its own is passed by a coin half the time. Asking the lower end of
+    its interval (`eval.confidence`, 95% by default) to clear 0.5 lets a candidate no better
+    than live through at most 2.5% of the time.
+    """
+    min_win_rate: float = 0.5   # the lower end of the win-rate's interval against live must exceed it
     max_kl: float = 20.0        # mean KL per answer (nats, k3 estimate) against the live policy
 
-    def passes(self, metrics: dict) -> bool:
-        return metrics["rm_win_rate_vs_live"] > self.min_win_rate and metrics["kl_to_ref"] < self.max_kl
+    def decide(self, m: dict) -> tuple[bool, str]:
+        """Whether the candidate passes, and why, in words with its figures."""
+        rate = (f"reward-model win-rate against live {m['rm_win_rate_vs_live']:.2f} "
+                f"(interval {m['rm_win_rate_vs_live_low']:.2f}-{m['rm_win_rate_vs_live_high']:.2f}, "
+                f"{m['eval_answers']:.0f} answers)")
+        kl = f"KL {m['kl_to_ref']:.1f} nats per answer"
+        if m["rm_win_rate_vs_live_low"] <= self.min_win_rate:
+            return False, f"{rate}: its lower end does not clear {self.min_win_rate}; {kl}"
+        if m["kl_to_ref"] > self.max_kl:
+            return False, f"{kl} exceeds the bound {self.max_kl}; {rate}"
+        return True, f"{rate} clears {self.min_win_rate}; {kl}, within {self.max_kl}"
 
 
 @dataclass
@@ -78,6 +92,7 @@ class RoundResult:
     version_id: int
     metrics: dict
     promoted: bool
+    decision: str
 
 
 def apply_overrides(cfg, assignments: list[str]):
@@ -107,16 +122,6 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class PhaseProgress(TrainerCallback):
-    """Writes 'phase step/total' to the round's row so the admin tab can show live progress."""
-
-    def __init__(self, db, round_id: int, phase: str):
-        self.db, self.round_id, self.phase = db, round_id, phase
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        rounds.set_round_phase(self.db, self.round_id, f"{self.phase} {state.global_step}/{state.max_steps}")
 
 
 def outputs(root: Path, round_id: int) -> tuple[Path, Path]:
@@ -155,8 +160,8 @@ def run_round(cfg: RoundConfig, log_path: str | None = None) -> RoundResult:
                 shutil.rmtree(folder, ignore_errors=True)
             raise
         shutil.rmtree(work, ignore_errors=True)
-        promoted = _gate(cfg, db, round_id, version_id, trained)
-        return RoundResult(round_id, version_id, trained.metrics, promoted)
+        promoted, decision = _gate(cfg, db, round_id, version_id, trained)
+        return RoundResult(round_id, version_id, trained.metrics, promoted, decision)
 
 
 def check_base_model(cfg: RoundConfig, db) -> None:
@@ -170,7 +175,7 @@ def check_base_model(cfg: RoundConfig, db) -> None:
 class Trained:
     live: int
     metrics: dict
-    judgements: list
+    evaluation: Evaluation
     adapter_dir: Path
     rm_dir: Path
 
@@ -182,7 +187,8 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
     live_adapter = rounds.get_version(db, live)["adapter_path"]
     live_adapter = Path(live_adapter) if live_adapter else None
 
-    rounds.set_round_phase(db, round_id, "snapshot")
+    clock = PhaseClock(db, round_id)
+    clock.start("snapshot")
     snap = data.snapshot(db, cfg.heldout_fraction)
     if len(snap.train) < cfg.min_pairs or not snap.heldout:
         raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
@@ -193,10 +199,12 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
                                                 min(cfg.max_rl_prompts, len(snap.train_prompts)))
 
     rm_dir = work / "reward_model"
+    clock.start("reward model")
     metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir,
                                  run_name=f"round-{round_id}-reward",
                                  callbacks=[PhaseProgress(db, round_id, "reward model")])
     adapter_dir = work / "adapter"
+    clock.start(cfg.algo)
     callbacks = [PhaseProgress(db, round_id, cfg.algo)]
     if cfg.algo == "dpo":
         metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
@@ -212,16 +220,21 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
                             log=lambda s: rounds.set_round_phase(db, round_id, f"ppo iteration {s['iteration']}"))
         metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
 
-    rounds.set_round_phase(db, round_id, "evaluate")
+    clock.start("evaluate")
     registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
     registry.ensure_loaded(live, live_adapter)
     registry.ensure_loaded(CANDIDATE, adapter_dir)
-    eval_metrics, judgements = evaluate(registry, RewardModel.load(rm_dir), snap.heldout_prompts,
-                                        live, cfg.eval)
-    metrics |= eval_metrics
-    log_to_wandb(cfg, round_id, metrics, judgements)
+    evaluation = evaluate(registry, RewardModel.load(rm_dir), snap.heldout_prompts, live, cfg.eval,
+                          cache_dir=answer_cache(cfg.data_dir))
+    metrics |= evaluation.metrics | clock.stop()
+    log_to_wandb(cfg, round_id, metrics, evaluation.judgements)
 
-    return Trained(live, metrics, judgements, adapter_dir, rm_dir)
+    return Trained(live, metrics, evaluation, adapter_dir, rm_dir)
+
+
+def answer_cache(root: Path) -> Path:
+    """Where registered versions' held-out answers are kept (see `evaluate.AnswerCache`)."""
+    return root / "rounds" / "answers"
 
 
 def _register(cfg: RoundConfig, db, round_id: int, trained: Trained) -> int:
@@ -235,24 +248,33 @@ def _register(cfg: RoundConfig, db, round_id: int, trained: Trained) -> int:
         version_id = rounds.add_version(db, parent_id=trained.live, algo=cfg.algo, round_id=round_id,
                                         adapter_path=str(final_adapter.resolve()))
         rounds.add_metrics(db, trained.metrics, round_id=round_id, version_id=version_id)
-        evaluations.add_model_judgements(db, round_id, [j.row(version_id) for j in trained.judgements],
+        evaluations.add_model_judgements(db, round_id, [j.row(version_id) for j in trained.evaluation.judgements],
                                          cfg.eval.sampling.record(), cfg.eval.seed)
         rounds.finish_round(db, round_id, version_id)
+    trained.evaluation.keep_candidate_as(version_id)
     return version_id
 
 
-def _gate(cfg: RoundConfig, db, round_id: int, version_id: int, trained: Trained) -> bool:
+def _gate(cfg: RoundConfig, db, round_id: int, version_id: int, trained: Trained) -> tuple[bool, str]:
     """Promote a passing candidate, unless someone changed the live version meanwhile: it was
-    measured against the version live when the round began, not against the one live now."""
-    if not (cfg.auto_promote and cfg.gate.passes(trained.metrics)):
-        return False
+    measured against the version live when the round began, not against the one live now.
+    The decision and its reason are recorded with the round either way."""
+    passes, reason = cfg.gate.decide(trained.metrics)
     with queries.immediate(db):
-        if queries.live_version_id(db) != trained.live:
-            log.warning("version %d stays a candidate: the live version changed during round %d",
-                        version_id, round_id)
-            return False
-        rounds.promote(db, version_id, by=f"round {round_id} gate")
-    return True
+        live_now = queries.live_version_id(db)
+        if not passes:
+            decision = f"kept as a candidate: {reason}"
+        elif not cfg.auto_promote:
+            decision = f"kept as a candidate (auto-promotion is off), though it passes: {reason}"
+        elif live_now != trained.live:
+            decision = (f"kept as a candidate: version {live_now} became live during the round, and "
+                        f"it was measured against version {trained.live}; it passes: {reason}")
+        else:
+            rounds.promote(db, version_id, by=f"round {round_id} gate")
+            decision = f"promoted: {reason}"
+        rounds.set_round_decision(db, round_id, decision)
+    log.info("round %d, version %d %s", round_id, version_id, decision)
+    return decision.startswith("promoted"), decision
 
 
 def log_to_wandb(cfg: RoundConfig, round_id: int, metrics: dict, judgements) -> None:
@@ -264,6 +286,7 @@ def log_to_wandb(cfg: RoundConfig, round_id: int, metrics: dict, judgements) -> 
                      group=f"round-{round_id}", job_type="evaluate", config=cfg.record(),
                      dir=os.environ.get("WANDB_DIR"))
     run.log(metrics)
+    run.summary["gate"] = cfg.gate.decide(metrics)[1]
     table = wandb.Table(columns=["prompt", "candidate", "opponent_version", "opponent",
                                  "candidate_score", "opponent_score"])
     for j in judgements:
