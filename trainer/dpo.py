@@ -22,23 +22,28 @@ COLUMNS = ("prompt", "chosen", "rejected")  # the export's id columns mean nothi
 
 @dataclass
 class DPOSettings:
-    """Defaults measured on SmolLM2-135M, two CPU cores, ~128 judgements a round (README, sweep)."""
+    """Defaults measured on SmolLM2-135M, two CPU cores, ~128 judgements a round (see the README's
+    sweep): all-layer LoRA learns a taste that top-layer LoRA learns half of, and the SFT term
+    keeps answers from looping where DPO alone starts to."""
     beta: float = 0.1
     loss_type: str = "sigmoid"
     # Weight of a supervised term on the chosen answer (RPO): DPO alone can widen its margin by
     # making both answers less likely, and the policy drifts to text nobody chose.
-    sft_weight: float = 0.0
-    lr: float = 1e-3          # TRL's 1e-6 suits full fine-tuning; 1e-4 left a LoRA where it was after a round
+    sft_weight: float = 0.2
+    lr: float = 5e-4          # TRL's 1e-6 suits full fine-tuning; 1e-4 left a LoRA where it was after a round
     epochs: float = 2.0
-    max_steps: int = 40       # caps a round's cost once votes pile up: later rounds see each pair less often
-    batch_size: int = 4
-    grad_accum: int = 2
+    max_steps: int = 28       # caps a round's time: later rounds, with more pairs, see each one less often
+    # The newest decisive judgements only: the reference is the live policy, which sampled the
+    # newest pairs; older ones are off-policy, and the reference pass costs time for each.
+    max_pairs: int = 160
+    batch_size: int = 8
+    grad_accum: int = 1
     max_length: int = 320     # templated prompt + answer: the app's 160-token answers and most prompts fit
-    lora: common.LoraSettings = field(default_factory=lambda: common.LoraSettings(top_layers=8))
+    lora: common.LoraSettings = field(default_factory=common.LoraSettings)
 
     def steps(self, pairs: int) -> int:
         per_step = self.batch_size * self.grad_accum
-        return max(1, min(self.max_steps, math.ceil(self.epochs * pairs / per_step)))
+        return max(1, min(self.max_steps, math.ceil(self.epochs * min(pairs, self.max_pairs) / per_step)))
 
 
 def train_dpo(base_path: Path, live_adapter: Path | None, train: list[dict], cfg: DPOSettings,
@@ -56,7 +61,7 @@ def train_dpo(base_path: Path, live_adapter: Path | None, train: list[dict], cfg
                      per_device_train_batch_size=cfg.batch_size,
                      gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
                      precompute_ref_log_probs=True, precompute_ref_batch_size=16)
-    dataset = Dataset.from_list([{k: row[k] for k in COLUMNS} for row in train])
+    dataset = Dataset.from_list([{k: row[k] for k in COLUMNS} for row in train[-cfg.max_pairs:]])
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=common.load_tokenizer(base_path), callbacks=callbacks)
     result = trainer.train()
