@@ -43,7 +43,7 @@ from storage.db import open_db  # noqa: E402
 from storage.exports import is_heldout  # noqa: E402
 from storage.paths import data_dir  # noqa: E402
 from storage.ratings import win_rate_interval  # noqa: E402
-from trainer.evaluate import WORD, AnswerCache, Answers, answer, degeneration, repetitive  # noqa: E402
+from trainer.evaluate import WORD, AnswerCache, Answers, answer, degenerate, degeneration  # noqa: E402
 from trainer.rounds import RoundConfig, answer_cache, apply_overrides  # noqa: E402
 
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
@@ -52,10 +52,6 @@ YOU = {"you", "your", "yours", "yourself"}
 
 def words(text: str) -> list[str]:
     return WORD.findall(text)
-
-
-def degenerate(text: str) -> bool:
-    return len(words(text)) < 3 or repetitive(text)
 
 
 def you_share(text: str) -> float:

@@ -22,7 +22,7 @@ from pathlib import Path
 from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loop_efficacy import TASTES, Judge, degenerate, words  # noqa: E402
+from loop_efficacy import TASTES, Judge, words  # noqa: E402
 
 from app.server import ASSETS  # noqa: E402
 from policy import models  # noqa: E402
@@ -33,7 +33,7 @@ from storage.db import open_db  # noqa: E402
 from storage.exports import HELDOUT_FRACTION, is_heldout  # noqa: E402
 from storage.paths import data_dir  # noqa: E402
 from trainer.dpo import DPOSettings, train_dpo  # noqa: E402
-from trainer.evaluate import answer  # noqa: E402
+from trainer.evaluate import answer, degenerate  # noqa: E402
 from trainer.reward_model import RewardModelConfig, train_reward_model  # noqa: E402
 from trainer.rounds import RoundConfig, apply_overrides  # noqa: E402
 

@@ -4,7 +4,7 @@ import dataclasses
 import math
 
 import pytest
-from peft import PeftModel
+from peft import PeftModel, get_peft_model
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, TrainerCallback
 
@@ -84,3 +84,10 @@ def test_second_round_continues_from_live_adapter(base, round1, tmp_path):
     # against the base model it would already be lower after round 1.
     assert losses.losses[0] == pytest.approx(math.log(2), abs=1e-4)
     assert heldout_margin(base, out2) > heldout_margin(base, out1)
+
+
+def test_lora_on_the_top_layers_adapts_only_those_layers():
+    base = AutoModelForCausalLM.from_pretrained(models.checkpoint_dir("tiny", MODEL_CACHE))
+    model = get_peft_model(base, common.LoraSettings(top_layers=1).config("CAUSAL_LM", base))
+    adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_A" in name}
+    assert adapted == {str(base.config.num_hidden_layers - 1)}

@@ -84,11 +84,19 @@ def repetitive(text: str, n: int = 4, share: float = 0.3) -> bool:
     return len(grams) >= 8 and 1 - len(set(grams)) / len(grams) > share
 
 
+def empty(text: str) -> bool:
+    """Under three words: no answer to anything the app asks."""
+    return len(WORD.findall(text)) < 3
+
+
+def degenerate(text: str) -> bool:
+    return empty(text) or repetitive(text)
+
+
 def degeneration(texts: list[str]) -> dict[str, float]:
-    """Shares of empty (under three words) and looping answers: what an over-trained policy writes."""
+    """Shares of empty and looping answers: what an over-trained policy writes."""
     n = max(len(texts), 1)
-    return {"empty_share": sum(len(WORD.findall(t)) < 3 for t in texts) / n,
-            "repetitive_share": sum(map(repetitive, texts)) / n}
+    return {"empty_share": sum(map(empty, texts)) / n, "repetitive_share": sum(map(repetitive, texts)) / n}
 
 
 class AnswerCache:

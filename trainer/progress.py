@@ -32,6 +32,12 @@ class PhaseClock:
         self._lock = threading.Lock()
         threading.Thread(target=self._sample, name="phase-clock", daemon=True).start()
 
+    def __enter__(self) -> "PhaseClock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()  # a failed round leaves no sampling thread behind in `trainer watch`
+
     def _sample(self) -> None:
         while not self._done.wait(self.every):
             rss = self._process.memory_info().rss

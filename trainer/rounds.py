@@ -187,49 +187,49 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
     live_adapter = rounds.get_version(db, live)["adapter_path"]
     live_adapter = Path(live_adapter) if live_adapter else None
 
-    clock = PhaseClock(db, round_id)
-    clock.start("snapshot")
-    snap = data.snapshot(db, cfg.heldout_fraction)
-    if len(snap.train) < cfg.min_pairs or not snap.heldout:
-        raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
-                         f"pairs: a round needs at least {cfg.min_pairs} and some held out; "
-                         "collect more judgements first")
-    rounds.set_round_votes(db, round_id, snap.vote_ids)
-    rl_prompts = random.Random(round_id).sample(snap.train_prompts,
-                                                min(cfg.max_rl_prompts, len(snap.train_prompts)))
+    with PhaseClock(db, round_id) as clock:
+        clock.start("snapshot")
+        snap = data.snapshot(db, cfg.heldout_fraction)
+        if len(snap.train) < cfg.min_pairs or not snap.heldout:
+            raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
+                             f"pairs: a round needs at least {cfg.min_pairs} and some held out; "
+                             "collect more judgements first")
+        rounds.set_round_votes(db, round_id, snap.vote_ids)
+        rl_prompts = random.Random(round_id).sample(snap.train_prompts,
+                                                    min(cfg.max_rl_prompts, len(snap.train_prompts)))
 
-    rm_dir = work / "reward_model"
-    clock.start("reward model")
-    metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir,
-                                 run_name=f"round-{round_id}-reward",
-                                 callbacks=[PhaseProgress(db, round_id, "reward model")])
-    adapter_dir = work / "adapter"
-    clock.start(cfg.algo)
-    callbacks = [PhaseProgress(db, round_id, cfg.algo)]
-    if cfg.algo == "dpo":
-        metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
-                             run_name=f"round-{round_id}-dpo", callbacks=callbacks)
-    elif cfg.algo == "rloo":
-        metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm_dir,
-                              cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
-                              callbacks=callbacks)
-    else:
-        rm = RewardModel.load(rm_dir)
-        history = train_ppo(base_path, live_adapter, rl_prompts,
-                            rm.score, cfg.ppo, adapter_dir,
-                            log=lambda s: rounds.set_round_phase(db, round_id, f"ppo iteration {s['iteration']}"))
-        metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
+        rm_dir = work / "reward_model"
+        clock.start("reward model")
+        metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir,
+                                     run_name=f"round-{round_id}-reward",
+                                     callbacks=[PhaseProgress(db, round_id, "reward model")])
+        adapter_dir = work / "adapter"
+        clock.start(cfg.algo)
+        callbacks = [PhaseProgress(db, round_id, cfg.algo)]
+        if cfg.algo == "dpo":
+            metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
+                                 run_name=f"round-{round_id}-dpo", callbacks=callbacks)
+        elif cfg.algo == "rloo":
+            metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm_dir,
+                                  cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
+                                  callbacks=callbacks)
+        else:
+            rm = RewardModel.load(rm_dir)
+            history = train_ppo(base_path, live_adapter, rl_prompts,
+                                rm.score, cfg.ppo, adapter_dir,
+                                log=lambda s: rounds.set_round_phase(db, round_id, f"ppo iteration {s['iteration']}"))
+            metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
 
-    clock.start("evaluate")
-    registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
-    registry.ensure_loaded(live, live_adapter)
-    registry.ensure_loaded(CANDIDATE, adapter_dir)
-    evaluation = evaluate(registry, RewardModel.load(rm_dir), snap.heldout_prompts, live, cfg.eval,
-                          cache_dir=answer_cache(cfg.data_dir))
-    metrics |= evaluation.metrics | clock.stop()
-    log_to_wandb(cfg, round_id, metrics, evaluation.judgements)
+        clock.start("evaluate")
+        registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
+        registry.ensure_loaded(live, live_adapter)
+        registry.ensure_loaded(CANDIDATE, adapter_dir)
+        evaluation = evaluate(registry, RewardModel.load(rm_dir), snap.heldout_prompts, live, cfg.eval,
+                              cache_dir=answer_cache(cfg.data_dir))
+        metrics |= evaluation.metrics | clock.stop()
+        log_to_wandb(cfg, round_id, metrics, evaluation.judgements)
 
-    return Trained(live, metrics, evaluation, adapter_dir, rm_dir)
+        return Trained(live, metrics, evaluation, adapter_dir, rm_dir)
 
 
 def answer_cache(root: Path) -> Path:
