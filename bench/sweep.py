@@ -38,9 +38,12 @@ from trainer.reward_model import RewardModelConfig, train_reward_model  # noqa: 
 from trainer.rounds import RoundConfig, apply_overrides  # noqa: E402
 
 
-def row(prompt: str, chosen: str, rejected: str) -> dict:
+def row(taste, prompt: str, chosen: str, rejected: str) -> dict:
+    """A judgement as a round reads it, with the taste's 1-10 scores, as loop_efficacy votes."""
+    scores = taste.score(chosen), taste.score(rejected)
     return {"prompt": [{"role": "user", "content": prompt}], "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}], "margin": 0.0}
+            "rejected": [{"role": "assistant", "content": rejected}], "margin": float(abs(scores[0] - scores[1])),
+            "score_chosen": scores[0], "score_rejected": scores[1]}
 
 
 def judged(taste, prompts: list[dict], answers: dict[int, list[str]], first: int) -> list[dict]:
@@ -50,7 +53,7 @@ def judged(taste, prompts: list[dict], answers: dict[int, list[str]], first: int
         a, b = answers[p["id"]][first:first + 2]
         verdict = taste.verdict(a, b)
         if verdict != "tie":
-            rows.append(row(p["text"], *((a, b) if verdict == "a" else (b, a))))
+            rows.append(row(taste, p["text"], *((a, b) if verdict == "a" else (b, a))))
     return rows
 
 
@@ -103,7 +106,7 @@ def measure(what: str, variant: str, registry, base_path: Path, train: list[dict
         start = time.perf_counter()
         if what == "reward":
             metrics = train_reward_model(base_path, train, held, apply_overrides(RewardModelConfig(), assignments),
-                                         Path(tmp) / "rm", run_name="sweep")
+                                         Path(tmp) / "rm")
             return (f"{time.perf_counter() - start:6.0f} s  held-out accuracy {metrics['rm_accuracy']:.2f} "
                     f"on {len(held)} pairs")
         train_dpo(base_path, None, train, apply_overrides(DPOSettings(), assignments), Path(tmp) / "adapter",

@@ -237,7 +237,8 @@ def annotator_vote_count(db: sqlite_utils.Database, annotator: str) -> int:
 def preference_rows(db: sqlite_utils.Database) -> list[dict]:
     """One row per decisive vote, mapped from the order shown back to chosen and rejected text.
 
-    The margin is the 1-10 score difference where the annotator scored both sides, else 0.
+    The margin is the 1-10 score difference where the annotator scored both sides, else 0; the
+    scores themselves follow chosen and rejected (None where a side went unscored).
     """
     rows = []
     for r in db.query(
@@ -249,8 +250,11 @@ def preference_rows(db: sqlite_utils.Database) -> list[dict]:
         shown = [r[f"completion_{r['shown_order'][0]}"], r[f"completion_{r['shown_order'][1]}"]]
         chosen, rejected = (shown[0], shown[1]) if r["choice"] == "a" else (shown[1], shown[0])
         scored = r["score_a"] is not None and r["score_b"] is not None
+        scores = (r["score_a"], r["score_b"]) if r["choice"] == "a" else (r["score_b"], r["score_a"])
         rows.append({"prompt": r["prompt"], "chosen": chosen, "rejected": rejected,
                      "margin": float(abs(r["score_a"] - r["score_b"])) if scored else 0.0,
+                     "score_chosen": scores[0] if scored else None,
+                     "score_rejected": scores[1] if scored else None,
                      "vote_id": r["vote_id"], "pair_id": r["pair_id"], "prompt_id": r["prompt_id"],
                      "version_id": r["version_id"], "annotator": r["annotator"]})
     return rows

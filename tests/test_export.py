@@ -26,6 +26,8 @@ def test_chosen_follows_what_the_annotator_saw(db, tmp_path):
     assert rows[0]["chosen"][0]["content"] == shown_a["a"]
     assert rows[0]["rejected"][0]["content"] == shown_a["b"]
     assert rows[0]["margin"] == 7.0
+    assert (rows[0]["score_chosen"], rows[0]["score_rejected"]) == (9, 2)
+    assert (rows[1]["score_chosen"], rows[1]["score_rejected"]) == (None, None)
     assert rows[1]["chosen"][0]["content"] == shown_b["b"] and rows[1]["margin"] == 0.0
     ds = load_from_disk(str(tmp_path / "out" / "dataset"))
     assert len(ds) == 2 and {"prompt", "chosen", "rejected", "margin", "vote_id"} <= set(ds.column_names)
@@ -36,3 +38,11 @@ def test_export_with_no_decisive_votes(db, tmp_path):
     vote(db, "p1", "tie")
     assert exports.export_trl(db, tmp_path / "out") == 0
     assert (tmp_path / "out" / "preferences.jsonl").read_text() == ""
+
+
+def test_scores_follow_chosen_and_rejected(db):
+    vote(db, "p1", "b", 3, 8)  # the annotator picked the right side and scored it 8
+    vote(db, "p2", "a", 6, None)  # one side unscored: no scores for the reward model to fit
+    first, second = exports.trl_rows(db)
+    assert (first["score_chosen"], first["score_rejected"], first["margin"]) == (8, 3, 5.0)
+    assert (second["score_chosen"], second["score_rejected"], second["margin"]) == (None, None, 0.0)

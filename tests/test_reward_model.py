@@ -1,15 +1,18 @@
 """Reward model on the tiny model: it learns a preference that holds on unseen prompts, saves a
-plain merged model that scores like RLOOTrainer will feed it, and cuts over-long pairs
-instead of losing them."""
+folder that reloads and scores the same, learns from 1-10 scores what pairs alone leave open,
+and cuts over-long pairs instead of losing them."""
 import pytest
-from transformers import AutoModelForSequenceClassification
+import torch
+from transformers import AutoConfig
 
 from policy import models
 from tests.conftest import MODEL_CACHE
 from trainer import common
-from trainer.reward_model import RewardModel, RewardModelConfig, encode, train_reward_model
+from trainer.reward_model import RewardModel, RewardModelConfig, encode, fit_head, train_reward_model
 
-CONFIG = RewardModelConfig(lr=1e-2, epochs=3, batch_size=8, max_length=128)
+# The tiny model has 64 features where SmolLM2 has 576, and a banana shows in a few of them:
+# less shrinkage than the default lets the head reach them.
+CONFIG = RewardModelConfig(max_length=128, l2=1e-3)
 FRUITS = ("an apple", "a cherry", "a grape", "a mango", "a pear", "a plum", "a lemon", "a peach")
 QUESTIONS = ("What should I eat at {i} o'clock?", "Suggest a snack for guest number {i}.",
              "Pack lunch box {i} with one fruit.", "Which fruit goes in smoothie {i}?")
@@ -45,12 +48,12 @@ def base():
 @pytest.fixture(scope="module")
 def trained(base, tmp_path_factory):
     out = tmp_path_factory.mktemp("rm") / "reward_model"
-    return out, train_reward_model(base, TRAIN, HELDOUT, CONFIG, out, run_name="test-rm")
+    return out, train_reward_model(base, TRAIN, HELDOUT, CONFIG, out)
 
 
 def test_learns_preference_on_heldout_prompts(trained):
     _, metrics = trained
-    assert metrics["rm_accuracy"] >= 0.9
+    assert metrics["rm_accuracy"] >= 0.75  # 24 of 32: 1 in 300 by chance
     assert metrics["rm_heldout_pairs"] == len(HELDOUT)
     buckets = {k for k in metrics if k.startswith("rm_accuracy_margin_")}
     assert buckets == {"rm_accuracy_margin_0", "rm_accuracy_margin_4_plus"}  # only buckets with rows
@@ -63,12 +66,10 @@ def test_overlong_pairs_are_cut_and_counted_not_dropped(trained):
     assert metrics["rm_truncated"] == N_LONG
 
 
-def test_saved_folder_is_a_plain_model_that_ranks_the_preferred_answer(trained):
-    out, _ = trained
-    assert not (out / "adapter_config.json").exists()
-    plain = AutoModelForSequenceClassification.from_pretrained(out)
-    assert plain.config.num_labels == 1 and plain.config.pad_token_id is not None
-    assert not any("lora" in name for name, _ in plain.named_parameters())
+def test_saved_folder_keeps_the_lower_layers_and_ranks_the_preferred_answer(base, trained):
+    out, metrics = trained
+    saved, full = AutoConfig.from_pretrained(out), AutoConfig.from_pretrained(base)
+    assert saved.num_hidden_layers == metrics["rm_layers"] == round(CONFIG.depth * full.num_hidden_layers)
 
     rm = RewardModel.load(out)
     prompts = ["Any fruit ideas for a picnic?", "What goes well with cereal?", "Dessert tonight?"]
@@ -79,10 +80,9 @@ def test_saved_folder_is_a_plain_model_that_ranks_the_preferred_answer(trained):
     assert (banana > other).all()
 
 
-def test_scores_do_not_depend_on_batching_and_match_rloo_inputs(trained, monkeypatch):
-    """RLOOTrainer templates the conversation as text and tokenises it without special tokens,
-    right-padded; the rewards it sees must be the ones `score` gives, however batched. Checked
-    in float32, where that holds exactly; bf16 rounds a score near 4 to steps of 0.03."""
+def test_scores_do_not_depend_on_batching_and_match_what_rloo_sees(trained, monkeypatch):
+    """RLOOTrainer calls `reward_func` with conversations; those rewards must be the ones `score`
+    gives, however batched. Checked in float32, where that holds exactly."""
     monkeypatch.setenv("PREFLOOP_DTYPE", "float32")
     out, _ = trained
     rm = RewardModel.load(out)
@@ -91,31 +91,42 @@ def test_scores_do_not_depend_on_batching_and_match_rloo_inputs(trained, monkeyp
     batched = rm.score(prompts, answers, batch_size=2)
     single = rm.score(prompts, answers, batch_size=1)
     assert batched == pytest.approx(single.tolist(), abs=1e-4)
+    rloo = rm.reward_func(prompts=[[{"role": "user", "content": p}] for p in prompts],
+                          completions=[[{"role": "assistant", "content": a}] for a in answers], completion_ids=None)
+    assert rloo == pytest.approx(batched.tolist(), abs=1e-4)
 
-    plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
-    tokenizer = common.load_tokenizer(out)
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p},
-                                            {"role": "assistant", "content": a}], tokenize=False)
-             for p, a in zip(prompts, answers)]
-    inputs = tokenizer(text=texts, return_tensors="pt", padding=True, padding_side="right",
-                       add_special_tokens=False)
-    assert plain(**inputs).logits[:, 0].tolist() == pytest.approx(batched.tolist(), abs=1e-4)
+
+def test_scores_settle_what_the_pairs_leave_open():
+    """Every chosen answer is ahead on both features alike, so pairs alone cannot say which
+    feature matters; the 1-10 scores follow the first one only. An answer ahead on the first
+    feature and far behind on the second is then preferred only by a head that read the scores."""
+    torch.manual_seed(0)
+    rejected = torch.randn(64, 2)
+    step = torch.rand(64, 1) + 0.5
+    chosen = rejected + step  # ahead on both features by the same step
+    scores = torch.stack([5 + 2 * chosen[:, 0], 5 + 2 * rejected[:, 0]], dim=1)
+    unscored = torch.full_like(scores, float("nan"))
+    better, worse = torch.tensor([[1.0, -1.0]]), torch.tensor([[0.0, 0.5]])
+    with_scores = fit_head(chosen, rejected, scores, RewardModelConfig(l2=0.01))
+    pairs_only = fit_head(chosen, rejected, unscored, RewardModelConfig(l2=0.01))
+    assert with_scores(better) > with_scores(worse)
+    assert pairs_only(better) < pairs_only(worse)
 
 
 def test_encode_cuts_the_prompt_and_keeps_the_answer(base):
     tokenizer = common.load_tokenizer(base)
     prompt = [{"role": "user", "content": LONG_PROMPT}]
     answer = [{"role": "assistant", "content": "I would go with a banana."}]
-    ids, truncated = encode(tokenizer, prompt, answer, max_length=128)
+    ids, start, truncated = encode(tokenizer, prompt, answer, max_length=128)
     assert truncated and len(ids) <= 128
-    assert tokenizer.decode(ids).rstrip().endswith("I would go with a banana.<|im_end|>")
-    assert "Please read this carefully." in tokenizer.decode(ids)  # the prompt's start survives
+    assert tokenizer.decode(ids[start:]).strip() == "I would go with a banana.<|im_end|>"
+    assert "Please read this carefully." in tokenizer.decode(ids[:start])  # the prompt's start survives
 
     short = [{"role": "user", "content": "Hi"}]
-    ids, truncated = encode(tokenizer, short, answer, max_length=128)
+    ids, start, truncated = encode(tokenizer, short, answer, max_length=128)
     assert not truncated
     assert ids == tokenizer.apply_chat_template(short + answer, tokenize=True, return_dict=True)["input_ids"]
 
     long_answer = [{"role": "assistant", "content": LONG_PROMPT}]
-    ids, truncated = encode(tokenizer, short, long_answer, max_length=64)
-    assert truncated and len(ids) <= 64
+    ids, start, truncated = encode(tokenizer, short, long_answer, max_length=64)
+    assert truncated and len(ids) <= 64 and start < len(ids)

@@ -1,16 +1,16 @@
-"""RLOO on the tiny model: a few steps end to end against a merged reward model, an adapter the
-app can load, and a clear refusal of an adapter folder as the reward model."""
+"""RLOO on the tiny model: a few steps end to end against a trained reward model, and an adapter
+the app can load."""
 import math
 
 import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, TrainerCallback
+from transformers import AutoModelForCausalLM, TrainerCallback
 
 from policy import models
 from tests.conftest import MODEL_CACHE
-from trainer import common
+from trainer.reward_model import RewardModel, RewardModelConfig, train_reward_model
 from trainer.rloo import RLOOSettings, train_rloo
 
 SETTINGS = RLOOSettings(num_generations=2, batch_size=4, steps=2, max_completion_length=8, lr=1e-3)
@@ -24,12 +24,15 @@ def base():
 
 @pytest.fixture(scope="module")
 def reward_model(base, tmp_path_factory):
-    """An untrained scalar head on the tiny model, saved as a plain merged folder."""
+    """A reward model fitted to a few judgements preferring short answers."""
+    def row(prompt: str, chosen: str, rejected: str) -> dict:
+        return {"prompt": [{"role": "user", "content": prompt}], "margin": 0.0,
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
+    rows = [row(p, "Yes.", f"Well, about {p.lower()} there is a lot to say.") for p in PROMPTS]
     out = tmp_path_factory.mktemp("reward_model")
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(out)
-    common.load_tokenizer(base).save_pretrained(out)
-    return out
+    train_reward_model(base, rows, rows, RewardModelConfig(max_length=64), out)
+    return RewardModel.load(out)
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +79,3 @@ def test_continues_from_and_stays_near_the_live_adapter(base, reward_model, trai
     assert log.kl[0] == pytest.approx(0.0, abs=1e-5)
     assert log.kl[-1] != 0.0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
-
-
-def test_refuses_an_adapter_folder_as_reward_model(base, trained, tmp_path):
-    adapter, _ = trained
-    with pytest.raises(ValueError, match="merged reward model"):
-        train_rloo(base, None, PROMPTS, adapter, SETTINGS, tmp_path / "adapter")
-    assert not (tmp_path / "adapter").exists()

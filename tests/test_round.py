@@ -16,7 +16,7 @@ from trainer.rounds import RoundConfig, apply_overrides, run_round
 
 from .conftest import MODEL_CACHE, REPO
 
-FAST = ["reward.epochs=2", "reward.max_length=96", "dpo.max_length=96", "eval.prompts=4", "eval.samples=1",
+FAST = ["reward.max_length=96", "dpo.max_length=96", "eval.prompts=4", "eval.samples=1",
         "eval.sampling.max_new_tokens=8", "ppo.iterations=2", "ppo.batch_size=4",
         "ppo.max_new_tokens=8", "rloo.steps=2", "rloo.max_completion_length=8",
         "max_rl_prompts=8", "min_pairs=4"]

@@ -1,37 +1,50 @@
-"""Reward model: the base model with a one-number head, taught the annotators' choices.
+"""Reward model: a linear read-out of the base model's middle layers, fitted to the annotators'
+choices and scores.
 
-RLOO and PPO need a reward for answers nobody judged, and the promotion gate needs a judge
-other than the policy. The head sits on the base checkpoint and is trained with LoRA on the
-Bradley-Terry loss, the chosen answer's reward above the rejected one's by at least the
-pair's (scaled) score margin. The LoRA is then merged, so every consumer, RLOOTrainer
-included (it cannot take a PeftModel), loads a plain AutoModelForSequenceClassification by path.
+A round brings about a hundred judgements. Fine-tuning a transformer with a score head on so few
+(TRL's RewardTrainer with LoRA, what this module did before) memorised them: on held-out prompts
+of SmolLM2 it ranked 0.39-0.72 of the pairs right. A probe that stays linear in frozen features
+cannot memorise, and the features that carry an annotator's taste (how long an answer is, how it
+addresses the reader, how long its sentences are) are already in the base model's hidden states:
+the mean over an answer's tokens about halfway up the network, with the final norm applied,
+ranked 0.76-0.86 of the same pairs. So the reward model reads that mean and fits a linear head to it:
 
-Training and scoring template and cut every conversation with the same function, `encode`:
-the rewards a policy is trained on come from inputs shaped like the ones the model learnt from.
+- the Bradley-Terry loss on each pair (the chosen answer's reward above the rejected one's),
+- plus, where the annotator gave 1-10 scores, the squared error of the reward against the
+  standardised score; scores say how much better, and they are the only signal in pairs whose
+  two sides look almost alike,
+- plus an L2 penalty: with ~500 features and ~100 pairs the fit is otherwise underdetermined.
+
+Features are computed once, so the fit takes seconds (L-BFGS), and the backbone stops at the
+layer read: the saved folder holds only the layers below it, and scoring runs half the network.
+Training and scoring template and cut every conversation with the same function, `encode`.
 """
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, set_seed
-from trl import RewardConfig, RewardTrainer
-from trl.trainer.reward_trainer import suppress_seqcls_warning
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel
 
 from policy import models
 
 from . import common
 
+HEAD = "reward_head.safetensors"
+
 
 @dataclass
 class RewardModelConfig:
-    """Defaults sized for a round on ~128 judgements with SmolLM2-135M on two CPU cores."""
-    lr: float = 3e-4            # taught SmolLM2-135M a toy preference from 64 pairs in one epoch
-    epochs: float = 1.0
-    batch_size: int = 8         # pairs per step, each two sequences
+    """Chosen on SmolLM2-135M: three scripted tastes, 102 judged pairs each, the layer, loss mix
+    and penalty picked on other training prompts' pairs, then measured on held-out prompts."""
+    depth: float = 0.45         # read the answer after this share of the layers: 14 of SmolLM2's 30
+    score_weight: float = 0.5   # share of the loss on matching 1-10 scores, where there are any
+    l2: float = 1.0             # on standardised features; 0.3 to 1.0 measured alike
     max_length: int = 512       # tokens per templated prompt + answer; longer prompts lose their end
-    margin_scale: float = 0.25  # reward gap per point of score gap: 4 points ask 1 (a 73% preference)
-    lora: common.LoraSettings = field(default_factory=common.LoraSettings)
+    batch_size: int = 8         # answers per forward pass while reading features
 
 
 def _shorten(tokenizer, messages: list[dict], tokens: int) -> list[dict]:
@@ -47,16 +60,19 @@ def _shorten(tokenizer, messages: list[dict], tokens: int) -> list[dict]:
     return messages[:-1] + [{**messages[-1], "content": text[:end]}]
 
 
-def encode(tokenizer, prompt: list[dict], completion: list[dict], max_length: int) -> tuple[list[int], bool]:
-    """Token ids of the templated conversation, cut to `max_length`, and whether anything was cut.
+def _template(tokenizer, messages: list[dict], **kwargs) -> list[int]:
+    return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"]
 
-    RewardTrainer silently drops a pair that does not fit. Instead the prompt's last message
-    loses its end, since the answer is what is being judged; only an answer too long on its
-    own is cut as well.
+
+def encode(tokenizer, prompt: list[dict], completion: list[dict], max_length: int) -> tuple[list[int], int, bool]:
+    """Token ids of the templated conversation cut to `max_length`, where the answer starts in
+    them, and whether anything was cut.
+
+    The prompt's last message loses its end first, since the answer is what is being judged;
+    only an answer too long on its own is cut as well.
     """
     truncated = False
-    while len(ids := tokenizer.apply_chat_template(prompt + completion, tokenize=True,
-                                                   return_dict=True)["input_ids"]) > max_length:
+    while len(ids := _template(tokenizer, prompt + completion)) > max_length:
         truncated, excess = True, len(ids) - max_length
         if prompt[-1]["content"]:
             prompt = _shorten(tokenizer, prompt, excess)
@@ -64,37 +80,111 @@ def encode(tokenizer, prompt: list[dict], completion: list[dict], max_length: in
             completion = _shorten(tokenizer, completion, excess)
         else:
             raise ValueError(f"max_length {max_length} cannot hold the chat template itself")
-    return ids, truncated
+    start = len(_template(tokenizer, prompt, add_generation_prompt=True))
+    return ids, min(start, len(ids) - 1), truncated
+
+
+@torch.inference_mode()
+def answer_features(backbone, tokenizer, prompts: list[list[dict]], completions: list[list[dict]],
+                    max_length: int, batch_size: int = 8,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[bool]]:
+    """The final-normed hidden state averaged over each answer's tokens (float32), and which
+    conversations had text cut. The answer alone is averaged: the prompt is the same on both
+    sides of a pair, and would only dilute what differs."""
+    encoded = [encode(tokenizer, p, c, max_length) for p, c in zip(prompts, completions, strict=True)]
+    features = []
+    for i in range(0, len(encoded), batch_size):
+        chunk = encoded[i:i + batch_size]
+        batch = tokenizer.pad({"input_ids": [ids for ids, _, _ in chunk]}, padding_side="right",
+                              return_tensors="pt").to(backbone.device)
+        hidden = backbone(**batch).last_hidden_state.float()
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        starts = torch.tensor([start for _, start, _ in chunk], device=hidden.device)
+        answer = (positions[None, :] >= starts[:, None]) & batch["attention_mask"].bool()
+        features.append((hidden * answer[..., None]).sum(1) / answer.sum(1, keepdim=True))
+        if progress:
+            progress(min(i + batch_size, len(encoded)), len(encoded))
+    return (torch.cat(features).cpu() if features else torch.empty(0)), [cut for _, _, cut in encoded]
+
+
+def load_backbone(path: Path, layers: int | None = None):
+    """The model's decoder without its language-model head, cut to its first `layers` layers
+    (a saved reward model's backbone is already cut)."""
+    backbone = AutoModel.from_pretrained(path, dtype=models.dtype())
+    if layers and layers < backbone.config.num_hidden_layers:
+        backbone.layers = backbone.layers[:layers]
+        backbone.config.num_hidden_layers = layers
+        if getattr(backbone.config, "layer_types", None):
+            backbone.config.layer_types = backbone.config.layer_types[:layers]
+    return backbone.to(models.device()).eval()
 
 
 class RewardModel:
-    """A trained reward model, scoring answers exactly as its training pairs were presented."""
+    """A trained reward model, scoring answers exactly as its training pairs were read."""
 
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model.eval(), tokenizer
-        # Training stores its max_length here: the model has never seen a longer sequence.
-        self.max_length = tokenizer.model_max_length
+    def __init__(self, backbone, head: nn.Linear, tokenizer, max_length: int):
+        self.backbone, self.head, self.tokenizer, self.max_length = backbone, head, tokenizer, max_length
 
     @classmethod
     def load(cls, path: Path) -> "RewardModel":
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=models.dtype())
-        return cls(model.to(models.device()), common.load_tokenizer(path, padding_side="right"))
+        weights = load_file(Path(path) / HEAD)
+        head = nn.Linear(weights["weight"].shape[1], 1)
+        head.load_state_dict(weights)
+        tokenizer = common.load_tokenizer(path, padding_side="right")
+        return cls(load_backbone(path), head, tokenizer, tokenizer.model_max_length)
+
+    def save(self, path: Path) -> None:
+        self.backbone.save_pretrained(path)
+        self.tokenizer.model_max_length = self.max_length  # saved with it: scoring cuts where training did
+        self.tokenizer.save_pretrained(path)
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, Path(path) / HEAD)
 
     @torch.inference_mode()
     def score_messages(self, prompts: list[list[dict]], completions: list[list[dict]],
                        batch_size: int = 8) -> torch.Tensor:
-        ids = [encode(self.tokenizer, p, c, self.max_length)[0]
-               for p, c in zip(prompts, completions, strict=True)]
-        rewards = []
-        for i in range(0, len(ids), batch_size):
-            batch = self.tokenizer.pad({"input_ids": ids[i:i + batch_size]}, return_tensors="pt")
-            rewards.append(self.model(**batch.to(self.model.device)).logits[:, 0].float().cpu())
-        return torch.cat(rewards) if rewards else torch.empty(0)
+        features, _ = answer_features(self.backbone, self.tokenizer, prompts, completions,
+                                      self.max_length, batch_size)
+        return self.head(features)[:, 0] if len(features) else torch.empty(0)
 
     def score(self, prompts: list[str], completions: list[str], batch_size: int = 8) -> torch.Tensor:
         """One reward per answer to a single-turn prompt, the form the policy's samples take."""
         return self.score_messages([[{"role": "user", "content": p}] for p in prompts],
                                    [[{"role": "assistant", "content": c}] for c in completions], batch_size)
+
+    def reward_func(self, prompts: list[list[dict]], completions: list[list[dict]], **_) -> list[float]:
+        """The signature RLOOTrainer calls a reward function with (conversational prompts)."""
+        return self.score_messages(prompts, completions).tolist()
+
+
+def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, scores: torch.Tensor, cfg: RewardModelConfig) -> nn.Linear:
+    """A linear reward on the features: chosen above rejected, and near the standardised scores
+    where `scores` (pairs x [chosen, rejected], NaN where unscored) has them."""
+    features = torch.cat([chosen, rejected])
+    mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
+    diff = (chosen - rejected) / std
+    scored = ~scores.isnan().any(1)
+    x = torch.cat([(chosen[scored] - mean) / std, (rejected[scored] - mean) / std])
+    y = torch.cat([scores[scored, 0], scores[scored, 1]])
+    y = (y - y.mean()) / (y.std() if len(y) > 1 and y.std() > 0 else 1.0)
+    score_weight = cfg.score_weight if len(y) else 0.0
+    w = torch.zeros(features.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = (1 - score_weight) * nn.functional.softplus(-diff @ w).mean() + cfg.l2 * w.square().sum()
+        if len(y):
+            value = value + score_weight * (x @ w + b - y).square().mean()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    head = nn.Linear(features.shape[1], 1)
+    with torch.no_grad():  # fold the standardisation in: the head reads raw features
+        head.weight.copy_((w / std)[None, :])
+        head.bias.copy_(b - (mean / std) @ w)
+    return head
 
 
 def margin_bucket(margin: float) -> str:
@@ -117,41 +207,26 @@ def pairwise_accuracy(rm: RewardModel, rows: list[dict]) -> dict:
     return metrics
 
 
-def preference_dataset(tokenizer, rows: list[dict], cfg: RewardModelConfig) -> tuple[Dataset, int]:
-    """Pairs already tokenised by `encode` (so RewardTrainer's length filter finds nothing to
-    drop), with their scaled margins, and how many pairs had text cut."""
-    records, truncated = [], 0
-    for row in rows:
-        chosen, chosen_cut = encode(tokenizer, row["prompt"], row["chosen"], cfg.max_length)
-        rejected, rejected_cut = encode(tokenizer, row["prompt"], row["rejected"], cfg.max_length)
-        records.append({"chosen_ids": chosen, "rejected_ids": rejected,
-                        "margin": cfg.margin_scale * row["margin"]})
-        truncated += chosen_cut or rejected_cut
-    return Dataset.from_list(records), truncated
-
-
 def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], cfg: RewardModelConfig,
-                       out_dir: Path, run_name: str = "reward", callbacks: list | None = None) -> dict:
-    """Train on `train`, save the merged model and its tokenizer to `out_dir`, measure on `heldout`."""
+                       out_dir: Path, progress: Callable[[str], None] | None = None) -> dict:
+    """Fit on `train`, save the reward model to `out_dir`, measure it on `heldout`."""
+    depth = AutoConfig.from_pretrained(base_path).num_hidden_layers
+    backbone = load_backbone(base_path, layers=max(1, round(cfg.depth * depth)))
     tokenizer = common.load_tokenizer(base_path, padding_side="right")
-    tokenizer.model_max_length = cfg.max_length  # saved with the model, so scoring cuts where training did
-    dataset, truncated = preference_dataset(tokenizer, train, cfg)
-    args = RewardConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr,
-                        num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-                        max_length=cfg.max_length)
-    set_seed(args.seed)  # the new head is drawn at random as the model loads
-    # float32 weights, bf16 arithmetic where `common.trainer_args` turns autocast on: the new
-    # head is trained whole, and Adam's small steps vanish in bf16 weights.
-    with suppress_seqcls_warning():  # the head is missing from a causal-LM checkpoint by design
-        model = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1,
-                                                                   dtype=torch.float32)
-    model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last non-pad token
-    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            peft_config=cfg.lora.config("SEQ_CLS", model), callbacks=callbacks)
-    trainer.train()
-    merged = trainer.model.merge_and_unload()
-    merged.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return {**pairwise_accuracy(RewardModel(merged, tokenizer), heldout),
-            "rm_loss": common.last_logged(trainer, "loss")["loss"],
-            "rm_train_pairs": float(len(trainer.train_dataset)), "rm_truncated": float(truncated)}
+    prompts = [r["prompt"] for r in train]
+    answers = [r["chosen"] for r in train] + [r["rejected"] for r in train]
+    report = (lambda done, total: progress(f"reading answers {done}/{total}")) if progress else None
+    features, truncated = answer_features(backbone, tokenizer, prompts + prompts, answers, cfg.max_length,
+                                          cfg.batch_size, report)
+    scores = torch.tensor([[nan(r.get("score_chosen")), nan(r.get("score_rejected"))] for r in train]).reshape(-1, 2)
+    head = fit_head(features[:len(train)], features[len(train):], scores, cfg)
+    rm = RewardModel(backbone, head, tokenizer, cfg.max_length)
+    rm.save(out_dir)
+    return {**pairwise_accuracy(rm, heldout), "rm_train_pairs": float(len(train)),
+            "rm_scored_pairs": float((~scores.isnan().any(1)).sum()) if len(train) else 0.0,
+            "rm_truncated": float(sum(truncated[i] or truncated[i + len(train)] for i in range(len(train)))),
+            "rm_layers": float(backbone.config.num_hidden_layers)}
+
+
+def nan(score: float | None) -> float:
+    return float("nan") if score is None else float(score)

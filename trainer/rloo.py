@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification
 from trl import RLOOConfig, RLOOTrainer
 
-from policy import models
-
 from . import common
+from .reward_model import RewardModel
 
 # What TRL logs -> what a round records; "reward" is the reward model's score, before the KL penalty.
 METRICS = {"reward": "rloo_reward", "kl": "rloo_kl", "completions/mean_length": "rloo_completion_length"}
@@ -35,18 +33,6 @@ class RLOOSettings:
     lora: common.LoraSettings = field(default_factory=common.LoraSettings)
 
 
-def load_reward_model(path: Path):
-    """A merged sequence-classification model and its tokenizer; RLOOTrainer cannot score with a
-    PeftModel, so an adapter folder is refused before any training starts."""
-    if (path / "adapter_config.json").exists():
-        raise ValueError(f"{path} holds a PEFT adapter; RLOO needs a merged reward model folder "
-                         "(merge_and_unload() the adapter and save the result)")
-    if not (path / "config.json").exists():
-        raise ValueError(f"{path} is not a Hugging Face model folder (no config.json)")
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=models.dtype())
-    return model, common.load_tokenizer(path, padding_side="right")
-
-
 def conversations(tokenizer, prompts: list[str], max_tokens: int) -> Dataset:
     def cut(text: str) -> str:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -54,21 +40,19 @@ def conversations(tokenizer, prompts: list[str], max_tokens: int) -> Dataset:
     return Dataset.from_list([{"prompt": [{"role": "user", "content": cut(p)}]} for p in prompts])
 
 
-def train_rloo(base_path: Path, live_adapter: Path | None, prompts: list[str], reward_model_path: Path,
+def train_rloo(base_path: Path, live_adapter: Path | None, prompts: list[str], reward_model: RewardModel,
                cfg: RLOOSettings, out_dir: Path, run_name: str = "rloo",
                callbacks: list | None = None) -> dict:
     """`cfg.steps` RLOO updates from the live policy; the trained adapter is written to `out_dir`."""
-    reward_model, reward_tokenizer = load_reward_model(Path(reward_model_path))
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
     tokenizer = common.load_tokenizer(base_path)
     args = RLOOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr, beta=cfg.beta,
                       num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
                       max_steps=cfg.steps, max_completion_length=cfg.max_completion_length,
                       temperature=cfg.temperature)
-    trainer = RLOOTrainer(model=model, reward_funcs=reward_model, args=args,
+    trainer = RLOOTrainer(model=model, reward_funcs=reward_model.reward_func, args=args,
                           train_dataset=conversations(tokenizer, prompts, cfg.max_prompt_tokens),
-                          processing_class=tokenizer, reward_processing_classes=reward_tokenizer,
-                          callbacks=callbacks)
+                          processing_class=tokenizer, callbacks=callbacks)
     result = trainer.train()
     common.save_trained_adapter(model, out_dir)
     last = common.last_logged(trainer, *METRICS)

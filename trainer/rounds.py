@@ -201,8 +201,8 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
         rm_dir = work / "reward_model"
         clock.start("reward model")
         metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir,
-                                     run_name=f"round-{round_id}-reward",
-                                     callbacks=[PhaseProgress(db, round_id, "reward model")])
+                                     progress=lambda s: rounds.set_round_phase(db, round_id, f"reward model {s}"))
+        rm = RewardModel.load(rm_dir)  # scored as the rounds after this one will load it
         adapter_dir = work / "adapter"
         clock.start(cfg.algo)
         callbacks = [PhaseProgress(db, round_id, cfg.algo)]
@@ -210,11 +210,10 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
             metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
                                  run_name=f"round-{round_id}-dpo", callbacks=callbacks)
         elif cfg.algo == "rloo":
-            metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm_dir,
+            metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
                                   cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
                                   callbacks=callbacks)
         else:
-            rm = RewardModel.load(rm_dir)
             history = train_ppo(base_path, live_adapter, rl_prompts,
                                 rm.score, cfg.ppo, adapter_dir,
                                 log=lambda s: rounds.set_round_phase(db, round_id, f"ppo iteration {s['iteration']}"))
@@ -224,7 +223,7 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
         registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
         registry.ensure_loaded(live, live_adapter)
         registry.ensure_loaded(CANDIDATE, adapter_dir)
-        evaluation = evaluate(registry, RewardModel.load(rm_dir), snap.heldout_prompts, live, cfg.eval,
+        evaluation = evaluate(registry, rm, snap.heldout_prompts, live, cfg.eval,
                               cache_dir=answer_cache(cfg.data_dir))
         metrics |= evaluation.metrics | clock.stop()
         log_to_wandb(cfg, round_id, metrics, evaluation.judgements)
