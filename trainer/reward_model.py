@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel
+from transformers import AutoModel
 
 from policy import models
 
@@ -107,11 +107,12 @@ def answer_features(backbone, tokenizer, prompts: list[list[dict]], completions:
     return (torch.cat(features).cpu() if features else torch.empty(0)), [cut for _, _, cut in encoded]
 
 
-def load_backbone(path: Path, layers: int | None = None):
-    """The model's decoder without its language-model head, cut to its first `layers` layers
-    (a saved reward model's backbone is already cut)."""
+def load_backbone(path: Path, depth: float = 1.0):
+    """The model's decoder without its language-model head, cut to the first `depth` share of
+    its layers (a saved reward model's backbone is already cut)."""
     backbone = AutoModel.from_pretrained(path, dtype=models.dtype())
-    if layers and layers < backbone.config.num_hidden_layers:
+    layers = max(1, round(depth * backbone.config.num_hidden_layers))
+    if layers < backbone.config.num_hidden_layers:
         backbone.layers = backbone.layers[:layers]
         backbone.config.num_hidden_layers = layers
         if getattr(backbone.config, "layer_types", None):
@@ -210,23 +211,23 @@ def pairwise_accuracy(rm: RewardModel, rows: list[dict]) -> dict:
 def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], cfg: RewardModelConfig,
                        out_dir: Path, progress: Callable[[str], None] | None = None) -> dict:
     """Fit on `train`, save the reward model to `out_dir`, measure it on `heldout`."""
-    depth = AutoConfig.from_pretrained(base_path).num_hidden_layers
-    backbone = load_backbone(base_path, layers=max(1, round(cfg.depth * depth)))
+    backbone = load_backbone(base_path, cfg.depth)
     tokenizer = common.load_tokenizer(base_path, padding_side="right")
     prompts = [r["prompt"] for r in train]
     answers = [r["chosen"] for r in train] + [r["rejected"] for r in train]
     report = (lambda done, total: progress(f"reading answers {done}/{total}")) if progress else None
     features, truncated = answer_features(backbone, tokenizer, prompts + prompts, answers, cfg.max_length,
                                           cfg.batch_size, report)
-    scores = torch.tensor([[nan(r.get("score_chosen")), nan(r.get("score_rejected"))] for r in train]).reshape(-1, 2)
+    scores = torch.tensor([[_or_nan(r.get("score_chosen")), _or_nan(r.get("score_rejected"))]
+                           for r in train]).reshape(-1, 2)
     head = fit_head(features[:len(train)], features[len(train):], scores, cfg)
     rm = RewardModel(backbone, head, tokenizer, cfg.max_length)
     rm.save(out_dir)
     return {**pairwise_accuracy(rm, heldout), "rm_train_pairs": float(len(train)),
-            "rm_scored_pairs": float((~scores.isnan().any(1)).sum()) if len(train) else 0.0,
-            "rm_truncated": float(sum(truncated[i] or truncated[i + len(train)] for i in range(len(train)))),
+            "rm_scored_pairs": float((~scores.isnan().any(1)).sum()),
+            "rm_truncated": float(sum(a or b for a, b in zip(truncated[:len(train)], truncated[len(train):]))),
             "rm_layers": float(backbone.config.num_hidden_layers)}
 
 
-def nan(score: float | None) -> float:
+def _or_nan(score: float | None) -> float:
     return float("nan") if score is None else float(score)
