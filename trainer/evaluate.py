@@ -199,6 +199,8 @@ def evaluate(registry: PolicyRegistry, rm: RewardModel, prompts: list[str], live
         "mean_length": _mean(candidate.lengths),
         "mean_length_live": _mean(opponents[live].lengths),
         **degeneration(candidate.texts),
+        "degenerate_share": _mean([float(degenerate(t)) for t in candidate.texts]),
+        "degenerate_share_live": _mean([float(degenerate(t)) for t in opponents[live].texts]),
         "eval_answers": float(len(questions)),
     }
     return Evaluation(metrics, [j for js in judgements.values() for j in js], candidate, cache)

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class GateConfig:
     """Promote automatically only a candidate the reward model prefers to the live policy beyond
-    chance, and that stays near it.
+    chance, that stays near it, and that does not write more broken answers than it.
 
     A win-rate above 0.5 on its own is passed by a coin half the time. Asking the lower end of
     its interval (`eval.confidence`, 95% by default) to clear 0.5 lets a candidate no better
@@ -48,6 +48,10 @@ class GateConfig:
     """
     min_win_rate: float = 0.5   # the lower end of the win-rate's interval against live must exceed it
     max_kl: float = 20.0        # mean KL per answer (nats, k3 estimate) against the live policy
+    # Share of empty or looping answers the candidate may add to live's. A reward model can
+    # prefer a loop that repeats what it rewards: a third DPO round on "engaging" looped in 14%
+    # of its answers, and the reward model still preferred it to live.
+    max_degenerate_rise: float = 0.05
 
     def decide(self, m: dict) -> tuple[bool, str]:
         """Whether the candidate passes, and why, in words with its figures."""
@@ -59,7 +63,11 @@ class GateConfig:
             return False, f"{rate}: its lower end does not clear {self.min_win_rate}; {kl}"
         if m["kl_to_ref"] > self.max_kl:
             return False, f"{kl} exceeds the bound {self.max_kl}; {rate}"
-        return True, f"{rate} clears {self.min_win_rate}; {kl}, within {self.max_kl}"
+        broken = (f"{m['degenerate_share']:.0%} of its answers empty or looping against live's "
+                  f"{m['degenerate_share_live']:.0%}")
+        if m["degenerate_share"] - m["degenerate_share_live"] > self.max_degenerate_rise:
+            return False, f"{broken}, more than {self.max_degenerate_rise:.0%} more; {rate}"
+        return True, f"{rate} clears {self.min_win_rate}; {kl}, within {self.max_kl}; {broken}"
 
 
 @dataclass
