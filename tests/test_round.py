@@ -113,7 +113,7 @@ def test_a_round_killed_midway_leaves_the_live_version_and_a_rerun_succeeds(data
 
 
 @pytest.mark.parametrize("algo", ["rloo", "ppo"])
-def test_rl_rounds_run_end_to_end_with_the_merged_reward_model(data, algo):
+def test_rl_rounds_run_end_to_end_with_the_rounds_reward_model(data, algo):
     result = run_round(config(data, algo, "auto_promote=false"))
     db = open_db(data / "prefloop.db")
     assert rounds.get_round(db, result.round_id)["status"] == "done"
