@@ -94,9 +94,10 @@ def degenerate(text: str) -> bool:
 
 
 def degeneration(texts: list[str]) -> dict[str, float]:
-    """Shares of empty and looping answers: what an over-trained policy writes."""
+    """Shares of empty and looping answers, and of either: what an over-trained policy writes."""
     n = max(len(texts), 1)
-    return {"empty_share": sum(map(empty, texts)) / n, "repetitive_share": sum(map(repetitive, texts)) / n}
+    return {"empty_share": sum(map(empty, texts)) / n, "repetitive_share": sum(map(repetitive, texts)) / n,
+            "degenerate_share": sum(map(degenerate, texts)) / n}
 
 
 class AnswerCache:
@@ -199,8 +200,7 @@ def evaluate(registry: PolicyRegistry, rm: RewardModel, prompts: list[str], live
         "mean_length": _mean(candidate.lengths),
         "mean_length_live": _mean(opponents[live].lengths),
         **degeneration(candidate.texts),
-        "degenerate_share": _mean([float(degenerate(t)) for t in candidate.texts]),
-        "degenerate_share_live": _mean([float(degenerate(t)) for t in opponents[live].texts]),
+        "degenerate_share_live": degeneration(opponents[live].texts)["degenerate_share"],
         "eval_answers": float(len(questions)),
     }
     return Evaluation(metrics, [j for js in judgements.values() for j in js], candidate, cache)
