@@ -4,7 +4,7 @@ import torch
 
 from policy.registry import PolicyRegistry
 from policy.sampling import SamplingConfig
-from trainer.evaluate import CANDIDATE, EvalConfig, evaluate
+from trainer.evaluate import CANDIDATE, EvalConfig, degeneration, evaluate
 from trainer.rounds import GateConfig
 
 from .conftest import MODEL_CACHE, random_adapter
@@ -50,3 +50,9 @@ def test_against_the_base_kl_is_positive_and_figures_are_complete(registry):
     assert len(judgements) == 3
     row = judgements[0].row(candidate_id=7)
     assert row["version_a"] == 7 and row["result"] in ("a", "b", "tie")
+
+
+def test_degeneration_counts_empty_and_looping_answers_once_each():
+    loop = "you can do it " * 12
+    shares = degeneration(["", loop, "A fine, varied answer about rivers and lakes.", "Ok"])
+    assert shares == {"empty_share": 0.5, "repetitive_share": 0.25, "degenerate_share": 0.75}
