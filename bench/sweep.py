@@ -3,7 +3,7 @@ judgements and is measured the same way, so the defaults can be checked, or re-c
 another model.
 
     python bench/sweep.py dpo --taste concise,engaging --try lr=5e-4 --try lr=1e-4,epochs=1
-    python bench/sweep.py reward --taste engaging --try lr=3e-4,epochs=1 --try lora.top_layers=8
+    python bench/sweep.py reward --taste engaging --try depth=0.45 --try l2=0.3,score_weight=0
 
 The base model answers every shipped prompt four times at the app's sampling settings; the
 taste's scripted annotator judges answers 1 and 2 of each prompt, as a round's 128 judgements

@@ -52,7 +52,7 @@ def test_against_the_base_kl_is_positive_and_figures_are_complete(registry):
     assert row["version_a"] == 7 and row["result"] in ("a", "b", "tie")
 
 
-def test_degeneration_counts_empty_and_looping_answers_once_each():
+def test_degeneration_counts_empty_and_looping_answers():
     loop = "you can do it " * 12
     shares = degeneration(["", loop, "A fine, varied answer about rivers and lakes.", "Ok"])
     assert shares == {"empty_share": 0.5, "repetitive_share": 0.25, "degenerate_share": 0.75}

@@ -1,6 +1,6 @@
 """The promotion gate: a candidate is promoted only when the lower end of its win-rate's interval
-against the live version clears 0.5, its KL stays within bound and it writes no more empty or
-looping answers than live; the reason is said in words."""
+against the live version clears 0.5, its KL stays within bound and at most 5% more of its answers are empty
+or looping than live's; the reason is said in words."""
 from storage.ratings import win_rate_interval
 from trainer.rounds import GateConfig
 

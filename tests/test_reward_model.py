@@ -30,8 +30,9 @@ def row(i: int, margin: float, prompt: str | None = None) -> dict:
     return {"prompt": [{"role": "user", "content": prompt}],
             "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}],
-            "margin": margin, "vote_id": i, "pair_id": i, "prompt_id": i, "version_id": 0,
-            "annotator": "alice"}
+            "margin": margin, "score_chosen": 5 + margin if margin else None,
+            "score_rejected": 5 if margin else None,  # scored where there is a margin, as the export does
+            "vote_id": i, "pair_id": i, "prompt_id": i, "version_id": 0, "annotator": "alice"}
 
 
 N_LONG = 3
@@ -64,6 +65,7 @@ def test_overlong_pairs_are_cut_and_counted_not_dropped(trained):
     _, metrics = trained
     assert metrics["rm_train_pairs"] == len(TRAIN)
     assert metrics["rm_truncated"] == N_LONG
+    assert metrics["rm_scored_pairs"] == sum(r["score_chosen"] is not None for r in TRAIN) == 64
 
 
 def test_saved_folder_keeps_the_lower_layers_and_ranks_the_preferred_answer(base, trained):

@@ -12,6 +12,7 @@ import pytest
 from storage import queries, rounds
 from storage.db import open_db
 from trainer import rounds as trainer_rounds
+from trainer.reward_model import RewardModel
 from trainer.rounds import RoundConfig, apply_overrides, run_round
 
 from .conftest import MODEL_CACHE, REPO
@@ -59,7 +60,8 @@ def test_dpo_round_registers_a_version_with_its_figures_and_promotes_it(data):
     version = rounds.get_version(db, 1)
     assert (data / "adapters" / "round-1" / "adapter_config.json").exists()
     assert version["adapter_path"] == str((data / "adapters" / "round-1").resolve())
-    assert (data / "reward_models" / "round-1" / "config.json").exists()
+    rm = RewardModel.load(data / "reward_models" / "round-1")  # the next rounds' judge, in place
+    assert rm.score(["Name a fruit."], ["A banana."]).shape == (1,)
     assert not (data / "rounds" / "round-1").exists()
     judged = list(db.query("SELECT * FROM eval_votes WHERE judge = 'reward_model'"))
     assert len(judged) == 4 and all(j["round_id"] == 1 for j in judged)

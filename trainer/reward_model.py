@@ -19,7 +19,6 @@ Features are computed once, so the fit takes seconds (L-BFGS), and the backbone 
 layer read: the saved folder holds only the layers below it, and scoring runs half the network.
 Training and scoring template and cut every conversation with the same function, `encode`.
 """
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +96,7 @@ def answer_features(backbone, tokenizer, prompts: list[list[dict]], completions:
         chunk = encoded[i:i + batch_size]
         batch = tokenizer.pad({"input_ids": [ids for ids, _, _ in chunk]}, padding_side="right",
                               return_tensors="pt").to(backbone.device)
-        hidden = backbone(**batch).last_hidden_state.float()
+        hidden = backbone(**batch, use_cache=False).last_hidden_state.float()
         positions = torch.arange(hidden.shape[1], device=hidden.device)
         starts = torch.tensor([start for _, start, _ in chunk], device=hidden.device)
         answer = (positions[None, :] >= starts[:, None]) & batch["attention_mask"].bool()
