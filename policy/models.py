@@ -41,8 +41,9 @@ CLOSERS = (".", "!", "?", " today.", ", it is in season.", " with some yogurt.")
 
 
 def _build_tiny(out: Path, steps: int = 200, batch: int = 16) -> None:
-    """A two-layer Llama with the embedded tokenizer and chat template, taught once, in one
-    to two minutes on two cores, to answer any prompt with one short sentence from a small repertoire ("How about a banana?").
+    """A two-layer Llama with the embedded tokenizer and chat template, taught once, in one to
+    two minutes on two cores, to answer any prompt with one short sentence from a small
+    repertoire ("How about a banana?").
 
     Untrained, it writes near-uniform noise over 49k tokens that no training round can shift
     (its tied output embedding keeps every logit near zero), so nothing a round did would show

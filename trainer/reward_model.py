@@ -13,7 +13,7 @@ ranked 0.76-0.86 of the same pairs. So the reward model reads that mean and fits
 - plus, where the annotator gave 1-10 scores, the squared error of the reward against the
   standardised score; scores say how much better, and they are the only signal in pairs whose
   two sides look almost alike,
-- plus an L2 penalty: with ~500 features and ~100 pairs the fit is otherwise underdetermined.
+- plus an L2 penalty: with 576 features and ~100 pairs the fit is otherwise underdetermined.
 
 Features are computed once, so the fit takes seconds (L-BFGS), and the backbone stops at the
 layer read: the saved folder holds only the layers below it, and scoring runs half the network.
@@ -37,8 +37,9 @@ HEAD = "reward_head.safetensors"
 
 @dataclass
 class RewardModelConfig:
-    """Chosen on SmolLM2-135M: three scripted tastes, 102 judged pairs each, the layer, loss mix
-    and penalty picked on other training prompts' pairs, then measured on held-out prompts."""
+    """Chosen on SmolLM2-135M: three scripted tastes judging two answers to each of 102 prompts;
+    the layer, loss mix and penalty picked on other training prompts' pairs, then measured once
+    on held-out prompts."""
     depth: float = 0.45         # read the answer after this share of the layers: 14 of SmolLM2's 30
     score_weight: float = 0.5   # share of the loss on matching 1-10 scores, where there are any
     l2: float = 1.0             # on standardised features; 0.3 to 1.0 measured alike

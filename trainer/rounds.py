@@ -213,16 +213,18 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
         adapter_dir = work / "adapter"
         clock.start(cfg.algo)
         callbacks = [PhaseProgress(db, round_id, cfg.algo)]
+        # DPO needs the reward model only to evaluate: it is not held in memory while DPO trains.
+        rm = None if cfg.algo == "dpo" else RewardModel.load(rm_dir)
         if cfg.algo == "dpo":
             metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
                                  run_name=f"round-{round_id}-dpo", callbacks=callbacks)
         elif cfg.algo == "rloo":
-            metrics |= train_rloo(base_path, live_adapter, rl_prompts, RewardModel.load(rm_dir),
+            metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
                                   cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
                                   callbacks=callbacks)
         else:
             history = train_ppo(base_path, live_adapter, rl_prompts,
-                                RewardModel.load(rm_dir).score, cfg.ppo, adapter_dir,
+                                rm.score, cfg.ppo, adapter_dir,
                                 log=lambda s: rounds.set_round_phase(db, round_id, f"ppo iteration {s['iteration']}"))
             metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
 
@@ -230,7 +232,7 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
         registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
         registry.ensure_loaded(live, live_adapter)
         registry.ensure_loaded(CANDIDATE, adapter_dir)
-        evaluation = evaluate(registry, RewardModel.load(rm_dir), snap.heldout_prompts, live, cfg.eval,
+        evaluation = evaluate(registry, rm or RewardModel.load(rm_dir), snap.heldout_prompts, live, cfg.eval,
                               cache_dir=answer_cache(cfg.data_dir))
         metrics |= evaluation.metrics | clock.stop()
         log_to_wandb(cfg, round_id, metrics, evaluation.judgements)
