@@ -43,7 +43,8 @@ from storage.db import open_db  # noqa: E402
 from storage.exports import is_heldout  # noqa: E402
 from storage.paths import data_dir  # noqa: E402
 from storage.ratings import win_rate_interval  # noqa: E402
-from trainer.evaluate import WORD, AnswerCache, Answers, answer, degenerate, degeneration  # noqa: E402
+from trainer.degeneration import WORD, degenerate, degeneration  # noqa: E402
+from trainer.evaluate import AnswerCache, Answers, answer  # noqa: E402
 from trainer.rounds import RoundConfig, answer_cache, apply_overrides  # noqa: E402
 
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")

@@ -32,8 +32,9 @@ from storage import imports, queries  # noqa: E402
 from storage.db import open_db  # noqa: E402
 from storage.exports import HELDOUT_FRACTION, is_heldout  # noqa: E402
 from storage.paths import data_dir  # noqa: E402
+from trainer.degeneration import degenerate  # noqa: E402
 from trainer.dpo import DPOSettings, train_dpo  # noqa: E402
-from trainer.evaluate import answer, degenerate  # noqa: E402
+from trainer.evaluate import answer  # noqa: E402
 from trainer.reward_model import RewardModelConfig, train_reward_model  # noqa: E402
 from trainer.rounds import RoundConfig, apply_overrides  # noqa: E402
 

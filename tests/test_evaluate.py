@@ -4,7 +4,8 @@ import torch
 
 from policy.registry import PolicyRegistry
 from policy.sampling import SamplingConfig
-from trainer.evaluate import CANDIDATE, EvalConfig, degeneration, evaluate
+from trainer.degeneration import degeneration
+from trainer.evaluate import CANDIDATE, EvalConfig, evaluate
 from trainer.rounds import GateConfig
 
 from .conftest import MODEL_CACHE, random_adapter

@@ -1,6 +1,6 @@
 """Reward model on the tiny model: it learns a preference that holds on unseen prompts, saves a
 folder that reloads and scores the same, learns from 1-10 scores what pairs alone leave open,
-and cuts over-long pairs instead of losing them."""
+cuts over-long pairs instead of losing them, and never pays for an empty or looping answer."""
 import pytest
 import torch
 from transformers import AutoConfig
@@ -80,6 +80,19 @@ def test_saved_folder_keeps_the_lower_layers_and_ranks_the_preferred_answer(base
                                "I would go with a peach, number 7."])
     assert banana.dtype.is_floating_point and banana.shape == (3,)
     assert (banana > other).all()
+
+
+def test_empty_or_looping_answers_score_below_every_answer_it_was_fitted_on(trained):
+    """A banana is what these annotators want, yet an answer that only says so, or says it in a
+    loop, earns less than any ordinary answer: RL must not be paid for a broken answer."""
+    out, _ = trained
+    rm = RewardModel.load(out)
+    prompts = ["Any fruit ideas for a picnic?", "What goes well with cereal?", "Dessert tonight?"]
+    ordinary = rm.score(prompts, ["I would go with a plum.", "Maybe a cherry, it is in season.",
+                                  "Try a pear with some yogurt."])
+    broken = rm.score(prompts, ["Banana!", "", "a banana, a banana, " * 12])
+    assert (broken <= rm.floor).all()
+    assert broken.max() < ordinary.min()
 
 
 def test_scores_do_not_depend_on_batching_and_match_what_rloo_sees(trained, monkeypatch):

@@ -12,7 +12,6 @@ disk: a round generates only the candidate's answers, not the live version's and
 """
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from policy.registry import PolicyRegistry
 from policy.sampling import SamplingConfig
 from storage.ratings import WinRate, win_rate_interval
 
+from .degeneration import degeneration
 from .reward_model import RewardModel
 
 CANDIDATE = -1  # the registry's key for the unregistered candidate
@@ -72,32 +72,6 @@ class Judgement:
                 "version_b": version(self.version_b), "completion_a": self.completion_a,
                 "completion_b": self.completion_b, "score_a": self.score_a,
                 "score_b": self.score_b, "result": self.result}
-
-
-WORD = re.compile(r"\w+")
-
-
-def repetitive(text: str, n: int = 4, share: float = 0.3) -> bool:
-    """More than `share` of the answer's word n-grams repeat an earlier one: a loop, not prose."""
-    words = [w.lower() for w in WORD.findall(text)]
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return len(grams) >= 8 and 1 - len(set(grams)) / len(grams) > share
-
-
-def empty(text: str) -> bool:
-    """Under three words: no answer to anything the app asks."""
-    return len(WORD.findall(text)) < 3
-
-
-def degenerate(text: str) -> bool:
-    return empty(text) or repetitive(text)
-
-
-def degeneration(texts: list[str]) -> dict[str, float]:
-    """Shares of empty and looping answers, and of either: what an over-trained policy writes."""
-    n = max(len(texts), 1)
-    return {"empty_share": sum(map(empty, texts)) / n, "repetitive_share": sum(map(repetitive, texts)) / n,
-            "degenerate_share": sum(map(degenerate, texts)) / n}
 
 
 class AnswerCache:

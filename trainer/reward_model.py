@@ -15,6 +15,10 @@ ranked 0.76-0.86 of the same pairs. So the reward model reads that mean and fits
   two sides look almost alike,
 - plus an L2 penalty: with 576 features and ~100 pairs the fit is otherwise underdetermined.
 
+An empty or looping answer scores no higher than the lowest-scored answer it was fitted on, less
+one: a linear read-out extrapolates freely on answers unlike any the annotators judged, and
+RLOO on a taste for short sentences learnt to write empty answers that the probe rewarded.
+
 Features are computed once, so the fit takes seconds (L-BFGS), and the backbone stops at the
 layer read: the saved folder holds only the layers below it, and scoring runs half the network.
 Training and scoring template and cut every conversation with the same function, `encode`.
@@ -31,6 +35,7 @@ from transformers import AutoModel
 from policy import models
 
 from . import common
+from .degeneration import degenerate
 
 HEAD = "reward_head.safetensors"
 
@@ -123,29 +128,36 @@ def load_backbone(path: Path, depth: float = 1.0):
 class RewardModel:
     """A trained reward model, scoring answers exactly as its training pairs were read."""
 
-    def __init__(self, backbone, head: nn.Linear, tokenizer, max_length: int):
-        self.backbone, self.head, self.tokenizer, self.max_length = backbone, head, tokenizer, max_length
+    def __init__(self, backbone, head: nn.Linear, floor: float, tokenizer, max_length: int):
+        self.backbone, self.head, self.floor = backbone, head, floor
+        self.tokenizer, self.max_length = tokenizer, max_length
 
     @classmethod
     def load(cls, path: Path) -> "RewardModel":
         weights = load_file(Path(path) / HEAD)
+        floor = weights.pop("floor").item()
         head = nn.Linear(weights["weight"].shape[1], 1)
         head.load_state_dict(weights)
         tokenizer = common.load_tokenizer(path, padding_side="right")
-        return cls(load_backbone(path), head, tokenizer, tokenizer.model_max_length)
+        return cls(load_backbone(path), head, floor, tokenizer, tokenizer.model_max_length)
 
     def save(self, path: Path) -> None:
         self.backbone.save_pretrained(path)
         self.tokenizer.model_max_length = self.max_length  # saved with it: scoring cuts where training did
         self.tokenizer.save_pretrained(path)
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, Path(path) / HEAD)
+        weights = {k: v.contiguous() for k, v in self.head.state_dict().items()}
+        save_file(weights | {"floor": torch.tensor(self.floor)}, Path(path) / HEAD)
 
     @torch.inference_mode()
     def score_messages(self, prompts: list[list[dict]], completions: list[list[dict]],
                        batch_size: int = 8) -> torch.Tensor:
         features, _ = answer_features(self.backbone, self.tokenizer, prompts, completions,
                                       self.max_length, batch_size)
-        return self.head(features)[:, 0] if len(features) else torch.empty(0)
+        if not len(features):
+            return torch.empty(0)
+        broken = torch.tensor([degenerate(c[-1]["content"]) for c in completions])
+        rewards = self.head(features)[:, 0]
+        return torch.where(broken, rewards.clamp(max=self.floor), rewards)
 
     def score(self, prompts: list[str], completions: list[str], batch_size: int = 8) -> torch.Tensor:
         """One reward per answer to a single-turn prompt, the form the policy's samples take."""
@@ -221,7 +233,9 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
     scores = torch.tensor([[_or_nan(r.get("score_chosen")), _or_nan(r.get("score_rejected"))]
                            for r in train]).reshape(-1, 2)
     head = fit_head(features[:len(train)], features[len(train):], scores, cfg)
-    rm = RewardModel(backbone, head, tokenizer, cfg.max_length)
+    with torch.no_grad():
+        floor = head(features).min().item() - 1.0
+    rm = RewardModel(backbone, head, floor, tokenizer, cfg.max_length)
     rm.save(out_dir)
     return {**pairwise_accuracy(rm, heldout), "rm_train_pairs": float(len(train)),
             "rm_scored_pairs": float((~scores.isnan().any(1)).sum()),
