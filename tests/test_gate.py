@@ -1,6 +1,6 @@
 """The promotion gate: a candidate is promoted only when the lower end of its win-rate's interval
 against the live version clears 0.5, its KL stays within bound and at most 5% more of its answers are empty
-or looping than live's; the reason is said in words."""
+or looping than the base model's; the reason is said in words."""
 from storage.ratings import win_rate_interval
 from trainer.rounds import GateConfig
 
@@ -19,10 +19,10 @@ def test_the_interval_narrows_with_more_games_at_the_same_rate():
     assert widths[0] > widths[1] > widths[2]
 
 
-def metrics(rate: float, low: float, kl: float, degenerate: float = 0.0, degenerate_live: float = 0.0) -> dict:
+def metrics(rate: float, low: float, kl: float, degenerate: float = 0.0, degenerate_base: float = 0.0) -> dict:
     return {"rm_win_rate_vs_live": rate, "rm_win_rate_vs_live_low": low,
             "rm_win_rate_vs_live_high": min(2 * rate - low, 1.0), "kl_to_ref": kl, "eval_answers": 96.0,
-            "degenerate_share": degenerate, "degenerate_share_live": degenerate_live}
+            "degenerate_share": degenerate, "degenerate_share_base": degenerate_base}
 
 
 def test_a_lucky_win_rate_whose_interval_reaches_below_half_is_not_enough():
@@ -38,9 +38,9 @@ def test_a_clear_win_within_the_kl_bound_passes_and_too_much_kl_does_not():
     assert not passes and "exceeds the bound 20" in reason
 
 
-def test_a_preferred_candidate_that_loops_more_than_live_is_kept():
+def test_a_preferred_candidate_that_loops_more_than_the_base_is_kept():
     """Measured: a third engaging round looped in 14% of its answers and still won the reward model."""
-    passes, reason = GateConfig().decide(metrics(0.75, 0.65, 8.0, degenerate=0.14, degenerate_live=0.0))
-    assert not passes and "14% of its answers empty or looping against live's 0%" in reason
-    passes, reason = GateConfig().decide(metrics(0.75, 0.65, 8.0, degenerate=0.06, degenerate_live=0.03))
+    passes, reason = GateConfig().decide(metrics(0.75, 0.65, 8.0, degenerate=0.14, degenerate_base=0.0))
+    assert not passes and "14% of its answers empty or looping against the base's 0%" in reason
+    passes, reason = GateConfig().decide(metrics(0.75, 0.65, 8.0, degenerate=0.06, degenerate_base=0.03))
     assert passes and "6% of its answers" in reason

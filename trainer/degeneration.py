@@ -1,6 +1,6 @@
 """Empty and looping answers: what an over-trained policy writes, whatever the annotators' taste.
 
-The gate refuses a candidate that writes more of them than live, and the reward model scores them
+The gate refuses a candidate that writes more of them than the base model, and the reward model scores them
 below every answer it was fitted on, so RL rounds are not paid for them either.
 """
 import re

@@ -174,7 +174,7 @@ def evaluate(registry: PolicyRegistry, rm: RewardModel, prompts: list[str], live
         "mean_length": _mean(candidate.lengths),
         "mean_length_live": _mean(opponents[live].lengths),
         **degeneration(candidate.texts),
-        "degenerate_share_live": degeneration(opponents[live].texts)["degenerate_share"],
+        "degenerate_share_base": degeneration(opponents[0].texts)["degenerate_share"],
         "eval_answers": float(len(questions)),
     }
     return Evaluation(metrics, [j for js in judgements.values() for j in js], candidate, cache)

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class GateConfig:
     """Promote automatically only a candidate the reward model prefers to the live policy beyond
-    chance, that stays near it, and that writes at most a few more broken answers than it.
+    chance, that stays near it, and that writes at most a few more broken answers than the base.
 
     A win-rate above 0.5 on its own is passed by a coin half the time. Asking the lower end of
     its interval (`eval.confidence`, 95% by default) to clear 0.5 lets a candidate no better
@@ -48,9 +48,10 @@ class GateConfig:
     """
     min_win_rate: float = 0.5   # the lower end of the win-rate's interval against live must exceed it
     max_kl: float = 20.0        # mean KL per answer (nats, k3 estimate) against the live policy
-    # Share of empty or looping answers the candidate may add to live's. A reward model can
-    # prefer a loop that repeats what it rewards: a third DPO round on "engaging" looped in 14%
-    # of its answers, and the reward model still preferred it to live.
+    # Share of empty or looping answers the candidate may add to the base model's. A reward model
+    # can prefer a loop that repeats what it rewards: a third DPO round on "engaging" looped in 14%
+    # of its answers, and the reward model still preferred it to live. Measured against the base,
+    # not live, so that rounds cannot add a few points each (RLOO on plain: base 3%, round 1 6%, round 2 10%).
     max_degenerate_rise: float = 0.05
 
     def decide(self, m: dict) -> tuple[bool, str]:
@@ -63,9 +64,9 @@ class GateConfig:
             return False, f"{rate}: its lower end does not clear {self.min_win_rate}; {kl}"
         if m["kl_to_ref"] > self.max_kl:
             return False, f"{kl} exceeds the bound {self.max_kl}; {rate}"
-        broken = (f"{m['degenerate_share']:.0%} of its answers empty or looping against live's "
-                  f"{m['degenerate_share_live']:.0%}")
-        if m["degenerate_share"] > m["degenerate_share_live"] + self.max_degenerate_rise + 1e-9:  # float shares
+        broken = (f"{m['degenerate_share']:.0%} of its answers empty or looping against the base's "
+                  f"{m['degenerate_share_base']:.0%}")
+        if m["degenerate_share"] > m["degenerate_share_base"] + self.max_degenerate_rise + 1e-9:  # float shares
             return False, f"{broken}, more than {self.max_degenerate_rise:.0%} more; {rate}"
         return True, f"{rate} clears {self.min_win_rate}; {kl}, within {self.max_kl}; {broken}"
 
