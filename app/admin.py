@@ -108,7 +108,7 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     """Build the tab; it is shown only to admin accounts, and every action checks the role too."""
     with gr.Tab("Admin", visible=False) as tab:
         with gr.Row():
-            algo = gr.Radio(list(rounds.ALGOS), value="dpo", label="Algorithm")
+            algo = gr.Radio(list(rounds.ALGOS), value=rounds.DEFAULT_ALGO, label="Algorithm")
             launch = gr.Button("Launch a round", variant="primary")
         status = gr.Markdown()
         log = gr.Code(label="Round log (tail)", language=None, lines=12, max_lines=12)

@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     for name, help_text in (("round", "run one round from the live policy"),
                             ("watch", "run a round whenever N new judgements arrive")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--algo", choices=round_queries.ALGOS, default="dpo")
+        p.add_argument("--algo", choices=round_queries.ALGOS, default=round_queries.DEFAULT_ALGO,
+                       help="how the policy is updated (default: %(default)s)")
         p.add_argument("--model", help="checked against the database's base model ('smollm2', 'tiny' or a path)")
         p.add_argument("--no-promote", action="store_true", help="keep the new version a candidate")
         p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",

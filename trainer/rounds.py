@@ -21,7 +21,7 @@ from pathlib import Path
 from policy import models
 from policy.registry import PolicyRegistry
 from storage import evaluations, queries, rounds
-from storage.rounds import ALGOS, round_lock
+from storage.rounds import ALGOS, DEFAULT_ALGO, round_lock
 from storage.db import open_db
 from storage.exports import HELDOUT_FRACTION
 from storage.paths import data_dir
@@ -73,7 +73,7 @@ class GateConfig:
 
 @dataclass
 class RoundConfig:
-    algo: str = "dpo"
+    algo: str = DEFAULT_ALGO
     data_dir: Path = field(default_factory=data_dir)
     model: str | None = None       # if given, must be the database's base model
     heldout_fraction: float = HELDOUT_FRACTION
