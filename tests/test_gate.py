@@ -44,3 +44,11 @@ def test_a_preferred_candidate_that_loops_more_than_the_base_is_kept():
     assert not passes and "14% of its answers empty or looping against the base's 0%" in reason
     passes, reason = GateConfig().decide(metrics(0.75, 0.65, 8.0, degenerate=0.06, degenerate_base=0.03))
     assert passes and "6% of its answers" in reason
+
+
+def test_broken_answers_cannot_creep_up_a_few_points_a_round():
+    """Measured against live, RLOO rounds on plain went from the base's 3% to 6%, then 10%: each
+    step within 5 points of live. Against the base, the second step is kept."""
+    m = metrics(0.62, 0.51, 8.9, degenerate=0.10, degenerate_base=0.03) | {"degenerate_share_live": 0.06}
+    passes, reason = GateConfig().decide(m)
+    assert not passes and "10% of its answers empty or looping against the base's 3%" in reason

@@ -102,7 +102,7 @@ def test_scores_do_not_depend_on_batching_and_match_what_rloo_sees(trained, monk
     out, _ = trained
     rm = RewardModel.load(out)
     prompts = ["Hi", "Tell me a very long story about fruit and the people who grow it."]
-    answers = ["A banana.", "Once upon a time there was an orchard with one banana tree in it."]
+    answers = ["A banana, please.", "Once upon a time there was an orchard with one banana tree in it."]
     batched = rm.score(prompts, answers, batch_size=2)
     single = rm.score(prompts, answers, batch_size=1)
     assert batched == pytest.approx(single.tolist(), abs=1e-4)

@@ -29,7 +29,7 @@ def reward_model(base, tmp_path_factory):
         return {"prompt": [{"role": "user", "content": prompt}], "margin": 0.0,
                 "chosen": [{"role": "assistant", "content": chosen}],
                 "rejected": [{"role": "assistant", "content": rejected}]}
-    rows = [row(p, "Yes.", f"Well, about {p.lower()} there is a lot to say.") for p in PROMPTS]
+    rows = [row(p, "Yes, it is.", f"Well, about {p.lower()} there is a lot to say.") for p in PROMPTS]
     out = tmp_path_factory.mktemp("reward_model")
     train_reward_model(base, rows, rows, RewardModelConfig(max_length=64), out)
     return RewardModel.load(out)

@@ -1,7 +1,8 @@
 """Empty and looping answers: what an over-trained policy writes, whatever the annotators' taste.
 
-The gate refuses a candidate that writes more of them than the base model, and the reward model scores them
-below every answer it was fitted on, so RL rounds are not paid for them either.
+The gate keeps as a candidate one that writes more of them than the base model does (beyond a
+margin), and the reward model scores them below every answer it was fitted on, so RL rounds are
+not paid for them either.
 """
 import re
 
