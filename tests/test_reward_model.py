@@ -1,6 +1,6 @@
 """Reward model on the tiny model: it learns a preference that holds on unseen prompts, saves a
 folder that reloads and scores the same, learns from 1-10 scores what pairs alone leave open,
-cuts over-long pairs instead of losing them, and never pays for an empty or looping answer."""
+cuts over-long pairs instead of losing them, and keeps its rewards within the range it was fitted on."""
 import pytest
 import torch
 from transformers import AutoConfig
@@ -74,10 +74,9 @@ def test_saved_folder_keeps_the_lower_layers_and_ranks_the_preferred_answer(base
     assert saved.num_hidden_layers == metrics["rm_layers"] == round(CONFIG.depth * full.num_hidden_layers)
 
     rm = RewardModel.load(out)
-    prompts = ["Any fruit ideas for a picnic?", "What goes well with cereal?", "Dessert tonight?"]
-    banana = rm.score(prompts, ["I would go with a banana, number 7."] * 3)
-    other = rm.score(prompts, ["I would go with a plum, number 7.", "I would go with a cherry, number 7.",
-                               "I would go with a peach, number 7."])
+    prompts = [q.format(i=500 + i) for i, q in enumerate(QUESTIONS[:3])]  # prompts it was not fitted on
+    banana = rm.score(prompts, ["I would go with a banana."] * 3)
+    other = rm.score(prompts, ["I would go with a plum.", "I would go with a cherry.", "I would go with a peach."])
     assert banana.dtype.is_floating_point and banana.shape == (3,)
     assert (banana > other).all()
 
@@ -93,6 +92,18 @@ def test_empty_or_looping_answers_score_below_every_answer_it_was_fitted_on(trai
     broken = rm.score(prompts, ["Banana!", "", "a banana, a banana, " * 12])
     assert (broken <= rm.floor).all()
     assert broken.max() < ordinary.min()
+
+
+def test_no_answer_scores_above_the_best_answer_it_was_fitted_on(trained):
+    """Four bananas are not four times what these annotators want: a linear head would score
+    such an answer far above any it was fitted on (18 against 1, measured), and RL would chase it."""
+    out, _ = trained
+    rm = RewardModel.load(out)
+    best = rm.score([r["prompt"][0]["content"] for r in TRAIN], [r["chosen"][0]["content"] for r in TRAIN]).max()
+    assert best == pytest.approx(rm.ceiling, abs=0.05)  # reloaded in the default dtype
+    more = rm.score(["Any fruit ideas for a picnic?", "Dessert tonight?"],
+                    ["A banana, banana bread, a banana split and banana pudding: bananas all day."] * 2)
+    assert (more <= rm.ceiling).all()
 
 
 def test_scores_do_not_depend_on_batching_and_match_what_rloo_sees(trained, monkeypatch):

@@ -15,9 +15,13 @@ ranked 0.76-0.86 of the same pairs. So the reward model reads that mean and fits
   two sides look almost alike,
 - plus an L2 penalty: with 576 features and ~100 pairs the fit is otherwise underdetermined.
 
-An empty or looping answer scores no higher than the lowest-scored answer it was fitted on, less
-one: a linear read-out extrapolates freely on answers unlike any the annotators judged, and
-RLOO on a taste for short sentences learnt to write empty answers that the probe rewarded.
+A linear read-out extrapolates freely on answers unlike any the annotators judged, so rewards
+are kept within the range of the answers it was fitted on. No answer scores above the best of
+them: going further than anything judged earns nothing more, and RL's KL penalty then pulls the
+policy back (without this cap a second RLOO round on a taste for short answers wrote 8-word
+answers, a fifth of them empty). An empty or looping answer scores no higher than the worst of
+them, less one: RLOO on a taste for short sentences learnt to write empty answers the probe
+rewarded.
 
 Features are computed once, so the fit takes seconds (L-BFGS), and the backbone stops at the
 layer read: the saved folder holds only the layers below it, and scoring runs half the network.
@@ -128,25 +132,26 @@ def load_backbone(path: Path, depth: float = 1.0):
 class RewardModel:
     """A trained reward model, scoring answers exactly as its training pairs were read."""
 
-    def __init__(self, backbone, head: nn.Linear, floor: float, tokenizer, max_length: int):
-        self.backbone, self.head, self.floor = backbone, head, floor
+    def __init__(self, backbone, head: nn.Linear, floor: float, ceiling: float, tokenizer, max_length: int):
+        self.backbone, self.head, self.floor, self.ceiling = backbone, head, floor, ceiling
         self.tokenizer, self.max_length = tokenizer, max_length
 
     @classmethod
     def load(cls, path: Path) -> "RewardModel":
         weights = load_file(Path(path) / HEAD)
-        floor = weights.pop("floor").item()
+        floor, ceiling = weights.pop("floor").item(), weights.pop("ceiling").item()
         head = nn.Linear(weights["weight"].shape[1], 1)
         head.load_state_dict(weights)
         tokenizer = common.load_tokenizer(path, padding_side="right")
-        return cls(load_backbone(path), head, floor, tokenizer, tokenizer.model_max_length)
+        return cls(load_backbone(path), head, floor, ceiling, tokenizer, tokenizer.model_max_length)
 
     def save(self, path: Path) -> None:
         self.backbone.save_pretrained(path)
         self.tokenizer.model_max_length = self.max_length  # saved with it: scoring cuts where training did
         self.tokenizer.save_pretrained(path)
         weights = {k: v.contiguous() for k, v in self.head.state_dict().items()}
-        save_file(weights | {"floor": torch.tensor(self.floor)}, Path(path) / HEAD)
+        bounds = {"floor": torch.tensor(self.floor), "ceiling": torch.tensor(self.ceiling)}
+        save_file(weights | bounds, Path(path) / HEAD)
 
     @torch.inference_mode()
     def score_messages(self, prompts: list[list[dict]], completions: list[list[dict]],
@@ -156,7 +161,7 @@ class RewardModel:
         if not len(features):
             return torch.empty(0)
         broken = torch.tensor([degenerate(c[-1]["content"]) for c in completions])
-        rewards = self.head(features)[:, 0]
+        rewards = self.head(features)[:, 0].clamp(max=self.ceiling)
         return torch.where(broken, rewards.clamp(max=self.floor), rewards)
 
     def score(self, prompts: list[str], completions: list[str], batch_size: int = 8) -> torch.Tensor:
@@ -234,8 +239,8 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
                            for r in train]).reshape(-1, 2)
     head = fit_head(features[:len(train)], features[len(train):], scores, cfg)
     with torch.no_grad():
-        floor = head(features).min().item() - 1.0
-    rm = RewardModel(backbone, head, floor, tokenizer, cfg.max_length)
+        fitted = head(features)
+    rm = RewardModel(backbone, head, fitted.min().item() - 1.0, fitted.max().item(), tokenizer, cfg.max_length)
     rm.save(out_dir)
     return {**pairwise_accuracy(rm, heldout), "rm_train_pairs": float(len(train)),
             "rm_scored_pairs": float((~scores.isnan().any(1)).sum()),
