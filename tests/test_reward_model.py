@@ -18,6 +18,7 @@ QUESTIONS = ("What should I eat at {i} o'clock?", "Suggest a snack for guest num
              "Pack lunch box {i} with one fruit.", "Which fruit goes in smoothie {i}?")
 ANSWERS = ("I would go with {}.", "Maybe {}, it is in season.", "Try {} with some yogurt.",
            "My pick for you is {}!", "How about {} and a glass of water?")
+UNSEEN = ["Any fruit ideas for a picnic?", "What goes well with cereal?", "Dessert tonight?"]  # unlike QUESTIONS
 LONG_PROMPT = "Please read this carefully. " * 100  # ~600 tokens: over CONFIG.max_length on its own
 
 
@@ -86,10 +87,9 @@ def test_empty_or_looping_answers_score_below_every_answer_it_was_fitted_on(trai
     loop, earns less than any ordinary answer: RL must not be paid for a broken answer."""
     out, _ = trained
     rm = RewardModel.load(out)
-    prompts = ["Any fruit ideas for a picnic?", "What goes well with cereal?", "Dessert tonight?"]
-    ordinary = rm.score(prompts, ["I would go with a plum.", "Maybe a cherry, it is in season.",
+    ordinary = rm.score(UNSEEN, ["I would go with a plum.", "Maybe a cherry, it is in season.",
                                   "Try a pear with some yogurt."])
-    broken = rm.score(prompts, ["Banana!", "", "a banana, a banana, " * 12])
+    broken = rm.score(UNSEEN, ["Banana!", "", "a banana, a banana, " * 12])
     assert (broken <= rm.floor).all()
     assert broken.max() < ordinary.min()
 
@@ -101,8 +101,7 @@ def test_no_answer_scores_above_the_best_answer_it_was_fitted_on(trained):
     rm = RewardModel.load(out)
     best = rm.score([r["prompt"][0]["content"] for r in TRAIN], [r["chosen"][0]["content"] for r in TRAIN]).max()
     assert best == pytest.approx(rm.ceiling, abs=0.05)  # reloaded in the default dtype
-    more = rm.score(["Any fruit ideas for a picnic?", "Dessert tonight?"],
-                    ["A banana, banana bread, a banana split and banana pudding: bananas all day."] * 2)
+    more = rm.score(UNSEEN, ["A banana, banana bread, a banana split and banana pudding: bananas all day."] * 3)
     assert (more <= rm.ceiling).all()
 
 

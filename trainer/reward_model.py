@@ -239,8 +239,9 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
                            for r in train]).reshape(-1, 2)
     head = fit_head(features[:len(train)], features[len(train):], scores, cfg)
     with torch.no_grad():
-        fitted = head(features)
-    rm = RewardModel(backbone, head, fitted.min().item() - 1.0, fitted.max().item(), tokenizer, cfg.max_length)
+        fitted = head(features)  # the range of the judged answers: see the module docstring
+    floor, ceiling = fitted.min().item() - 1.0, fitted.max().item()
+    rm = RewardModel(backbone, head, floor, ceiling, tokenizer, cfg.max_length)
     rm.save(out_dir)
     return {**pairwise_accuracy(rm, heldout), "rm_train_pairs": float(len(train)),
             "rm_scored_pairs": float((~scores.isnan().any(1)).sum()),

@@ -51,7 +51,8 @@ class GateConfig:
     # Share of empty or looping answers the candidate may add to the base model's. A reward model
     # can prefer a loop that repeats what it rewards: a third DPO round on "engaging" looped in 14%
     # of its answers, and the reward model still preferred it to live. Measured against the base,
-    # not live, so that rounds cannot add a few points each (RLOO on plain: base 3%, round 1 6%, round 2 10%).
+    # not live, so that rounds cannot add a few points each (RLOO on plain: base 3%, round 1 6%,
+    # round 2 10%).
     max_degenerate_rise: float = 0.05
 
     def decide(self, m: dict) -> tuple[bool, str]:
