@@ -1,9 +1,11 @@
 """The pair queue: pairs are generated ahead, in the database, so annotators never wait.
 
-The stock is simply the live version's unshown pairs, so it survives a restart; a
-background thread tops it up in small batches and sleeps until a claim wakes it. The live
-version is read from the database on every call, so a promotion made by another process
-(a training round, the admin tab, the CLI) reaches the app within `idle_seconds`.
+The stock is simply the live version's pairs that nobody holds, so it survives a restart; a
+background thread tops it up in batches, as much as the annotators active lately need, and
+sleeps until a claim wakes it. The live version is read from the database on every call, so a
+promotion made by another process (a training round, the admin tab, the CLI) reaches the app
+at the next claim, or within `idle_seconds`; a batch still being made for the old version is
+abandoned then.
 """
 import logging
 import random
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policy.registry import PolicyRegistry
-from policy.sampling import SamplingConfig
+from policy.sampling import Cancelled, SamplingConfig
 from storage import queries, rounds
 from storage.db import thread_db
 
@@ -21,8 +23,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class QueueConfig:
-    ready: int = 6          # unshown pairs kept per live version; 0 generates on demand only
-    batch: int = 2          # pairs generated before the stock is checked again
+    """Stock follows demand: about `per_annotator` unshown pairs for everyone who was shown a pair
+    in the last `active_minutes`, never fewer than `min_ready` (the first annotator of the day
+    should not wait) nor more than `max_ready` (a promotion throws the old version's stock away)."""
+    per_annotator: int = 2
+    min_ready: int = 4
+    max_ready: int = 64
+    batch: int = 8          # pairs per `generate` call: one call for 8 costs far less than 8 calls
+    active_minutes: float = 5.0
+    claim_seconds: float = queries.CLAIM_SECONDS  # an unjudged, unskipped pair goes back after this
     idle_seconds: float = 2.0  # how often an idle queue looks for a newly promoted version
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
@@ -34,6 +43,9 @@ class PairQueue:
         self.rng = rng or random.Random()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._retired = threading.Event()  # the batch being made is for a version no longer live
+        self._stocked = threading.Condition()
+        self._waiting = 0
         self._thread: threading.Thread | None = None
         self._serving: int | None = None
 
@@ -44,24 +56,51 @@ class PairQueue:
 
     def stop(self) -> None:
         self._stop.set()
+        self._retired.set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=60)
 
     def next_pair(self, annotator: str) -> dict:
-        """A fresh pair for this annotator: from stock, or generated now if the stock is empty."""
-        db = thread_db(self.db_path)
-        while True:
-            version = queries.live_version_id(db)
-            pair = queries.show_next_pair(db, annotator, version, self.rng)
-            self._wake.set()
-            if pair is not None:
-                return pair
-            self.generate(version, 1)
+        """The pair this annotator was judging (a reloaded page shows it again), else a fresh one.
 
-    def generate(self, version_id: int, n: int) -> int:
+        With the stock empty it waits for the refill, which makes one batch for everyone waiting;
+        with no refill running it generates a pair itself.
+        """
+        db = thread_db(self.db_path)
+        pair = self._claim(db, annotator)
+        if pair is not None:
+            return pair
+        with self._stocked:
+            self._waiting += 1
+        try:
+            while (pair := self._claim(db, annotator)) is None:
+                if self._thread is not None and self._thread.is_alive():
+                    with self._stocked:  # woken by the next stored batch; the timeout covers a
+                        self._stocked.wait(timeout=1.0)  # batch stored just before we waited
+                else:
+                    self.generate(queries.live_version_id(db), 1)
+            return pair
+        finally:
+            with self._stocked:
+                self._waiting -= 1
+
+    def _claim(self, db, annotator: str) -> dict | None:
+        version = queries.live_version_id(db)
+        if self._serving is not None and version != self._serving:
+            self._retired.set()  # stop the old version's batch now, not when it ends
+        self._wake.set()
+        return (queries.open_claim(db, annotator, version)
+                or queries.show_next_pair(db, annotator, version, self.rng, self.cfg.claim_seconds))
+
+    def target_stock(self, db) -> int:
+        """How many unshown pairs of the live version to keep right now."""
+        demand = self.cfg.per_annotator * queries.active_annotators(db, self.cfg.active_minutes)
+        return min(max(self.cfg.min_ready, demand, self._waiting), self.cfg.max_ready)
+
+    def generate(self, version_id: int, n: int, cancel: threading.Event | None = None) -> int:
         """Sample and store n pairs of this version, for the prompts it has answered least, in
-        one batch."""
+        one batch; wake everyone waiting for stock."""
         db = thread_db(self.db_path)
         self.load_version(version_id)
         prompts = queries.prompts_needing_pairs(db, version_id, n)
@@ -69,13 +108,21 @@ class PairQueue:
             raise LookupError("there are no prompts to annotate; import some with "
                               "`python -m storage import FILE`")
         seed = self.rng.randrange(2**31)
-        pairs = self.registry.sample_pairs(version_id, [p["text"] for p in prompts], self.cfg.sampling, seed)
+        pairs = self.registry.sample_pairs(version_id, [p["text"] for p in prompts], self.cfg.sampling,
+                                           seed, cancel)
         for prompt, pair in zip(prompts, pairs):
             queries.add_pair(db, prompt_id=prompt["id"], version_id=version_id,
                              completions=pair.completions, sampling=self.cfg.sampling.record(),
                              seed=pair.seed, prompt_truncated=pair.prompt_truncated,
                              gen_seconds=pair.seconds)
+        with self._stocked:
+            self._stocked.notify_all()
         return len(prompts)
+
+    def _batch_size(self, ready: int) -> int:
+        """A full batch, except while annotators wait on an empty stock: then only as many pairs
+        as there are people waiting, which is quicker to make."""
+        return self.cfg.batch if ready or not self._waiting else min(self.cfg.batch, self._waiting)
 
     def _refill_forever(self) -> None:
         db = thread_db(self.db_path)
@@ -84,10 +131,13 @@ class PairQueue:
                 version = queries.live_version_id(db)
                 if version != self._serving:
                     self._swap_to(db, version)
-                missing = self.cfg.ready - queries.ready_pair_count(db, version)
-                if missing > 0:
-                    self.generate(version, min(missing, self.cfg.batch))
+                ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
+                if ready < self.target_stock(db):
+                    self.generate(version, self._batch_size(ready), self._retired)
                     continue
+            except Cancelled:
+                log.info("abandoned a batch for version %s: no longer live", self._serving)
+                continue
             except Exception:  # keep serving from stock; the next wake retries
                 log.exception("pair queue refill failed")
             self._wake.wait(self.cfg.idle_seconds)
@@ -99,6 +149,7 @@ class PairQueue:
         dropped = rounds.drop_unshown_pairs(db, keep_version=version_id)
         log.info("now serving policy version %d (dropped %d unshown pairs)", version_id, dropped)
         self._serving = version_id
+        self._retired.clear()
 
     def load_version(self, version_id: int) -> None:
         """Make a registered version ready to answer (its adapter loaded once)."""

@@ -3,14 +3,19 @@
 With no users file the app runs with one demo account, printed at start-up, so a first
 `make run` works; `python -m app adduser` writes the file for real use.
 """
+import asyncio
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from fastapi import HTTPException, status
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 ROLES = ("annotator", "admin")
@@ -48,11 +53,40 @@ def add_user(path: Path, name: str, password: str, role: str = "annotator") -> N
     os.replace(tmp, path)
 
 
-def authenticator(users: dict[str, dict]):
-    """The callable Gradio's `auth=` takes."""
-    def auth(username: str, password: str) -> bool:
+@dataclass
+class LoginLimits:
+    """Guessing is slowed per account: after `failures` wrong passwords in a row the account
+    refuses logins for `lockout_seconds`, doubled for each further failure up to the maximum."""
+    failures: int = 5
+    lockout_seconds: float = 30.0
+    max_lockout_seconds: float = 900.0
+
+
+def authenticator(users: dict[str, dict], limits: LoginLimits | None = None, clock=time.monotonic):
+    """The callable Gradio's `auth=` takes: a coroutine, so that Gradio awaits it, with the scrypt
+    check in a worker thread, so fifty people logging in at once never stall the event loop
+    that serves everyone already logged in."""
+    limits = limits or LoginLimits()
+    failed: dict[str, int] = {}
+    locked_until: dict[str, float] = {}
+    unknown = hash_password(secrets.token_hex(8))  # unknown names cost a check too: no timing hint
+
+    async def auth(username: str, password: str) -> bool:
+        wait = locked_until.get(username, 0.0) - clock()
+        if wait > 0:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                                f"Too many wrong passwords for {username}: try again in {math.ceil(wait)} s.")
         user = users.get(username)
-        return bool(user) and check_password(password, user["password"])
+        ok = await asyncio.to_thread(check_password, password, user["password"] if user else unknown)
+        if ok and user:
+            failed.pop(username, None)
+            return True
+        if user:
+            failed[username] = n = failed.get(username, 0) + 1
+            if n >= limits.failures:
+                lockout = limits.lockout_seconds * 2 ** (n - limits.failures)
+                locked_until[username] = clock() + min(lockout, limits.max_lockout_seconds)
+        return False
     return auth
 
 

@@ -109,7 +109,7 @@ def main() -> None:
 
         users.add_user(data / "users.json", "bench", "bench-pw", "admin")
         cfg = AppConfig(model=args.model, data_dir=data, port=7870,
-                        queue=QueueConfig(ready=2, sampling=SamplingConfig(max_new_tokens=32)))
+                        queue=QueueConfig(min_ready=2, sampling=SamplingConfig(max_new_tokens=32)))
         demo, queue = serve(cfg, block=False)
         client = Client(f"http://127.0.0.1:{cfg.port}", auth=("bench", "bench-pw"), verbose=False)
         db = open_db(cfg.db_path)

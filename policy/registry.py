@@ -72,10 +72,10 @@ class PolicyRegistry:
         yield self.model
 
     def sample_pairs(self, version_id: int, prompts: list[str], cfg: SamplingConfig,
-                     seed: int) -> list[SampledPair]:
+                     seed: int, cancel: threading.Event | None = None) -> list[SampledPair]:
         """Two answers to each prompt from this version; see `sampling.sample_pairs`."""
         with self._lock, self._selected(version_id) as model:
-            return sample_pairs(model, self.tokenizer, prompts, cfg, seed)
+            return sample_pairs(model, self.tokenizer, prompts, cfg, seed, cancel)
 
     def sample_batch(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int):
         """One answer per prompt from this version; see `sampling.sample_batch`."""

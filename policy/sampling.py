@@ -1,9 +1,11 @@
 """Sampling: pairs of completions for annotation, and single answers for evaluation and RL,
 from batched `generate` calls."""
+import threading
 import time
 from dataclasses import asdict, dataclass
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 # Room the chat template adds around a user message (system prompt and role markers).
 TEMPLATE_TOKENS = 64
@@ -35,6 +37,19 @@ class SampledPair:
     seconds: float  # this pair's share of its batch's generation time
 
 
+class Cancelled(Exception):
+    """The batch was abandoned part-way; nothing it sampled is kept."""
+
+
+class _UntilCancelled(StoppingCriteria):
+    def __init__(self, cancel: threading.Event):
+        self.cancel = cancel
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool,
+                          device=input_ids.device)
+
+
 def chat_input(model, tokenizer, prompt: str, max_new_tokens: int) -> tuple[dict, bool]:
     """The templated prompt as model inputs, its user text cut to fit the model's context."""
     budget = model.config.max_position_embeddings - max_new_tokens - TEMPLATE_TOKENS
@@ -49,16 +64,21 @@ def chat_input(model, tokenizer, prompt: str, max_new_tokens: int) -> tuple[dict
 
 
 def _generate(model, tokenizer, inputs: list[torch.Tensor], cfg: SamplingConfig, seed: int,
-              copies: int = 1) -> tuple[list[str], torch.Tensor, torch.Tensor, int]:
+              copies: int = 1, cancel: threading.Event | None = None
+              ) -> tuple[list[str], torch.Tensor, torch.Tensor, int]:
     """One left-padded `generate` over templated prompts, `copies` completions of each, in order.
 
     Returns the texts and, for scoring the same tokens under another policy, the full
-    sequences, their attention mask and where the completions start.
+    sequences, their attention mask and where the completions start. Setting `cancel` stops
+    the batch at the next token and raises `Cancelled`.
     """
     batch = tokenizer.pad({"input_ids": inputs}, padding=True, return_tensors="pt").to(model.device)
     torch.manual_seed(seed)
+    stop = StoppingCriteriaList([_UntilCancelled(cancel)] if cancel else [])
     out = model.generate(**batch, **cfg.generate_kwargs(), num_return_sequences=copies,
-                         pad_token_id=tokenizer.pad_token_id)
+                         pad_token_id=tokenizer.pad_token_id, stopping_criteria=stop)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
     n = batch["input_ids"].shape[1]
     completion = out[:, n:]
     # Everything after the first end-of-sequence token is padding, not part of the answer.
@@ -75,19 +95,22 @@ def _templated(model, tokenizer, prompts: list[str], cfg: SamplingConfig) -> lis
 
 
 @torch.inference_mode()
-def sample_pairs(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed: int) -> list[SampledPair]:
+def sample_pairs(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed: int,
+                 cancel: threading.Event | None = None) -> list[SampledPair]:
     """Two completions for each prompt, all from one batched `generate` call.
 
     On a CPU one call for many prompts costs little more than a call for one, so pairs are made
     in batches. Identical completions teach nothing: those prompts alone are sampled again with
-    the next seed. The seed and the batch's prompts in order reproduce a pair.
+    the next seed. The seed and the batch's prompts in order reproduce a pair. A batch made for
+    a version that stopped being live is abandoned through `cancel`.
     """
     start = time.perf_counter()
     templated = _templated(model, tokenizer, prompts, cfg)
     made: dict[int, tuple[str, str, int]] = {}
     todo = list(range(len(prompts)))
     for attempt in range(cfg.attempts):
-        texts, *_ = _generate(model, tokenizer, [templated[i][0] for i in todo], cfg, seed + attempt, copies=2)
+        texts, *_ = _generate(model, tokenizer, [templated[i][0] for i in todo], cfg, seed + attempt,
+                             copies=2, cancel=cancel)
         for k, i in enumerate(todo):
             made[i] = (texts[2 * k], texts[2 * k + 1], seed + attempt)
         todo = [i for i in todo if made[i][0] == made[i][1]]

@@ -3,13 +3,14 @@ import contextlib
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlite_utils
 
 from .migrations import CHOICES
 
 MAX_RATIONALE_CHARS = 5000
+CLAIM_SECONDS = 600.0  # an annotator reads two answers in a minute or two; ten is walking away
 
 
 class VoteError(ValueError):
@@ -133,35 +134,70 @@ def add_pair(db: sqlite_utils.Database, *, prompt_id: int, version_id: int,
         }).last_pk
 
 
-def ready_pair_count(db: sqlite_utils.Database, version_id: int) -> int:
-    """Pairs of this version that nobody has been shown yet: the queue's stock."""
-    return db.execute(
-        """SELECT count(*) FROM pairs p WHERE p.version_id = ?
-           AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id)""",
-        [version_id]).fetchone()[0]
+# A pair is in stock while nobody has judged or skipped it and nobody holds a claim on it: a
+# claim (a show) lapses after `claim_seconds`, so a pair whose annotator walked away goes back.
+IN_STOCK = """NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
+    AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id
+                    AND (s.skipped_at IS NOT NULL OR s.shown_at > :cutoff))"""
+
+
+def _cutoff(claim_seconds: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(seconds=claim_seconds)).isoformat(timespec="milliseconds")
+
+
+def ready_pair_count(db: sqlite_utils.Database, version_id: int, claim_seconds: float = CLAIM_SECONDS) -> int:
+    """Pairs of this version waiting for an annotator: the queue's stock."""
+    return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK}",
+                      {"v": version_id, "cutoff": _cutoff(claim_seconds)}).fetchone()[0]
+
+
+def active_annotators(db: sqlite_utils.Database, minutes: float) -> int:
+    """Annotators who were shown a pair in the last `minutes`: the queue's demand."""
+    since = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat(timespec="milliseconds")
+    return db.execute("SELECT count(DISTINCT annotator) FROM shows WHERE shown_at > ?",
+                      [since]).fetchone()[0]
+
+
+def _shown(pair: dict, order: str) -> dict:
+    return {"pair_id": pair["id"], "prompt": pair["prompt"], "version_id": pair["version_id"],
+            "a": pair[f"completion_{order[0]}"], "b": pair[f"completion_{order[1]}"]}
+
+
+def open_claim(db: sqlite_utils.Database, annotator: str, version_id: int) -> dict | None:
+    """The pair of this version the annotator was shown and has not judged or skipped, as they
+    saw it, unless someone else has claimed it since: what a reloaded page shows again."""
+    rows = list(db.query(
+        """SELECT p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id, s.shown_order
+           FROM shows s JOIN pairs p ON p.id = s.pair_id JOIN prompts pr ON pr.id = p.prompt_id
+           WHERE s.annotator = :me AND p.version_id = :v AND s.skipped_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
+           AND NOT EXISTS (SELECT 1 FROM shows o WHERE o.pair_id = p.id AND o.id > s.id)
+           ORDER BY s.id DESC LIMIT 1""", {"me": annotator, "v": version_id}))
+    return _shown(rows[0], rows[0]["shown_order"]) if rows else None
 
 
 def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
-                   rng: random.Random) -> dict | None:
-    """Claim the oldest unshown pair of the version for this annotator, in a random left/right order.
+                   rng: random.Random, claim_seconds: float = CLAIM_SECONDS) -> dict | None:
+    """Claim the oldest pair of the version in stock for this annotator, in a random left/right
+    order.
 
-    A pair is shown to one annotator only, so nobody sees a pair twice and no two
-    annotators race for the same one.
+    A pair is claimed by one annotator at a time, so no two annotators race for it and nobody
+    sees a pair twice; an abandoned claim lapses after `claim_seconds`.
     """
     with immediate(db):
         rows = list(db.query(
-            """SELECT p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id
+            f"""SELECT p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id
                FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
-               WHERE p.version_id = ? AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id)
-               ORDER BY p.id LIMIT 1""", [version_id]))
+               WHERE p.version_id = :v AND {IN_STOCK}
+               AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id AND s.annotator = :me)
+               ORDER BY p.id LIMIT 1""",
+            {"v": version_id, "me": annotator, "cutoff": _cutoff(claim_seconds)}))
         if not rows:
             return None
-        pair = rows[0]
         order = rng.choice(["01", "10"])
-        db["shows"].insert({"pair_id": pair["id"], "annotator": annotator,
+        db["shows"].insert({"pair_id": rows[0]["id"], "annotator": annotator,
                             "shown_order": order, "shown_at": now()})
-    return {"pair_id": pair["id"], "prompt": pair["prompt"], "version_id": pair["version_id"],
-            "a": pair[f"completion_{order[0]}"], "b": pair[f"completion_{order[1]}"]}
+    return _shown(rows[0], order)
 
 
 def skip_pair(db: sqlite_utils.Database, annotator: str, pair_id: int) -> None:
@@ -214,7 +250,11 @@ def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
                 raise VoteError(f"unknown pair {pair_id}")
             raise VoteError(f"pair {pair_id} was not shown to you; ask for the next pair")
         previous = list(db.query(
-            "SELECT id, choice, score_a, score_b, rationale FROM votes WHERE pair_id = ?", [pair_id]))
+            "SELECT id, annotator, choice, score_a, score_b, rationale FROM votes WHERE pair_id = ?",
+            [pair_id]))
+        if previous and previous[0]["annotator"] != annotator:
+            raise VoteError(f"pair {pair_id} was left unjudged too long and someone else judged it; "
+                            "ask for the next pair")
         if previous:
             same = {k: previous[0][k] for k in vote} == vote
             if same:

@@ -65,7 +65,7 @@ def start_app(data: Path, ready: int):
     users.add_user(data / "users.json", "bob", "bob-pw")
     users.add_user(data / "users.json", "root", "root-pw", role="admin")
     cfg = AppConfig(model="tiny", data_dir=data, port=free_port(),
-                    queue=QueueConfig(ready=ready, batch=2, sampling=SamplingConfig(max_new_tokens=16)))
+                    queue=QueueConfig(min_ready=ready, batch=2, sampling=SamplingConfig(max_new_tokens=16)))
     demo, queue = serve(cfg, block=False)
     return cfg, demo, queue
 

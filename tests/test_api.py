@@ -1,4 +1,7 @@
 """The named endpoints, driven by gradio_client against a live server on the tiny model."""
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 import pytest
 from gradio_client import Client
 
@@ -52,3 +55,26 @@ def test_another_annotators_pair_and_unknown_pairs_are_refused(live_app, alice):
         bob.predict(10**6, "a", None, None, "", api_name="/vote")
     seen_by_bob = {bob.predict(api_name="/next_pair")[0] for _ in range(3)}
     assert pair_id not in seen_by_bob
+
+
+def test_fifty_logins_at_once_all_get_in_while_a_logged_in_annotator_votes(live_app, alice):
+    url = f"http://127.0.0.1:{live_app.port}/login"
+
+    def log_in(_):
+        return httpx.post(url, data={"username": "alice", "password": "alice-pw"}, timeout=120).status_code
+
+    with ThreadPoolExecutor(50) as pool:
+        storm = pool.map(log_in, range(50))
+        pair_id, *_ = alice.predict(api_name="/next_pair")
+        vote_id = alice.predict(pair_id, "b", None, None, "", api_name="/vote")
+        assert list(storm) == [200] * 50
+    assert open_db(live_app.db_path)["votes"].get(vote_id)["pair_id"] == pair_id
+
+
+def test_guessing_a_password_locks_the_account_with_a_clear_message(live_app):
+    url = f"http://127.0.0.1:{live_app.port}/login"
+    for _ in range(5):
+        assert httpx.post(url, data={"username": "bob", "password": "guess"}).status_code == 400
+    refused = httpx.post(url, data={"username": "bob", "password": "bob-pw"})
+    assert refused.status_code == 429 and "try again in" in refused.json()["detail"]
+    assert httpx.post(url, data={"username": "alice", "password": "alice-pw"}).status_code == 200

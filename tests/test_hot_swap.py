@@ -41,7 +41,7 @@ def test_swapped_version_answers_differently_and_base_still_answers(swap_setup):
 def test_promotion_under_concurrent_next_pair_calls(swap_setup):
     db_path, db, v1 = swap_setup
     registry = PolicyRegistry.load("tiny", MODEL_CACHE)
-    queue = PairQueue(db_path, registry, QueueConfig(ready=3, batch=1, idle_seconds=0.2,
+    queue = PairQueue(db_path, registry, QueueConfig(min_ready=3, per_annotator=0, batch=1, idle_seconds=0.2,
                                                      sampling=FAST), random.Random(0)).start()
     served, errors, stop = [], [], threading.Event()
 
@@ -82,7 +82,7 @@ def test_promotion_under_concurrent_next_pair_calls(swap_setup):
 def test_rollback_goes_back_through_the_same_path(swap_setup):
     db_path, db, v1 = swap_setup
     registry = PolicyRegistry.load("tiny", MODEL_CACHE)
-    queue = PairQueue(db_path, registry, QueueConfig(ready=0, sampling=FAST), random.Random(0))
+    queue = PairQueue(db_path, registry, QueueConfig(sampling=FAST), random.Random(0))
     rounds.promote(db, v1, by="test")
     assert queue.next_pair("alice")["version_id"] == v1
     rounds.promote(db, rounds.previous_live_version(db), by="test")

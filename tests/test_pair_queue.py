@@ -1,10 +1,11 @@
 import random
+import threading
 import time
 
 import pytest
 
 from app.pair_queue import PairQueue, QueueConfig
-from policy.sampling import SamplingConfig
+from policy.sampling import Cancelled, SamplingConfig
 from storage import queries
 from storage.db import open_db
 
@@ -28,7 +29,7 @@ def wait_for(condition, seconds=60):
 
 
 def test_queue_fills_ahead_and_serves_from_stock(db_path, registry):
-    queue = PairQueue(db_path, registry, QueueConfig(ready=3, batch=2, sampling=FAST),
+    queue = PairQueue(db_path, registry, QueueConfig(min_ready=3, batch=2, sampling=FAST),
                       random.Random(0)).start()
     try:
         db = open_db(db_path)
@@ -43,26 +44,96 @@ def test_queue_fills_ahead_and_serves_from_stock(db_path, registry):
         queue.stop()
 
 
+def test_stock_follows_the_annotators_active_lately(db_path, registry):
+    queue = PairQueue(db_path, registry, QueueConfig(min_ready=1, per_annotator=2, max_ready=7,
+                                                     sampling=FAST))
+    db = open_db(db_path)
+    assert queue.target_stock(db) == 1
+    for name in ("alice", "bob", "carol"):
+        queue.next_pair(name)
+    assert queue.target_stock(db) == 6
+    queue.next_pair("dave")
+    assert queue.target_stock(db) == 7  # the cap
+
+
+def test_annotators_waiting_on_an_empty_stock_share_one_batch(db_path, registry, monkeypatch):
+    calls = []
+    sample = registry.sample_pairs
+    monkeypatch.setattr(registry, "sample_pairs", lambda v, prompts, *a: calls.append(len(prompts)) or sample(v, prompts, *a))
+    queue = PairQueue(db_path, registry, QueueConfig(min_ready=0, per_annotator=0, batch=4,
+                                                     sampling=FAST), random.Random(0)).start()
+    served = []
+    threads = [threading.Thread(target=lambda n=n: served.append(queue.next_pair(n)["pair_id"]))
+               for n in ("alice", "bob", "carol", "dave")]
+    try:
+        with registry._lock:  # the model is busy while all four arrive
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        queue.stop()
+    assert len(set(served)) == 4
+    # The refill had begun a batch for the first to arrive; everyone else shared the next one.
+    assert len(calls) <= 2, calls
+
+
+def test_a_reloaded_page_shows_the_same_pair_the_same_way_round(db_path, registry):
+    queue = PairQueue(db_path, registry, QueueConfig(sampling=FAST), random.Random(0))
+    first = queue.next_pair("alice")
+    assert queue.next_pair("alice") == first
+    queries.skip_pair(open_db(db_path), "alice", first["pair_id"])
+    assert queue.next_pair("alice")["pair_id"] != first["pair_id"]
+
+
+def test_an_abandoned_claim_goes_back_to_the_stock(db_path, registry):
+    queue = PairQueue(db_path, registry, QueueConfig(claim_seconds=0.2, sampling=FAST), random.Random(0))
+    db = open_db(db_path)
+    walked_away = queue.next_pair("alice")["pair_id"]
+    assert queries.ready_pair_count(db, 0, claim_seconds=0.2) == 0
+    time.sleep(0.3)
+    assert queries.ready_pair_count(db, 0, claim_seconds=0.2) == 1
+    assert queue.next_pair("bob")["pair_id"] == walked_away
+    queries.record_vote(db, "bob", walked_away, "a")
+    with pytest.raises(queries.VoteError, match="someone else judged it"):
+        queries.record_vote(db, "alice", walked_away, "b")
+    assert db.execute("SELECT annotator FROM votes").fetchall() == [("bob",)]
+
+
+def test_a_batch_for_a_retired_version_is_abandoned_and_keeps_nothing(db_path, registry):
+    queue = PairQueue(db_path, registry, QueueConfig(sampling=FAST), random.Random(0))
+    retired = threading.Event()
+    retired.set()
+    with pytest.raises(Cancelled):
+        queue.generate(0, 4, retired)
+    assert open_db(db_path).execute("SELECT count(*) FROM pairs").fetchone()[0] == 0
+
+
 def test_unshown_pairs_survive_a_restart(db_path, registry):
-    first = PairQueue(db_path, registry, QueueConfig(ready=2, sampling=FAST)).start()
+    first = PairQueue(db_path, registry, QueueConfig(min_ready=2, batch=2, sampling=FAST)).start()
     db = open_db(db_path)
     wait_for(lambda: queries.ready_pair_count(db, 0) >= 2)
     first.stop()
     stocked = {r["id"] for r in db.query("SELECT id FROM pairs")}
-    second = PairQueue(db_path, registry, QueueConfig(ready=0, sampling=FAST))  # no background
+    second = PairQueue(db_path, registry, QueueConfig(sampling=FAST))  # no background
     served = {second.next_pair("alice")["pair_id"], second.next_pair("bob")["pair_id"]}
     assert served == stocked
 
 
 def test_empty_stock_generates_on_demand_and_never_repeats(db_path, registry):
-    queue = PairQueue(db_path, registry, QueueConfig(ready=0, sampling=FAST))
-    seen = [queue.next_pair("alice")["pair_id"] for _ in range(4)]
+    queue = PairQueue(db_path, registry, QueueConfig(sampling=FAST))
+    db = open_db(db_path)
+    seen = []
+    for _ in range(4):
+        seen.append(queue.next_pair("alice")["pair_id"])
+        queries.record_vote(db, "alice", seen[-1], "tie")
     assert len(set(seen)) == 4
 
 
 def test_no_prompts_is_a_clear_error(tmp_path, registry):
     db = open_db(tmp_path / "empty.db")
     queries.ensure_base_version(db, "tiny")
-    queue = PairQueue(tmp_path / "empty.db", registry, QueueConfig(ready=0, sampling=FAST))
+    queue = PairQueue(tmp_path / "empty.db", registry, QueueConfig(sampling=FAST))
     with pytest.raises(LookupError, match="no prompts"):
         queue.next_pair("alice")
