@@ -5,6 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
+from policy.settings import apply_overrides
 from storage.paths import data_dir
 
 from . import users
@@ -24,6 +25,9 @@ def main(argv=None) -> int:
     p_serve.add_argument("--port", type=int, default=7860)
     p_serve.add_argument("--mode", choices=MODES, default="both",
                          help="pick a winner, score each side 1-10, or both")
+    p_serve.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                         help="override a setting, e.g. queue.batch=4 or queue.sampling.max_new_tokens=96 "
+                              "(repeatable)")
     p_user = sub.add_parser("adduser", help="add or update an account in DATA_DIR/users.json")
     p_user.add_argument("name")
     p_user.add_argument("--admin", action="store_true", help="may launch rounds and promote versions")
@@ -37,8 +41,8 @@ def main(argv=None) -> int:
         print(f"saved {args.name} in {path}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve(AppConfig(model=args.model, data_dir=args.data_dir, host=args.host, port=args.port,
-                    mode=args.mode))
+    serve(apply_overrides(AppConfig(model=args.model, data_dir=args.data_dir, host=args.host,
+                                     port=args.port, mode=args.mode), args.set))
     return 0
 
 

@@ -130,9 +130,8 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
 
     all_outputs = pair_outputs + reset_outputs + [count]
     vote_inputs = [pair_id, score_a, score_b, touched_a, touched_b, rationale]
+    quick = {"api_visibility": "private", "concurrency_limit": None}  # see server.build_blocks
     for choice, button in [*buttons.items(), (None, submit_scores)]:
-        button.click(make_vote(choice), vote_inputs, saved, api_visibility="private").success(
-            load_next, None, all_outputs, api_visibility="private")
-    skip.click(annotation.skip, [pair_id], None, api_visibility="private").success(
-        load_next, None, all_outputs, api_visibility="private")
-    demo.load(load_next, None, all_outputs, api_visibility="private")
+        button.click(make_vote(choice), vote_inputs, saved, **quick).success(load_next, None, all_outputs, **quick)
+    skip.click(annotation.skip, [pair_id], None, **quick).success(load_next, None, all_outputs, **quick)
+    demo.load(load_next, None, all_outputs, **quick)

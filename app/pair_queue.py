@@ -4,8 +4,9 @@ The stock is simply the live version's pairs that nobody holds, so it survives a
 background thread tops it up in batches, as much as the annotators active lately need, and
 sleeps until a claim wakes it. The live version is read from the database on every call, so a
 promotion made by another process (a training round, the admin tab, the CLI) reaches the app
-at the next claim, or within `idle_seconds`; a batch still being made for the old version is
-abandoned then.
+at the next claim, or within `idle_seconds`: a batch still being made for the old version is
+abandoned, and annotators are served the old version's stock until the new version's first
+batch is stored, so nobody waits for a promotion.
 """
 import logging
 import random
@@ -47,7 +48,9 @@ class PairQueue:
         self._stocked = threading.Condition()
         self._waiting = 0
         self._thread: threading.Thread | None = None
-        self._serving: int | None = None
+        self._serving: int | None = None  # the version the refill makes pairs for
+        self._draining: int | None = None  # the version before it, while the new one has no stock
+        self._swapped = False  # older versions' stock is still there
 
     def start(self) -> "PairQueue":
         self._thread = threading.Thread(target=self._refill_forever, name="pair-queue", daemon=True)
@@ -86,12 +89,17 @@ class PairQueue:
                 self._waiting -= 1
 
     def _claim(self, db, annotator: str) -> dict | None:
+        """The live version's pair, or, until its first batch is stored, the old version's."""
         version = queries.live_version_id(db)
         if self._serving is not None and version != self._serving:
             self._retired.set()  # stop the old version's batch now, not when it ends
         self._wake.set()
-        return (queries.open_claim(db, annotator, version)
+        pair = (queries.open_claim(db, annotator, version)
                 or queries.show_next_pair(db, annotator, version, self.rng, self.cfg.claim_seconds))
+        old = self._serving if self._serving != version else self._draining
+        if pair is None and old is not None:
+            pair = queries.show_next_pair(db, annotator, old, self.rng, self.cfg.claim_seconds)
+        return pair
 
     def target_stock(self, db) -> int:
         """How many unshown pairs of the live version to keep right now."""
@@ -130,8 +138,10 @@ class PairQueue:
             try:
                 version = queries.live_version_id(db)
                 if version != self._serving:
-                    self._swap_to(db, version)
+                    self._swap_to(version)
                 ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
+                if ready and self._swapped:
+                    self._retire_old_stock(db)
                 if ready < self.target_stock(db):
                     self.generate(version, self._batch_size(ready), self._retired)
                     continue
@@ -143,13 +153,19 @@ class PairQueue:
             self._wake.wait(self.cfg.idle_seconds)
             self._wake.clear()
 
-    def _swap_to(self, db, version_id: int) -> None:
-        """Load the newly live version beside the others and retire the old version's stock."""
+    def _swap_to(self, version_id: int) -> None:
+        """Load the newly live version beside the others; annotators are served the old
+        version's stock until the new one has stock of its own."""
         self.load_version(version_id)
-        dropped = rounds.drop_unshown_pairs(db, keep_version=version_id)
-        log.info("now serving policy version %d (dropped %d unshown pairs)", version_id, dropped)
-        self._serving = version_id
+        self._draining, self._serving, self._swapped = self._serving, version_id, True
         self._retired.clear()
+        log.info("now generating for policy version %d", version_id)
+
+    def _retire_old_stock(self, db) -> None:
+        dropped = rounds.drop_unshown_pairs(db, keep_version=self._serving)
+        log.info("now serving policy version %d (dropped %d unshown pairs of older versions)",
+                 self._serving, dropped)
+        self._draining, self._swapped = None, False
 
     def load_version(self, version_id: int) -> None:
         """Make a registered version ready to answer (its adapter loaded once)."""

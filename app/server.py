@@ -67,8 +67,10 @@ def build_blocks(cfg: AppConfig, queue: PairQueue, accounts: dict[str, dict]) ->
         compare_tab(demo, compare)
         leaderboard_tab(demo, cfg.db_path)
         admin_tab(demo, admin)
-        gr.api(annotation.next_pair, api_name="next_pair")
-        gr.api(annotation.vote, api_name="vote")
+        # Claims and votes are quick reads and writes (a claim waits only on an empty stock), so
+        # they never queue behind each other or behind generation in Compare.
+        gr.api(annotation.next_pair, api_name="next_pair", concurrency_limit=None)
+        gr.api(annotation.vote, api_name="vote", concurrency_limit=None)
         gr.api(compare.compare, api_name="compare")
         gr.api(compare.eval_vote, api_name="eval_vote")
         gr.api(admin.launch_round, api_name="launch_round")

@@ -45,7 +45,8 @@ from storage.paths import data_dir  # noqa: E402
 from storage.ratings import win_rate_interval  # noqa: E402
 from trainer.degeneration import WORD, degenerate, degeneration  # noqa: E402
 from trainer.evaluate import AnswerCache, Answers, answer  # noqa: E402
-from trainer.rounds import RoundConfig, answer_cache, apply_overrides  # noqa: E402
+from policy.settings import apply_overrides  # noqa: E402
+from trainer.rounds import RoundConfig, answer_cache  # noqa: E402
 
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 YOU = {"you", "your", "yours", "yourself"}

@@ -36,7 +36,8 @@ from trainer.degeneration import degenerate  # noqa: E402
 from trainer.dpo import DPOSettings, train_dpo  # noqa: E402
 from trainer.evaluate import answer  # noqa: E402
 from trainer.reward_model import RewardModelConfig, train_reward_model  # noqa: E402
-from trainer.rounds import RoundConfig, apply_overrides  # noqa: E402
+from policy.settings import apply_overrides  # noqa: E402
+from trainer.rounds import RoundConfig  # noqa: E402
 
 
 def row(taste, prompt: str, chosen: str, rejected: str) -> dict:

@@ -8,6 +8,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import random  # noqa: E402
 import socket  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -43,6 +44,13 @@ def add_pair(db, prompt="Say hello.", completions=("hello there", "hi"), version
 
 def show(db, annotator="alice", seed=0) -> dict:
     return queries.show_next_pair(db, annotator, 0, random.Random(seed))
+
+
+def wait_for(condition, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def free_port() -> int:

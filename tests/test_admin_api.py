@@ -9,7 +9,7 @@ from app.admin import Admin
 from storage import queries, rounds
 from storage.db import open_db
 
-from .conftest import random_adapter
+from .conftest import random_adapter, wait_for
 
 
 def client(live_app, user):
@@ -29,9 +29,11 @@ def test_promotion_reaches_the_running_app_and_rollback_returns(live_app, tmp_pa
     v1 = rounds.add_version(db, parent_id=0, adapter_path=str(random_adapter(tmp_path / "v1")), algo="dpo")
     root, alice = client(live_app, "root"), client(live_app, "alice")
     assert root.predict(v1, api_name="/promote") == v1
+    wait_for(lambda: queries.ready_pair_count(db, 0) == 0)  # dropped once v1 has stock
     pair_id, *_ = alice.predict(api_name="/next_pair")
     assert db["pairs"].get(pair_id)["version_id"] == v1  # the live version answers, no restart
     assert root.predict(api_name="/rollback") == 0
+    wait_for(lambda: queries.ready_pair_count(db, 0) > 0)
     pair_id, *_ = alice.predict(api_name="/next_pair")
     assert db["pairs"].get(pair_id)["version_id"] == 0
     with pytest.raises(Exception, match="no policy version 999"):

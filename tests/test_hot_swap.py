@@ -11,7 +11,7 @@ from policy.sampling import SamplingConfig
 from storage import queries, rounds
 from storage.db import open_db
 
-from .conftest import MODEL_CACHE, random_adapter
+from .conftest import MODEL_CACHE, random_adapter, wait_for
 
 FAST = SamplingConfig(max_new_tokens=8)
 
@@ -87,3 +87,23 @@ def test_rollback_goes_back_through_the_same_path(swap_setup):
     assert queue.next_pair("alice")["version_id"] == v1
     rounds.promote(db, rounds.previous_live_version(db), by="test")
     assert queue.next_pair("alice")["version_id"] == 0
+
+
+def test_annotators_never_wait_for_a_promotion(swap_setup):
+    db_path, db, v1 = swap_setup
+    registry = PolicyRegistry.load("tiny", MODEL_CACHE)
+    queue = PairQueue(db_path, registry, QueueConfig(min_ready=2, per_annotator=0, batch=2,
+                                                     sampling=FAST), random.Random(0)).start()
+    try:
+        wait_for(lambda: queries.ready_pair_count(db, 0) >= 2)
+        with registry._lock:  # the model is busy: the new version cannot answer yet
+            rounds.promote(db, v1, by="test")
+            served = []
+            waiter = threading.Thread(target=lambda: served.append(queue.next_pair("alice")))
+            waiter.start()
+            waiter.join(timeout=5)
+            assert served and served[0]["version_id"] == 0  # the old version's stock, at once
+        wait_for(lambda: queries.ready_pair_count(db, 0) == 0)  # dropped once v1 has stock
+        assert queries.ready_pair_count(db, v1) and queue.next_pair("bob")["version_id"] == v1
+    finally:
+        queue.stop()

@@ -15,7 +15,8 @@ from storage.db import open_db
 from storage.exports import is_heldout
 from storage.ratings import win_rate_interval
 from trainer.evaluate import AnswerCache
-from trainer.rounds import RoundConfig, answer_cache, apply_overrides, run_round
+from policy.settings import apply_overrides
+from trainer.rounds import RoundConfig, answer_cache, run_round
 
 from .conftest import MODEL_CACHE
 

@@ -9,6 +9,8 @@ from policy.sampling import Cancelled, SamplingConfig
 from storage import queries
 from storage.db import open_db
 
+from .conftest import wait_for
+
 FAST = SamplingConfig(max_new_tokens=8)
 
 
@@ -19,13 +21,6 @@ def db_path(tmp_path):
     queries.ensure_base_version(db, "tiny")
     queries.add_prompts(db, [{"text": f"Question number {i}?"} for i in range(10)], source="t")
     return path
-
-
-def wait_for(condition, seconds=60):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_queue_fills_ahead_and_serves_from_stock(db_path, registry):

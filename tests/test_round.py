@@ -13,7 +13,8 @@ from storage import queries, rounds
 from storage.db import open_db
 from trainer import rounds as trainer_rounds
 from trainer.reward_model import RewardModel
-from trainer.rounds import RoundConfig, apply_overrides, run_round
+from policy.settings import apply_overrides
+from trainer.rounds import RoundConfig, run_round
 
 from .conftest import MODEL_CACHE, REPO
 

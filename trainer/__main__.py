@@ -13,7 +13,9 @@ from storage.paths import data_dir
 
 
 def round_config(args):
-    from .rounds import RoundConfig, apply_overrides
+    from policy.settings import apply_overrides
+
+    from .rounds import RoundConfig
     cfg = RoundConfig(algo=args.algo, data_dir=Path(args.data_dir), model=args.model,
                       auto_promote=not args.no_promote)
     return apply_overrides(cfg, args.set or [])
