@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policy.registry import PolicyRegistry
+from policy.remote import RemotePolicy
 from policy.sampling import Cancelled, SamplingConfig
 from storage import queries, rounds
 from storage.db import thread_db
@@ -38,7 +39,7 @@ class QueueConfig:
 
 
 class PairQueue:
-    def __init__(self, db_path: Path, registry: PolicyRegistry, cfg: QueueConfig,
+    def __init__(self, db_path: Path, registry: PolicyRegistry | RemotePolicy, cfg: QueueConfig,
                  rng: random.Random | None = None):
         self.db_path, self.registry, self.cfg = db_path, registry, cfg
         self.rng = rng or random.Random()

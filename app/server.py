@@ -5,7 +5,9 @@ from pathlib import Path
 
 import gradio as gr
 
+from policy import models
 from policy.registry import PolicyRegistry
+from policy.remote import RemotePolicy
 from storage import imports, queries
 from storage.db import open_db
 from storage.paths import data_dir
@@ -28,6 +30,10 @@ class AppConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     mode: str = "both"
+    # "local": the app's own process generates, fine for a few annotators; "openai": generation
+    # goes to `endpoints` (comma-separated URLs of `python -m policy serve` workers or vLLM).
+    sampling_backend: str = "local"
+    endpoints: str = ""
     queue: QueueConfig = field(default_factory=QueueConfig)
 
     @property
@@ -43,11 +49,21 @@ class AppConfig:
         return self.data_dir / "models"
 
 
-def prepare(cfg: AppConfig) -> tuple[PolicyRegistry, PairQueue]:
+def sampler(cfg: AppConfig) -> PolicyRegistry | RemotePolicy:
+    """What makes the answers: the model in this process, or the sampling endpoints."""
+    if cfg.sampling_backend == "local":
+        return PolicyRegistry.load(cfg.model, cfg.model_cache)
+    if cfg.sampling_backend == "openai":
+        return RemotePolicy([url.strip() for url in cfg.endpoints.split(",") if url.strip()],
+                            models.model_name(cfg.model))
+    raise ValueError(f"sampling_backend must be 'local' or 'openai', not {cfg.sampling_backend!r}")
+
+
+def prepare(cfg: AppConfig) -> tuple[PolicyRegistry | RemotePolicy, PairQueue]:
     """Load the model, make sure the database has version 0 and prompts, start the queue."""
     if cfg.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
-    registry = PolicyRegistry.load(cfg.model, cfg.model_cache)
+    registry = sampler(cfg)
     db = open_db(cfg.db_path)
     queries.ensure_base_version(db, registry.base_model)
     if queries.prompt_count(db) == 0:

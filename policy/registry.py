@@ -14,7 +14,7 @@ from peft import PeftModel
 from . import models
 import torch
 
-from .sampling import SampledPair, SamplingConfig, sample_batch, sample_pairs, token_logprobs
+from .sampling import SampledPair, SamplingConfig, complete, sample_batch, sample_pairs, token_logprobs
 
 
 class PolicyRegistry:
@@ -76,6 +76,19 @@ class PolicyRegistry:
         """Two answers to each prompt from this version; see `sampling.sample_pairs`."""
         with self._lock, self._selected(version_id) as model:
             return sample_pairs(model, self.tokenizer, prompts, cfg, seed, cancel)
+
+    def complete(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int,
+                 copies: int = 1) -> list[list[str]]:
+        """`copies` answers to each prompt from this version; see `sampling.complete`."""
+        with self._lock, self._selected(version_id) as model:
+            return complete(model, self.tokenizer, prompts, cfg, seed, copies)
+
+    def unload(self, version_id: int) -> None:
+        """Free a version's adapter; a generation using it finishes first."""
+        with self._lock:
+            name = self._adapters.pop(version_id, None)
+            if name is not None:
+                self.model.delete_adapter(name)
 
     def sample_batch(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int):
         """One answer per prompt from this version; see `sampling.sample_batch`."""

@@ -2,6 +2,7 @@
 from batched `generate` calls."""
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -94,31 +95,56 @@ def _templated(model, tokenizer, prompts: list[str], cfg: SamplingConfig) -> lis
             (chat_input(model, tokenizer, p, cfg.max_new_tokens) for p in prompts)]
 
 
+def distinct_pairs(sample: Callable[[list[int], int], list[list[str]]], n: int, attempts: int,
+                   seed: int) -> list[tuple[str, str, int]]:
+    """(answer, answer, seed) for each of n prompts, `sample(prompt indices, seed)` giving two
+    answers to each. Identical answers teach nothing: those prompts alone are sampled again with
+    the next seed."""
+    made: dict[int, tuple[str, str, int]] = {}
+    todo = list(range(n))
+    for attempt in range(attempts):
+        for i, (a, b) in zip(todo, sample(todo, seed + attempt)):
+            made[i] = (a, b, seed + attempt)
+        todo = [i for i in todo if made[i][0] == made[i][1]]
+        if not todo:
+            break
+    return [made[i] for i in range(n)]
+
+
+def _grouped(texts: list[str], copies: int) -> list[list[str]]:
+    return [texts[i:i + copies] for i in range(0, len(texts), copies)]
+
+
 @torch.inference_mode()
 def sample_pairs(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed: int,
                  cancel: threading.Event | None = None) -> list[SampledPair]:
     """Two completions for each prompt, all from one batched `generate` call.
 
     On a CPU one call for many prompts costs little more than a call for one, so pairs are made
-    in batches. Identical completions teach nothing: those prompts alone are sampled again with
-    the next seed. The seed and the batch's prompts in order reproduce a pair. A batch made for
+    in batches. The seed and the batch's prompts in order reproduce a pair. A batch made for
     a version that stopped being live is abandoned through `cancel`.
     """
     start = time.perf_counter()
     templated = _templated(model, tokenizer, prompts, cfg)
-    made: dict[int, tuple[str, str, int]] = {}
-    todo = list(range(len(prompts)))
-    for attempt in range(cfg.attempts):
-        texts, *_ = _generate(model, tokenizer, [templated[i][0] for i in todo], cfg, seed + attempt,
-                             copies=2, cancel=cancel)
-        for k, i in enumerate(todo):
-            made[i] = (texts[2 * k], texts[2 * k + 1], seed + attempt)
-        todo = [i for i in todo if made[i][0] == made[i][1]]
-        if not todo:
-            break
+
+    def sample(indices: list[int], seed: int) -> list[list[str]]:
+        texts, *_ = _generate(model, tokenizer, [templated[i][0] for i in indices], cfg, seed,
+                              copies=2, cancel=cancel)
+        return _grouped(texts, 2)
+
+    made = distinct_pairs(sample, len(prompts), cfg.attempts, seed)
     share = (time.perf_counter() - start) / max(len(prompts), 1)
-    return [SampledPair((made[i][0], made[i][1]), made[i][2], templated[i][1], share)
-            for i in range(len(prompts))]
+    return [SampledPair((a, b), s, truncated, share) for (a, b, s), (_, truncated) in zip(made, templated)]
+
+
+@torch.inference_mode()
+def complete(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed: int,
+             copies: int = 1) -> list[list[str]]:
+    """`copies` answers to each prompt from one `generate` call: what an OpenAI-style request
+    with `n` answers asks for."""
+    texts, *_ = _generate(model, tokenizer, [ids for ids, _ in _templated(model, tokenizer, prompts, cfg)],
+                          cfg, seed, copies)
+    return _grouped(texts, copies)
 
 
 @torch.inference_mode()

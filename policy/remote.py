@@ -1,0 +1,124 @@
+"""Sampling over OpenAI-compatible endpoints: workers started with `python -m policy serve`, or
+vLLM on a GPU server. The app's queue and Compare tab call this exactly as they call a local
+`PolicyRegistry`.
+
+Version N is served under the adapter name `policy-vN`: loaded into every endpoint when it
+goes live and never replaced in place, so a pair's version is the name it was sampled with.
+Version 0 is the endpoint's base model. Prompts are spread over the endpoints; an endpoint that
+fails is skipped, and one that comes back (a restarted worker has no adapters) is given the
+adapters again before it is asked for answers.
+"""
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from .sampling import Cancelled, SampledPair, SamplingConfig, distinct_pairs
+
+
+class EndpointError(RuntimeError):
+    """No endpoint could answer."""
+
+
+class RemotePolicy:
+    def __init__(self, endpoints: list[str], base_model: str, timeout: float = 600.0):
+        if not endpoints:
+            raise ValueError("the openai sampling backend needs at least one endpoint URL")
+        self.endpoints = [url.rstrip("/") for url in endpoints]
+        self.base_model = base_model  # how the database names the base model, not the endpoint
+        self._http = httpx.Client(timeout=timeout)
+        self._adapters: dict[int, str] = {}  # version -> adapter path
+        self._loaded: dict[str, set[int]] = {url: set() for url in self.endpoints}
+        self._base_ids: dict[str, str] = {}
+        self._turn = itertools.count()
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="remote-sampling")
+
+    @staticmethod
+    def adapter_name(version_id: int) -> str:
+        return f"policy-v{version_id}"
+
+    def ensure_loaded(self, version_id: int, adapter_path: str | Path | None) -> None:
+        """Load a version's adapter into every endpoint that answers now; the others get it
+        before they are next asked for its answers."""
+        if version_id == 0:
+            return
+        if not adapter_path:
+            raise ValueError(f"policy version {version_id} has no adapter")
+        self._adapters[version_id] = str(Path(adapter_path).resolve())
+        for url in self.endpoints:
+            try:
+                self._model_on(url, version_id)
+            except httpx.HTTPError:
+                pass  # down for now: loaded when it is back
+
+    def _post(self, url: str, path: str, body: dict) -> httpx.Response:
+        response = self._http.post(f"{url}{path}", json=body)
+        if response.status_code >= 400:
+            message = response.text
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                pass
+            raise httpx.HTTPStatusError(f"{url}{path}: {message}", request=response.request, response=response)
+        return response
+
+    def _model_on(self, url: str, version_id: int) -> str:
+        """The model name to sample this version with on this endpoint, loading its adapter first."""
+        if version_id == 0:
+            if url not in self._base_ids:
+                models = self._http.get(f"{url}/v1/models").raise_for_status().json()["data"]
+                self._base_ids[url] = next(m["id"] for m in models if not m.get("parent"))
+            return self._base_ids[url]
+        name = self.adapter_name(version_id)
+        if version_id not in self._loaded[url]:
+            if version_id not in self._adapters:
+                raise KeyError(f"policy version {version_id} is not loaded")
+            try:
+                self._post(url, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": self._adapters[version_id]})
+            except httpx.HTTPStatusError as e:
+                if "already been loaded" not in str(e):
+                    raise
+            self._loaded[url].add(version_id)
+        return name
+
+    def _ask(self, url: str, version_id: int, prompt: str, cfg: SamplingConfig, seed: int, n: int) -> list[str]:
+        body = {"model": self._model_on(url, version_id), "messages": [{"role": "user", "content": prompt}],
+                "n": n, "seed": seed, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                "max_tokens": cfg.max_new_tokens}
+        choices = self._post(url, "/v1/chat/completions", body).json()["choices"]
+        return [c["message"]["content"].strip() for c in sorted(choices, key=lambda c: c["index"])]
+
+    def _answers(self, version_id: int, prompt: str, cfg: SamplingConfig, seed: int, n: int) -> list[str]:
+        """n answers from the next endpoint in turn, or from the others if it fails."""
+        first = next(self._turn)
+        errors = []
+        for k in range(len(self.endpoints)):
+            url = self.endpoints[(first + k) % len(self.endpoints)]
+            try:
+                return self._ask(url, version_id, prompt, cfg, seed, n)
+            except (httpx.HTTPError, KeyError, ValueError) as e:
+                if isinstance(e, httpx.HTTPStatusError) and e.response.status_code == 404:
+                    self._loaded[url].clear()  # a restarted endpoint: load the adapters again
+                errors.append(f"{url}: {e}")
+        raise EndpointError("no sampling endpoint answered: " + "; ".join(errors))
+
+    def complete(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int,
+                 copies: int = 1) -> list[list[str]]:
+        """`copies` answers to each prompt, the prompts sent at once so endpoints batch them."""
+        return list(self._pool.map(lambda prompt: self._answers(version_id, prompt, cfg, seed, copies), prompts))
+
+    def sample_pairs(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int,
+                     cancel: threading.Event | None = None) -> list[SampledPair]:
+        """Two answers to each prompt; see `sampling.sample_pairs`. Requests already sent cannot
+        be stopped: `cancel` throws their answers away when they come back."""
+        start = time.perf_counter()
+        made = distinct_pairs(lambda idx, s: self.complete(version_id, [prompts[i] for i in idx], cfg, s, 2),
+                              len(prompts), cfg.attempts, seed)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        share = (time.perf_counter() - start) / max(len(prompts), 1)
+        # The endpoint cuts an over-long prompt to fit; only a local model can say whether it did.
+        return [SampledPair((a, b), s, False, share) for a, b, s in made]
