@@ -5,8 +5,10 @@
 For each N, the real app runs in its own process (as `make run` starts it) and N simulated
 annotators, threads in this process, log in through the named API at the same moment and
 then judge pairs (`/next_pair`, a think time of about `--think` seconds, `/vote`) for
-`--seconds`. Each N runs twice in the same session: with the app's pair queue as configured,
-and with the old queue (one pair per `generate` call, six in stock whatever the demand).
+`--seconds`. Each N runs three times in the same session: with the app's pair queue generating in the
+app's own process, the same with generation in one `python -m policy serve` worker beside it
+(sampling_backend=openai), and with the old queue (one pair per `generate` call, six in stock
+whatever the demand).
 Before the runs, `generate` is timed flat out for several batch sizes: the capacity the
 queue's batch size is chosen from. During the busiest run of the current queue, a new version
 is promoted and the time until its pairs reach annotators is printed.
@@ -64,7 +66,7 @@ def capacity(model: str, batches: list[int], tokens: int) -> list[tuple[int, flo
     sampling = SamplingConfig(max_new_tokens=tokens)
     rows = []
     for batch in batches:
-        calls = max(1, 16 // batch)
+        calls = max(1, 8 // batch)
         start = time.perf_counter()
         for i in range(calls):
             registry.sample_pairs(0, prompts[i * batch:(i + 1) * batch], sampling, seed=i)
@@ -166,11 +168,31 @@ def promote_midway(root: Path, adapter: Path, at: float, run: Run) -> None:
         time.sleep(0.2)
 
 
+def start_worker(root: Path, model: str, port: int) -> subprocess.Popen:
+    """`python -m policy serve` beside the app, returned once it answers."""
+    proc = subprocess.Popen([sys.executable, "-m", "policy", "--data-dir", str(root), "serve", "--model", model,
+                             "--port", str(port)], stdout=open(root / "worker.log", "w"),
+                            stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError(f"the worker did not start; see {root / 'worker.log'}")
+
+
 def measure(label: str, settings: list[str], min_ready: int, n: int, args, port: int,
             adapter: Path | None) -> Run:
     run = Run(label, n)
     with tempfile.TemporaryDirectory() as tmp:
         root = prepare_data(Path(tmp) / "data", n)
+        worker = None
+        if label == "worker":
+            worker = start_worker(root, args.model, port + 1)
+            settings = [*settings, "sampling_backend=openai", f"endpoints=http://127.0.0.1:{port + 1}"]
         proc = start_app(root, args.model, port, settings, min_ready)
         try:
             db = open_db(root / "prefloop.db")
@@ -191,8 +213,10 @@ def measure(label: str, settings: list[str], min_ready: int, n: int, args, port:
             run.seconds = time.perf_counter() - start
             run.pairs_made = db.execute("SELECT count(*) FROM pairs").fetchone()[0] - before
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            for process in (proc, worker):
+                if process is not None:
+                    process.terminate()
+                    process.wait(timeout=60)
         if run.failures:
             shutil.copy(root / "app.log", Path(tempfile.gettempdir()) / f"annotators-{label}-{n}.log")
     return run
@@ -234,7 +258,8 @@ def main() -> None:
         busiest = max(n for n in ns if n <= 16) if any(n <= 16 for n in ns) else ns[0]
         runs = []
         for n in ns:
-            for label, settings, min_ready in (("queue", args.set, 4), ("one-pair", args.set + OLD_QUEUE, 6)):
+            for label, settings, min_ready in (("queue", args.set, 4), ("worker", args.set, 4),
+                                               ("one-pair", args.set + OLD_QUEUE, 6)):
                 print(f"{label}, {n} annotators ...", flush=True)
                 runs.append(measure(label, settings, min_ready, n, args, args.port,
                                     adapter if label == "queue" and n == busiest else None))
@@ -246,12 +271,14 @@ def main() -> None:
     for run in runs:
         print(row(run))
     for n in ns:
-        new, old = [r for r in runs if r.n == n]
+        new, worker, old = [r for r in runs if r.n == n]
         if old.pairs_made:
-            print(f"N={n}: pairs made {new.pairs_made / new.seconds:.3f}/s against {old.pairs_made / old.seconds:.3f}/s, "
-                  f"{(new.pairs_made / new.seconds) / (old.pairs_made / old.seconds):.1f}x")
-    served = [r.n for r in runs if r.label == "queue" and r.next_pair and p(r.next_pair, 95) < 0.2 and not r.failures]
-    print(f"largest N with next_pair p95 under 200 ms: {max(served) if served else 'none'}")
+            rate = old.pairs_made / old.seconds
+            print(f"N={n}: pairs made per second, queue {new.pairs_made / new.seconds / rate:.1f}x and worker "
+                  f"{worker.pairs_made / worker.seconds / rate:.1f}x the one-pair queue's {rate:.3f}")
+    for label in ("queue", "worker"):
+        served = [r.n for r in runs if r.label == label and r.next_pair and p(r.next_pair, 95) < 0.2 and not r.failures]
+        print(f"{label}: largest N with next_pair p95 under 200 ms: {max(served) if served else 'none'}")
     for run in runs:
         if run.promotion:
             print(f"promotion with {run.n} annotators: first new pair made {run.promotion['made']:.1f} s "
