@@ -23,8 +23,8 @@ run: $(STAMP)  ## serve the app on the embedded model at http://127.0.0.1:7860
 test: $(STAMP)  ## the whole test suite on the tiny model
 	WANDB_MODE=disabled $(PY) -m pytest -q
 
-bench: $(STAMP)  ## next_pair latency, warm queue against on-demand generation
-	$(PY) bench/next_pair_latency.py
+bench: $(STAMP)  ## how many annotators one machine serves: the pair queue against one-pair generation
+	$(PY) bench/annotators.py
 
 stats: $(STAMP)
 	$(PY) -m storage stats

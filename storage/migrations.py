@@ -159,3 +159,11 @@ def m004_round_decisions(db):
     so every view of it (the CLI, the Admin tab, the report) says the same thing.
     """
     db["rounds"].add_column("decision", str)
+
+
+@migrations()
+def m005_claim_indexes(db):
+    """The pair queue asks, on every request, for an annotator's open claim and for who was
+    active lately; without these indexes each question reads every show ever made."""
+    db["shows"].create_index(["annotator", "id"])
+    db["shows"].create_index(["shown_at"])

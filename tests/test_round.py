@@ -59,7 +59,10 @@ def test_dpo_round_registers_a_version_with_its_figures_and_promotes_it(data):
         assert name in metrics, name
     assert metrics["eval_answers"] == 4 and metrics["kl_to_ref"] >= 0
     version = rounds.get_version(db, 1)
-    assert (data / "adapters" / "round-1" / "adapter_config.json").exists()
+    adapter = json.loads((data / "adapters" / "round-1" / "adapter_config.json").read_text())
+    # What vLLM's runtime LoRA loading takes: plain LoRA on linear projections, rank <= 16.
+    assert adapter["peft_type"] == "LORA" and adapter["r"] <= 16 and not adapter["use_dora"]
+    assert not adapter["modules_to_save"] and all(m.endswith("_proj") for m in adapter["target_modules"])
     assert version["adapter_path"] == str((data / "adapters" / "round-1").resolve())
     rm = RewardModel.load(data / "reward_models" / "round-1")  # the next rounds' judge, in place
     assert rm.score(["Name a fruit."], ["A banana."]).shape == (1,)
