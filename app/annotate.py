@@ -68,9 +68,11 @@ class Annotation:
         except queries.VoteError as e:
             raise gr.Error(str(e)) from None
 
-    def skip(self, pair_id: int | None, request: gr.Request) -> None:
+    def skip(self, pair_id: int | None, request: gr.Request) -> str:
+        """Pass on a pair shown to you; nobody is shown it again."""
         if pair_id is not None:
             queries.skip_pair(thread_db(self.db_path), logged_in(request), int(pair_id))
+        return f"Skipped pair #{pair_id}."
 
     def count_line(self, request: gr.Request) -> str:
         n = queries.annotator_vote_count(thread_db(self.db_path), logged_in(request))
@@ -133,5 +135,5 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     quick = {"api_visibility": "private", "concurrency_limit": None}  # see server.build_blocks
     for choice, button in [*buttons.items(), (None, submit_scores)]:
         button.click(make_vote(choice), vote_inputs, saved, **quick).success(load_next, None, all_outputs, **quick)
-    skip.click(annotation.skip, [pair_id], None, **quick).success(load_next, None, all_outputs, **quick)
+    skip.click(annotation.skip, [pair_id], None, api_name="skip_button", **quick).success(load_next, None, all_outputs, **quick)
     demo.load(load_next, None, all_outputs, **quick)

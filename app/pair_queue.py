@@ -31,7 +31,9 @@ class QueueConfig:
     per_annotator: int = 2
     min_ready: int = 4
     max_ready: int = 64
-    batch: int = 8          # pairs per `generate` call: one call for 8 costs far less than 8 calls
+    # Pairs per `generate` call. On two cores 8 pairs take 10.4 s in one call, 28 s one at a time
+    # (2.7x); 16 take 18.1 s (3.1x) but hold the model twice as long (bench/annotators.py).
+    batch: int = 8
     active_minutes: float = 5.0
     claim_seconds: float = queries.CLAIM_SECONDS  # an unjudged, unskipped pair goes back after this
     idle_seconds: float = 2.0  # how often an idle queue looks for a newly promoted version
@@ -45,13 +47,15 @@ class PairQueue:
         self.rng = rng or random.Random()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._retired = threading.Event()  # the batch being made is for a version no longer live
-        self._stocked = threading.Condition()
+        self._stocked = threading.Condition()  # guards the counters below
+        self._batches = 0    # batches stored, so a waiter never misses one
+        self._failures = 0   # refills that failed, so a waiter does not wait forever
+        self._last_error = ""
         self._waiting = 0
+        self._making: tuple[int, threading.Event] | None = None  # the batch under way: version, cancel
         self._thread: threading.Thread | None = None
         self._serving: int | None = None  # the version the refill makes pairs for
         self._draining: int | None = None  # the version before it, while the new one has no stock
-        self._swapped = False  # older versions' stock is still there
 
     def start(self) -> "PairQueue":
         self._thread = threading.Thread(target=self._refill_forever, name="pair-queue", daemon=True)
@@ -60,7 +64,8 @@ class PairQueue:
 
     def stop(self) -> None:
         self._stop.set()
-        self._retired.set()
+        if making := self._making:
+            making[1].set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=60)
@@ -68,34 +73,42 @@ class PairQueue:
     def next_pair(self, annotator: str) -> dict:
         """The pair this annotator was judging (a reloaded page shows it again), else a fresh one.
 
-        With the stock empty it waits for the refill, which makes one batch for everyone waiting;
-        with no refill running it generates a pair itself.
+        With the stock empty it waits for the refill, which makes one batch for everyone waiting,
+        and gives up with the refill's error if a refill fails meanwhile; with no refill running
+        it generates a pair itself.
         """
         db = thread_db(self.db_path)
-        pair = self._claim(db, annotator)
-        if pair is not None:
-            return pair
         with self._stocked:
             self._waiting += 1
+            failures = self._failures
         try:
-            while (pair := self._claim(db, annotator)) is None:
-                if self._thread is not None and self._thread.is_alive():
-                    with self._stocked:  # woken by the next stored batch; the timeout covers a
-                        self._stocked.wait(timeout=1.0)  # batch stored just before we waited
-                else:
+            while True:
+                with self._stocked:
+                    batches = self._batches
+                pair = self._claim(db, annotator)
+                if pair is not None:
+                    return pair
+                if self._thread is None or not self._thread.is_alive():
                     self.generate(queries.live_version_id(db), 1)
-            return pair
+                    continue
+                with self._stocked:
+                    if self._failures != failures:
+                        raise LookupError(f"no pair could be made: {self._last_error}")
+                    if self._batches == batches:
+                        self._stocked.wait(timeout=self.cfg.idle_seconds)
         finally:
             with self._stocked:
                 self._waiting -= 1
 
     def _claim(self, db, annotator: str) -> dict | None:
-        """The live version's pair, or, until its first batch is stored, the old version's."""
+        """The pair this annotator holds, else one of the live version's, or, until the live
+        version has stock, one of the version before it."""
         version = queries.live_version_id(db)
-        if self._serving is not None and version != self._serving:
-            self._retired.set()  # stop the old version's batch now, not when it ends
+        making = self._making
+        if making and making[0] != version:
+            making[1].set()  # stop the old version's batch now, not when it ends
         self._wake.set()
-        pair = (queries.open_claim(db, annotator, version)
+        pair = (queries.open_claim(db, annotator, self.cfg.claim_seconds)
                 or queries.show_next_pair(db, annotator, version, self.rng, self.cfg.claim_seconds))
         old = self._serving if self._serving != version else self._draining
         if pair is None and old is not None:
@@ -125,6 +138,7 @@ class PairQueue:
                              seed=pair.seed, prompt_truncated=pair.prompt_truncated,
                              gen_seconds=pair.seconds)
         with self._stocked:
+            self._batches += 1
             self._stocked.notify_all()
         return len(prompts)
 
@@ -139,34 +153,44 @@ class PairQueue:
             try:
                 version = queries.live_version_id(db)
                 if version != self._serving:
-                    self._swap_to(version)
+                    self._swap_to(db, version)
                 ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
-                if ready and self._swapped:
+                if ready and self._draining is not None:
                     self._retire_old_stock(db)
                 if ready < self.target_stock(db):
-                    self.generate(version, self._batch_size(ready), self._retired)
+                    self._making = (version, threading.Event())
+                    self.generate(version, self._batch_size(ready), self._making[1])
+                    if self._draining is not None:
+                        self._retire_old_stock(db)
                     continue
             except Cancelled:
                 log.info("abandoned a batch for version %s: no longer live", self._serving)
                 continue
-            except Exception:  # keep serving from stock; the next wake retries
+            except Exception as e:  # keep serving from stock; the next wake retries
                 log.exception("pair queue refill failed")
+                with self._stocked:
+                    self._failures += 1
+                    self._last_error = str(e)
+                    self._stocked.notify_all()
+            finally:
+                self._making = None
             self._wake.wait(self.cfg.idle_seconds)
             self._wake.clear()
 
-    def _swap_to(self, version_id: int) -> None:
+    def _swap_to(self, db, version_id: int) -> None:
         """Load the newly live version beside the others; annotators are served the old
         version's stock until the new one has stock of its own."""
         self.load_version(version_id)
-        self._draining, self._serving, self._swapped = self._serving, version_id, True
-        self._retired.clear()
+        self._draining, self._serving = self._serving, version_id
+        if self._draining is None:  # just started: stock of versions retired meanwhile goes now
+            rounds.drop_unshown_pairs(db, keep_version=version_id)
         log.info("now generating for policy version %d", version_id)
 
     def _retire_old_stock(self, db) -> None:
         dropped = rounds.drop_unshown_pairs(db, keep_version=self._serving)
         log.info("now serving policy version %d (dropped %d unshown pairs of older versions)",
                  self._serving, dropped)
-        self._draining, self._swapped = None, False
+        self._draining = None
 
     def load_version(self, version_id: int) -> None:
         """Make a registered version ready to answer (its adapter loaded once)."""

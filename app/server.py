@@ -87,6 +87,7 @@ def build_blocks(cfg: AppConfig, queue: PairQueue, accounts: dict[str, dict]) ->
         # they never queue behind each other or behind generation in Compare.
         gr.api(annotation.next_pair, api_name="next_pair", concurrency_limit=None)
         gr.api(annotation.vote, api_name="vote", concurrency_limit=None)
+        gr.api(annotation.skip, api_name="skip", concurrency_limit=None)
         gr.api(compare.compare, api_name="compare")
         gr.api(compare.eval_vote, api_name="eval_vote")
         gr.api(admin.launch_round, api_name="launch_round")
@@ -103,7 +104,9 @@ def serve(cfg: AppConfig, block: bool = True) -> tuple[gr.Blocks, PairQueue]:
               f"'{users.DEMO_USER}' / '{users.DEMO_PASSWORD}'. Add real accounts with "
               "`python -m app adduser NAME`.", flush=True)
     demo = build_blocks(cfg, queue, accounts)
+    # An annotator waiting for a pair holds a thread while it sleeps; Gradio's 40 would let 40
+    # waiting annotators hold up everyone's votes.
     demo.launch(server_name=cfg.host, server_port=cfg.port, auth=users.authenticator(accounts),
                 auth_message="Log in to annotate.", head=SHORTCUT_JS, prevent_thread_lock=not block,
-                show_error=True, ssr_mode=False)
+                show_error=True, ssr_mode=False, max_threads=256)
     return demo, queue

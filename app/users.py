@@ -65,27 +65,45 @@ class LoginLimits:
 def authenticator(users: dict[str, dict], limits: LoginLimits | None = None, clock=time.monotonic):
     """The callable Gradio's `auth=` takes: a coroutine, so that Gradio awaits it, with the scrypt
     check in a worker thread, so fifty people logging in at once never stall the event loop
-    that serves everyone already logged in."""
+    that serves everyone already logged in.
+
+    Attempts still being checked count as failures until they succeed, so a burst of parallel
+    guesses is limited like a slow one; names with no account are limited alike, so a lockout
+    does not tell which accounts exist.
+    """
     limits = limits or LoginLimits()
-    failed: dict[str, int] = {}
+    failed: dict[str, int] = {}   # wrong passwords in a row, per name
+    checking: dict[str, int] = {}  # attempts being checked now, per name
     locked_until: dict[str, float] = {}
     unknown = hash_password(secrets.token_hex(8))  # unknown names cost a check too: no timing hint
+
+    def refuse(username: str, seconds: float) -> HTTPException:
+        return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                             f"Too many wrong passwords for {username}: try again in {math.ceil(seconds)} s.")
 
     async def auth(username: str, password: str) -> bool:
         wait = locked_until.get(username, 0.0) - clock()
         if wait > 0:
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                                f"Too many wrong passwords for {username}: try again in {math.ceil(wait)} s.")
-        user = users.get(username)
-        ok = await asyncio.to_thread(check_password, password, user["password"] if user else unknown)
+            raise refuse(username, wait)
+        if checking.get(username, 0) and failed.get(username, 0) + checking[username] >= limits.failures:
+            raise refuse(username, limits.lockout_seconds)
+        if len(failed) > 10_000:  # bound the memory a stream of made-up names can take
+            failed.clear()
+        checking[username] = checking.get(username, 0) + 1
+        try:
+            user = users.get(username)
+            ok = await asyncio.to_thread(check_password, password, user["password"] if user else unknown)
+        finally:
+            checking[username] -= 1
+            if not checking[username]:
+                del checking[username]
         if ok and user:
             failed.pop(username, None)
             return True
-        if user:
-            failed[username] = n = failed.get(username, 0) + 1
-            if n >= limits.failures:
-                lockout = limits.lockout_seconds * 2 ** (n - limits.failures)
-                locked_until[username] = clock() + min(lockout, limits.max_lockout_seconds)
+        failed[username] = n = failed.get(username, 0) + 1
+        if n >= limits.failures:
+            lockout = limits.lockout_seconds * 2 ** (n - limits.failures)
+            locked_until[username] = clock() + min(lockout, limits.max_lockout_seconds)
         return False
     return auth
 

@@ -29,7 +29,8 @@ class RemotePolicy:
             raise ValueError("the openai sampling backend needs at least one endpoint URL")
         self.endpoints = [url.rstrip("/") for url in endpoints]
         self.base_model = base_model  # how the database names the base model, not the endpoint
-        self._http = httpx.Client(timeout=timeout)
+        # A long read (a batch on a busy CPU) is normal; a slow connect means the endpoint is down.
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0))
         self._adapters: dict[int, str] = {}  # version -> adapter path
         self._loaded: dict[str, set[int]] = {url: set() for url in self.endpoints}
         self._base_ids: dict[str, str] = {}
@@ -98,10 +99,14 @@ class RemotePolicy:
         for k in range(len(self.endpoints)):
             url = self.endpoints[(first + k) % len(self.endpoints)]
             try:
-                return self._ask(url, version_id, prompt, cfg, seed, n)
+                try:
+                    return self._ask(url, version_id, prompt, cfg, seed, n)
+                except httpx.HTTPStatusError as e:
+                    if e.response.status_code != 404:
+                        raise
+                    self._loaded[url].clear()  # a restarted endpoint: give it the adapters again
+                    return self._ask(url, version_id, prompt, cfg, seed, n)
             except (httpx.HTTPError, KeyError, ValueError) as e:
-                if isinstance(e, httpx.HTTPStatusError) and e.response.status_code == 404:
-                    self._loaded[url].clear()  # a restarted endpoint: load the adapters again
                 errors.append(f"{url}: {e}")
         raise EndpointError("no sampling endpoint answered: " + "; ".join(errors))
 
@@ -115,10 +120,14 @@ class RemotePolicy:
         """Two answers to each prompt; see `sampling.sample_pairs`. Requests already sent cannot
         be stopped: `cancel` throws their answers away when they come back."""
         start = time.perf_counter()
-        made = distinct_pairs(lambda idx, s: self.complete(version_id, [prompts[i] for i in idx], cfg, s, 2),
-                              len(prompts), cfg.attempts, seed)
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
+
+        def sample(indices: list[int], seed: int) -> list[list[str]]:
+            answers = self.complete(version_id, [prompts[i] for i in indices], cfg, seed, 2)
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            return answers
+
+        made = distinct_pairs(sample, len(prompts), cfg.attempts, seed)
         share = (time.perf_counter() - start) / max(len(prompts), 1)
         # The endpoint cuts an over-long prompt to fit; only a local model can say whether it did.
         return [SampledPair((a, b), s, False, share) for a, b, s in made]

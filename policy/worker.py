@@ -6,8 +6,9 @@ the app's process only serves pages, logins and votes.
 
 The same app talks to vLLM on a GPU server: `/v1/models`, `/v1/chat/completions` (with `n` and
 `seed`), `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` take and return what vLLM's do.
-Requests that arrive while the model is busy are answered together in one `generate` call, as
-vLLM batches continuously; a seed therefore reproduces an answer only within the same batch.
+Requests with the same version, sampling settings and seed that arrive together are answered
+in one `generate` call (the app's queue sends a batch's prompts with one seed); vLLM batches
+continuously instead. An answer is reproduced by its seed together with its batch's prompts.
 """
 import itertools
 import threading
@@ -32,7 +33,7 @@ class WorkerConfig:
     max_tokens: int = 1024
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request:
     version: int
     prompt: str
@@ -45,8 +46,8 @@ class _Request:
 
 
 class Batcher:
-    """One thread runs the model; requests with the same version and sampling settings that are
-    waiting when it is free share one call, up to `max_rows` answers."""
+    """One thread runs the model; requests with the same version, sampling settings and seed
+    that are waiting when it is free share one call, up to `max_rows` answers."""
 
     def __init__(self, registry: PolicyRegistry, cfg: WorkerConfig):
         self.registry, self.cfg = registry, cfg
@@ -66,14 +67,17 @@ class Batcher:
 
     def _take_batch(self) -> list[_Request]:
         with self._arrived:
+            idle = not self._pending
             while not self._pending:
                 self._arrived.wait()
-        time.sleep(self.cfg.gather_seconds)  # the requests of one queue refill arrive together
+        if idle:  # the requests of one refill arrive a few milliseconds apart
+            time.sleep(self.cfg.gather_seconds)
         with self._arrived:
             first = self._pending[0]
             batch, rows = [], 0
             for r in self._pending:
-                if (r.version, r.cfg, r.n) == (first.version, first.cfg, first.n) and rows + r.n <= max(self.cfg.max_rows, first.n):
+                same = (r.version, r.cfg, r.n, r.seed) == (first.version, first.cfg, first.n, first.seed)
+                if same and rows + r.n <= max(self.cfg.max_rows, first.n):
                     batch.append(r)
                     rows += r.n
             self._pending = [r for r in self._pending if r not in batch]

@@ -163,17 +163,24 @@ def _shown(pair: dict, order: str) -> dict:
             "a": pair[f"completion_{order[0]}"], "b": pair[f"completion_{order[1]}"]}
 
 
-def open_claim(db: sqlite_utils.Database, annotator: str, version_id: int) -> dict | None:
-    """The pair of this version the annotator was shown and has not judged or skipped, as they
-    saw it, unless someone else has claimed it since: what a reloaded page shows again."""
-    rows = list(db.query(
-        """SELECT p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id, s.shown_order
-           FROM shows s JOIN pairs p ON p.id = s.pair_id JOIN prompts pr ON pr.id = p.prompt_id
-           WHERE s.annotator = :me AND p.version_id = :v AND s.skipped_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
-           AND NOT EXISTS (SELECT 1 FROM shows o WHERE o.pair_id = p.id AND o.id > s.id)
-           ORDER BY s.id DESC LIMIT 1""", {"me": annotator, "v": version_id}))
-    return _shown(rows[0], rows[0]["shown_order"]) if rows else None
+def open_claim(db: sqlite_utils.Database, annotator: str, claim_seconds: float = CLAIM_SECONDS) -> dict | None:
+    """The pair the annotator was shown last and has neither judged nor skipped, as they saw it,
+    unless someone else has claimed it since: what a reloaded page shows again. Showing it
+    renews the claim, so nobody else is given it while it is on this annotator's screen."""
+    with immediate(db):
+        rows = list(db.query(
+            """SELECT p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id,
+                      s.id AS show_id, s.shown_order, s.shown_at
+               FROM shows s JOIN pairs p ON p.id = s.pair_id JOIN prompts pr ON pr.id = p.prompt_id
+               WHERE s.annotator = :me AND s.skipped_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM shows o WHERE o.pair_id = p.id AND o.id > s.id)
+               ORDER BY s.id DESC LIMIT 1""", {"me": annotator}))
+        if not rows:
+            return None
+        if rows[0]["shown_at"] <= _cutoff(claim_seconds):
+            db.execute("UPDATE shows SET shown_at = ? WHERE id = ?", [now(), rows[0]["show_id"]])
+    return _shown(rows[0], rows[0]["shown_order"])
 
 
 def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
@@ -304,13 +311,13 @@ def stats(db: sqlite_utils.Database) -> dict:
     """Counts an ML engineer checks before launching a round."""
     def scalar(sql: str) -> int:
         return db.execute(sql).fetchone()[0]
+    live = live_version_id(db) if scalar("SELECT count(*) FROM promotions") else None
     return {
         "prompts": prompt_count(db),
         "versions": scalar("SELECT count(*) FROM policy_versions"),
-        "live_version": live_version_id(db) if scalar("SELECT count(*) FROM promotions") else None,
+        "live_version": live,
         "pairs": scalar("SELECT count(*) FROM pairs"),
-        "unshown_pairs": scalar("SELECT count(*) FROM pairs p WHERE NOT EXISTS "
-                                "(SELECT 1 FROM shows s WHERE s.pair_id = p.id)"),
+        "pairs_in_stock": ready_pair_count(db, live) if live is not None else 0,
         "votes": scalar("SELECT count(*) FROM votes"),
         "votes_by_choice": dict(db.execute(
             "SELECT choice, count(*) FROM votes GROUP BY choice ORDER BY choice").fetchall()),

@@ -1,4 +1,5 @@
 """Shared fixtures: a fresh database per test, the tiny model built once and cached."""
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,8 +61,8 @@ def free_port() -> int:
 
 
 def start_app(data: Path, ready: int):
-    """The real app on the tiny model, served on a free port, with annotators alice and bob
-    and the admin root."""
+    """The real app on the tiny model, served on a free port, with annotators alice, bob, carol
+    and crowd-0 to crowd-49, and the admin root."""
     from app import users
     from app.pair_queue import QueueConfig
     from app.server import AppConfig, serve
@@ -69,9 +70,12 @@ def start_app(data: Path, ready: int):
 
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     (data / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
-    users.add_user(data / "users.json", "alice", "alice-pw")
-    users.add_user(data / "users.json", "bob", "bob-pw")
-    users.add_user(data / "users.json", "root", "root-pw", role="admin")
+    accounts = {name: {"password": users.hash_password(f"{name}-pw"), "role": "annotator"}
+                for name in ("alice", "bob", "carol")}  # carol is the one the lockout test locks
+    accounts["root"] = {"password": users.hash_password("root-pw"), "role": "admin"}
+    crowd = users.hash_password("crowd-pw")  # fifty annotators for the login storm, one hash
+    accounts |= {f"crowd-{i}": {"password": crowd, "role": "annotator"} for i in range(50)}
+    (data / "users.json").write_text(json.dumps(accounts))
     cfg = AppConfig(model="tiny", data_dir=data, port=free_port(),
                     queue=QueueConfig(min_ready=ready, batch=2, sampling=SamplingConfig(max_new_tokens=16)))
     demo, queue = serve(cfg, block=False)

@@ -32,6 +32,7 @@ def test_promotion_reaches_the_running_app_and_rollback_returns(live_app, tmp_pa
     wait_for(lambda: queries.ready_pair_count(db, 0) == 0)  # dropped once v1 has stock
     pair_id, *_ = alice.predict(api_name="/next_pair")
     assert db["pairs"].get(pair_id)["version_id"] == v1  # the live version answers, no restart
+    alice.predict(pair_id, "tie", None, None, "", api_name="/vote")
     assert root.predict(api_name="/rollback") == 0
     wait_for(lambda: queries.ready_pair_count(db, 0) > 0)
     pair_id, *_ = alice.predict(api_name="/next_pair")

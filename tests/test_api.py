@@ -53,15 +53,25 @@ def test_another_annotators_pair_and_unknown_pairs_are_refused(live_app, alice):
         bob.predict(pair_id, "a", None, None, "", api_name="/vote")
     with pytest.raises(Exception, match="unknown pair"):
         bob.predict(10**6, "a", None, None, "", api_name="/vote")
-    seen_by_bob = {bob.predict(api_name="/next_pair")[0] for _ in range(3)}
-    assert pair_id not in seen_by_bob
+    seen_by_bob = []
+    for _ in range(3):
+        seen_by_bob.append(bob.predict(api_name="/next_pair")[0])
+        bob.predict(seen_by_bob[-1], "tie", None, None, "", api_name="/vote")
+    assert pair_id not in seen_by_bob and len(set(seen_by_bob)) == 3
 
 
-def test_fifty_logins_at_once_all_get_in_while_a_logged_in_annotator_votes(live_app, alice):
+def test_the_same_pair_until_voted_or_skipped(live_app, alice):
+    first = alice.predict(api_name="/next_pair")
+    assert alice.predict(api_name="/next_pair") == first  # a reload shows it again, same sides
+    alice.predict(first[0], api_name="/skip")
+    assert alice.predict(api_name="/next_pair")[0] != first[0]
+
+
+def test_fifty_logins_at_once_all_get_in(live_app, alice):
     url = f"http://127.0.0.1:{live_app.port}/login"
 
-    def log_in(_):
-        return httpx.post(url, data={"username": "alice", "password": "alice-pw"}, timeout=120).status_code
+    def log_in(i):
+        return httpx.post(url, data={"username": f"crowd-{i}", "password": "crowd-pw"}, timeout=120).status_code
 
     with ThreadPoolExecutor(50) as pool:
         storm = pool.map(log_in, range(50))
@@ -74,7 +84,7 @@ def test_fifty_logins_at_once_all_get_in_while_a_logged_in_annotator_votes(live_
 def test_guessing_a_password_locks_the_account_with_a_clear_message(live_app):
     url = f"http://127.0.0.1:{live_app.port}/login"
     for _ in range(5):
-        assert httpx.post(url, data={"username": "bob", "password": "guess"}).status_code == 400
-    refused = httpx.post(url, data={"username": "bob", "password": "bob-pw"})
+        assert httpx.post(url, data={"username": "carol", "password": "guess"}).status_code == 400
+    refused = httpx.post(url, data={"username": "carol", "password": "carol-pw"})
     assert refused.status_code == 429 and "try again in" in refused.json()["detail"]
     assert httpx.post(url, data={"username": "alice", "password": "alice-pw"}).status_code == 200

@@ -82,18 +82,44 @@ def test_a_reloaded_page_shows_the_same_pair_the_same_way_round(db_path, registr
     assert queue.next_pair("alice")["pair_id"] != first["pair_id"]
 
 
+def walk_away(db, annotator: str) -> None:
+    """Make this annotator's claims older than the queue's claim time."""
+    db.execute("UPDATE shows SET shown_at = '2000-01-01T00:00:00.000+00:00' WHERE annotator = ?", [annotator])
+    db.conn.commit()
+
+
 def test_an_abandoned_claim_goes_back_to_the_stock(db_path, registry):
-    queue = PairQueue(db_path, registry, QueueConfig(claim_seconds=0.2, sampling=FAST), random.Random(0))
+    queue = PairQueue(db_path, registry, QueueConfig(sampling=FAST), random.Random(0))
     db = open_db(db_path)
     walked_away = queue.next_pair("alice")["pair_id"]
-    assert queries.ready_pair_count(db, 0, claim_seconds=0.2) == 0
-    time.sleep(0.3)
-    assert queries.ready_pair_count(db, 0, claim_seconds=0.2) == 1
+    assert queries.ready_pair_count(db, 0) == 0
+    walk_away(db, "alice")
+    assert queries.ready_pair_count(db, 0) == 1
     assert queue.next_pair("bob")["pair_id"] == walked_away
     queries.record_vote(db, "bob", walked_away, "a")
     with pytest.raises(queries.VoteError, match="someone else judged it"):
         queries.record_vote(db, "alice", walked_away, "b")
     assert db.execute("SELECT annotator FROM votes").fetchall() == [("bob",)]
+
+
+def test_coming_back_to_an_abandoned_claim_renews_it(db_path, registry):
+    queue = PairQueue(db_path, registry, QueueConfig(sampling=FAST), random.Random(0))
+    db = open_db(db_path)
+    first = queue.next_pair("alice")
+    walk_away(db, "alice")
+    assert queue.next_pair("alice") == first  # the reload, after lunch
+    assert queue.next_pair("bob")["pair_id"] != first["pair_id"]
+
+
+def test_a_waiting_annotator_gets_the_refills_error_instead_of_waiting_forever(tmp_path, registry):
+    db = open_db(tmp_path / "empty.db")
+    queries.ensure_base_version(db, "tiny")
+    queue = PairQueue(tmp_path / "empty.db", registry, QueueConfig(idle_seconds=0.1, sampling=FAST)).start()
+    try:
+        with pytest.raises(LookupError, match="no prompts to annotate"):
+            queue.next_pair("alice")
+    finally:
+        queue.stop()
 
 
 def test_a_batch_for_a_retired_version_is_abandoned_and_keeps_nothing(db_path, registry):

@@ -51,3 +51,16 @@ def test_repeated_wrong_passwords_lock_the_account_for_a_while(tmp_path):
         auth("alice", "right")
     now[0] = 100.0
     assert auth("alice", "right") and auth("alice", "right")  # a success clears the count
+
+
+def test_parallel_guesses_and_unknown_names_are_limited_alike(tmp_path):
+    path = tmp_path / "users.json"
+    users.add_user(path, "alice", "right")
+    auth = users.authenticator(users.load_users(path), users.LoginLimits(failures=3))
+
+    async def burst(name):
+        return await asyncio.gather(*(auth(name, "guess") for _ in range(10)), return_exceptions=True)
+    for name in ("alice", "nobody"):
+        results = asyncio.run(burst(name))
+        assert results.count(False) == 3, results  # three were checked, the rest refused at once
+        assert all(isinstance(r, HTTPException) and r.status_code == 429 for r in results if r is not False)
