@@ -3,7 +3,6 @@ endpoints, pairs, a promotion, and a worker killed and restarted under a running
 import random
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
