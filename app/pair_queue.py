@@ -143,8 +143,11 @@ class PairQueue:
         return len(prompts)
 
     def _batch_size(self, ready: int) -> int:
-        """A full batch, except while annotators wait on an empty stock: then only as many pairs
-        as there are people waiting, which is quicker to make."""
+        """A full batch, except: the first batch of a newly live version is one pair, so that it
+        reaches annotators in seconds; and while annotators wait on an empty stock, only as many
+        pairs as there are people waiting, which is quicker to make."""
+        if self._draining is not None:
+            return 1
         return self.cfg.batch if ready or not self._waiting else min(self.cfg.batch, self._waiting)
 
     def _refill_forever(self) -> None:
