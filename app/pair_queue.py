@@ -163,9 +163,7 @@ class PairQueue:
                 if ready < self.target_stock(db):
                     self._making = (version, threading.Event())
                     self.generate(version, self._batch_size(ready), self._making[1])
-                    if self._draining is not None:
-                        self._retire_old_stock(db)
-                    continue
+                    continue  # the old version's stock is retired at the top, now there is stock
             except Cancelled:
                 log.info("abandoned a batch for version %s: no longer live", self._serving)
                 continue

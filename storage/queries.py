@@ -141,21 +141,21 @@ IN_STOCK = """NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
                     AND (s.skipped_at IS NOT NULL OR s.shown_at > :cutoff))"""
 
 
-def _cutoff(claim_seconds: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(seconds=claim_seconds)).isoformat(timespec="milliseconds")
+def _since(seconds: float) -> str:
+    """The time `seconds` ago, written as `now()` writes times, so the two compare as text."""
+    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
 
 
 def ready_pair_count(db: sqlite_utils.Database, version_id: int, claim_seconds: float = CLAIM_SECONDS) -> int:
     """Pairs of this version waiting for an annotator: the queue's stock."""
     return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK}",
-                      {"v": version_id, "cutoff": _cutoff(claim_seconds)}).fetchone()[0]
+                      {"v": version_id, "cutoff": _since(claim_seconds)}).fetchone()[0]
 
 
 def active_annotators(db: sqlite_utils.Database, minutes: float) -> int:
     """Annotators who were shown a pair in the last `minutes`: the queue's demand."""
-    since = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat(timespec="milliseconds")
     return db.execute("SELECT count(DISTINCT annotator) FROM shows WHERE shown_at > ?",
-                      [since]).fetchone()[0]
+                      [_since(minutes * 60)]).fetchone()[0]
 
 
 def _shown(pair: dict, order: str) -> dict:
@@ -178,7 +178,7 @@ def open_claim(db: sqlite_utils.Database, annotator: str, claim_seconds: float =
                ORDER BY s.id DESC LIMIT 1""", {"me": annotator}))
         if not rows:
             return None
-        if rows[0]["shown_at"] <= _cutoff(claim_seconds):
+        if rows[0]["shown_at"] <= _since(claim_seconds):
             db.execute("UPDATE shows SET shown_at = ? WHERE id = ?", [now(), rows[0]["show_id"]])
     return _shown(rows[0], rows[0]["shown_order"])
 
@@ -198,7 +198,7 @@ def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
                WHERE p.version_id = :v AND {IN_STOCK}
                AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id AND s.annotator = :me)
                ORDER BY p.id LIMIT 1""",
-            {"v": version_id, "me": annotator, "cutoff": _cutoff(claim_seconds)}))
+            {"v": version_id, "me": annotator, "cutoff": _since(claim_seconds)}))
         if not rows:
             return None
         order = rng.choice(["01", "10"])
