@@ -3,15 +3,13 @@
 `next_pair` and `vote` are exactly what a program calls through `gradio_client`; the
 buttons only fix the choice and reset the form.
 """
-import html
-import re
-
 import gradio as gr
 
 from storage import queries
 from storage.db import thread_db
 
 from .pair_queue import PairQueue
+from .render import text_box, text_html
 from .users import logged_in
 
 MODES = ("pick", "score", "both")
@@ -31,17 +29,6 @@ document.addEventListener('keydown', (e) => {
 });
 </script>
 """ % str(SHORTCUTS).replace("'", '"')
-
-
-# Code spans and fences (an unclosed fence runs to the end) render HTML as text already.
-CODE = re.compile(r"(```.*?(?:```|\Z)|`[^`\n]*`)", re.DOTALL)
-
-
-def safe_markdown(text: str) -> str:
-    """Markdown with every HTML tag shown as text: a model's (or a prompt's) HTML is to be read,
-    never run or fetched, so an <img> or <script> cannot track or attack the annotator."""
-    return "".join(part if CODE.fullmatch(part) else html.escape(part, quote=False)
-                   for part in CODE.split(text))
 
 
 class Annotation:
@@ -85,15 +72,15 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     count = gr.Markdown()
     with gr.Row():
         pair_id = gr.Number(label="Pair", precision=0, interactive=False, scale=0, min_width=120)
-        prompt = gr.Markdown(label="Prompt", container=True, show_label=True)
+        prompt = text_box(label="Prompt", container=True, show_label=True)
     with gr.Row(equal_height=True):
         with gr.Column():
             gr.Markdown("### A")
-            a = gr.Markdown(container=True, elem_id="completion-a")
+            a = text_box(container=True, elem_id="completion-a")
             score_a = gr.Slider(1, 10, value=5, step=1, label="Score A", visible=score)
         with gr.Column():
             gr.Markdown("### B")
-            b = gr.Markdown(container=True, elem_id="completion-b")
+            b = text_box(container=True, elem_id="completion-b")
             score_b = gr.Slider(1, 10, value=5, step=1, label="Score B", visible=score)
     rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_length=queries.MAX_RATIONALE_CHARS)
     with gr.Row():
@@ -118,7 +105,7 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
 
     def load_next(request: gr.Request):
         pid, *texts = annotation.next_pair(request)
-        return pid, *map(safe_markdown, texts), 5, 5, False, False, "", annotation.count_line(request)
+        return pid, *map(text_html, texts), 5, 5, False, False, "", annotation.count_line(request)
 
     def make_vote(choice):
         def submit(pid, sa, sb, ta, tb, why, request: gr.Request):

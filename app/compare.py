@@ -14,8 +14,9 @@ from policy.sampling import SamplingConfig
 from storage import evaluations, queries, rounds
 from storage.db import thread_db
 
-from .annotate import CHOICE_LABELS, safe_markdown
+from .annotate import CHOICE_LABELS
 from .pair_queue import PairQueue
+from .render import gallery_html, text_box, text_html
 from .users import logged_in
 
 MAX_PROMPT_CHARS = 4000
@@ -83,9 +84,8 @@ class Compare:
         except queries.VoteError as e:
             raise gr.Error(str(e)) from None
 
-    def gallery_markdown(self) -> str:
-        """The gallery for the screen: prompts, answers and notes are shown as text, never as HTML."""
-        return safe_markdown(evaluations.gallery_markdown(thread_db(self.db_path)))
+    def gallery_html(self) -> str:
+        return gallery_html(evaluations.gallery(thread_db(self.db_path)))
 
 
 def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
@@ -105,10 +105,10 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
         with gr.Row(equal_height=True):
             with gr.Column():
                 head_a = gr.Markdown("### A")
-                answer_a = gr.Markdown(container=True, elem_id="compare-a")
+                answer_a = text_box(container=True, elem_id="compare-a")
             with gr.Column():
                 head_b = gr.Markdown("### B")
-                answer_b = gr.Markdown(container=True, elem_id="compare-b")
+                answer_b = text_box(container=True, elem_id="compare-b")
         with gr.Row(visible=False) as vote_row:
             votes = {c: gr.Button(label) for c, label in CHOICE_LABELS.items()}
         reveal = gr.Markdown()
@@ -116,7 +116,7 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
             with gr.Row():
                 note = gr.Textbox(label="Note for this example", scale=3)
                 pin = gr.Button("Pin this comparison", scale=1)
-            gallery = gr.Markdown()
+            gallery = text_box(elem_id="gallery")
             download = gr.DownloadButton("Download the gallery as Markdown")
 
     def refresh_choices():
@@ -124,12 +124,12 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
         live = queries.live_version_id(thread_db(compare.db_path))
         return (gr.Dropdown(choices=compare.prompt_choices()),
                 gr.Dropdown(choices=versions, value=0), gr.Dropdown(choices=versions, value=live),
-                compare.gallery_markdown())
+                compare.gallery_html())
 
     def run(text, a, b, s, is_blind, request: gr.Request):
         cid, left, right = compare.compare(text, a, b, s, is_blind, request)
         heads = ("### A", "### B") if is_blind else (f"### Version {a}", f"### Version {b}")
-        return (cid, *heads, safe_markdown(left), safe_markdown(right), gr.Row(visible=is_blind),
+        return (cid, *heads, text_html(left), text_html(right), gr.Row(visible=is_blind),
                 "Which answer is better?" if is_blind else "")
 
     def vote(result):
@@ -141,7 +141,7 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
         if cid is None:
             raise gr.Error("generate a comparison first")
         compare.pin(cid, text, request)
-        return compare.gallery_markdown(), ""
+        return compare.gallery_html(), ""
 
     def gallery_file():
         folder = Path(tempfile.mkdtemp(prefix="prefloop-gallery-"))

@@ -12,7 +12,7 @@ from storage import imports, queries
 from storage.db import open_db
 from storage.paths import data_dir
 
-from . import users
+from . import render, users
 from .admin import Admin, admin_tab
 from .annotate import MODES, SHORTCUT_JS, Annotation, annotate_tab
 from .compare import Compare, compare_tab
@@ -107,6 +107,6 @@ def serve(cfg: AppConfig, block: bool = True) -> tuple[gr.Blocks, PairQueue]:
     # An annotator waiting for a pair holds a thread while it sleeps; Gradio's 40 would let 40
     # waiting annotators hold up everyone's votes.
     demo.launch(server_name=cfg.host, server_port=cfg.port, auth=users.authenticator(accounts),
-                auth_message="Log in to annotate.", head=SHORTCUT_JS, prevent_thread_lock=not block,
+                auth_message="Log in to annotate.", head=SHORTCUT_JS, css=render.CSS, prevent_thread_lock=not block,
                 show_error=True, ssr_mode=False, max_threads=256)
     return demo, queue

@@ -114,11 +114,24 @@ def gallery(db: sqlite_utils.Database) -> list[dict]:
            WHERE g.unpinned_at IS NULL ORDER BY g.id"""))
 
 
+def _inert(text: str) -> str:
+    """Untrusted text for a Markdown file that any renderer shows as text: no tag (every `<` is
+    an entity, shown as `&lt;` inside code), no image to fetch."""
+    return text.replace("<", "&lt;").replace("![", "!\\[")
+
+
+def _quoted(text: str) -> str:
+    """Quoted, so that an unclosed code fence or list in it ends with the quote instead of
+    swallowing the rest of the document."""
+    return "\n".join("> " + line for line in _inert(text).splitlines()) or ">"
+
+
 def gallery_markdown(db: sqlite_utils.Database) -> str:
     """The pinned examples as one Markdown document, to paste into a slide or a report."""
     parts = ["# prefloop: before and after\n"]
     for g in gallery(db):
-        parts.append(f"## {g['note'] or 'Example ' + str(g['id'])}\n\n**Prompt:** {g['prompt']}\n\n"
-                     f"**Version {g['version_a']}:**\n\n{g['completion_a']}\n\n"
-                     f"**Version {g['version_b']}:**\n\n{g['completion_b']}\n")
+        note = _inert(" ".join((g["note"] or f"Example {g['id']}").split()))
+        parts.append(f"## {note}\n\n**Prompt:**\n\n{_quoted(g['prompt'])}\n\n"
+                     f"**Version {g['version_a']}:**\n\n{_quoted(g['completion_a'])}\n\n"
+                     f"**Version {g['version_b']}:**\n\n{_quoted(g['completion_b'])}\n")
     return "\n".join(parts)
