@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from storage import rounds
+from storage import queries, rounds
 from storage.db import thread_db
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,10 +83,11 @@ class Admin:
         """Make a version live (a candidate, or any earlier one); returns the live version."""
         who = self._require_admin(request)
         try:
-            rounds.promote(thread_db(self.db_path), int(version_id), by=who)
-        except rounds.PromotionError as e:
+            version_id = queries.whole_number("the version", version_id, low=0)
+            rounds.promote(thread_db(self.db_path), version_id, by=who)
+        except (queries.VoteError, rounds.PromotionError) as e:
             raise gr.Error(str(e)) from None
-        return int(version_id)
+        return version_id
 
     def rollback(self, request: gr.Request) -> int:
         """Make the previously live version live again; returns it."""

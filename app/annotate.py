@@ -57,8 +57,12 @@ class Annotation:
 
     def skip(self, pair_id: int | None, request: gr.Request) -> str:
         """Pass on a pair shown to you; nobody is shown it again."""
-        if pair_id is not None:
-            queries.skip_pair(thread_db(self.db_path), logged_in(request), int(pair_id))
+        if pair_id is None:
+            return "Nothing to skip."
+        try:
+            queries.skip_pair(thread_db(self.db_path), logged_in(request), pair_id)
+        except queries.VoteError as e:
+            raise gr.Error(str(e)) from None
         return f"Skipped pair #{pair_id}."
 
     def count_line(self, request: gr.Request) -> str:

@@ -19,7 +19,6 @@ from .pair_queue import PairQueue
 from .render import gallery_html, text_box, text_html
 from .users import logged_in
 
-MAX_PROMPT_CHARS = 4000
 DEMO_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "demo_prompts.txt"
 
 
@@ -51,16 +50,17 @@ class Compare:
         prompt = (prompt or "").strip()
         if not prompt:
             raise gr.Error("type a prompt or pick one")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise gr.Error(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+        if len(prompt) > queries.MAX_PROMPT_CHARS:
+            raise gr.Error(f"the prompt is longer than {queries.MAX_PROMPT_CHARS} characters")
         db = thread_db(self.db_path)
         try:
-            versions = [rounds.get_version(db, int(v))["id"] for v in (version_a, version_b)]
-        except (TypeError, ValueError, rounds.PromotionError) as e:
-            raise gr.Error(f"pick two existing versions ({e})") from None
+            versions = [rounds.get_version(db, queries.whole_number("a version", v, low=0))["id"]
+                        for v in (version_a, version_b)]
+            seed = queries.whole_number("the seed", seed, 0, 2**32 - 1)
+        except (queries.VoteError, rounds.PromotionError) as e:
+            raise gr.Error(str(e)) from None
         if blind and self.rng.random() < 0.5:
             versions.reverse()
-        seed = int(seed)
         answers = [self._answer(v, prompt, seed) for v in versions]
         comparison_id = evaluations.add_comparison(
             db, prompt=prompt, version_a=versions[0], version_b=versions[1], completion_a=answers[0],
@@ -91,7 +91,7 @@ class Compare:
 def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
     with gr.Tab("Compare"):
         with gr.Row():
-            prompt = gr.Textbox(label="Prompt", lines=2, scale=3, max_length=MAX_PROMPT_CHARS)
+            prompt = gr.Textbox(label="Prompt", lines=2, scale=3, max_length=queries.MAX_PROMPT_CHARS)
             pick = gr.Dropdown(label="…or pick a demo / held-out prompt", choices=[], scale=2)
         with gr.Row():
             version_a = gr.Dropdown(label="Version A", choices=[])

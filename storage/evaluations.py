@@ -10,7 +10,7 @@ import sqlite_utils
 
 from .exports import is_heldout
 from .migrations import CHOICES
-from .queries import VoteError, all_prompts, immediate, now
+from .queries import VoteError, all_prompts, immediate, now, whole_number
 from .ratings import Outcome
 
 
@@ -26,10 +26,8 @@ def add_comparison(db: sqlite_utils.Database, *, prompt: str, version_a: int, ve
 
 
 def get_comparison(db: sqlite_utils.Database, comparison_id) -> dict:
-    try:
-        rows = list(db.query("SELECT * FROM comparisons WHERE id = ?", [int(comparison_id)]))
-    except (TypeError, ValueError):
-        rows = []
+    comparison_id = whole_number("the comparison id", comparison_id, low=1)
+    rows = list(db.query("SELECT * FROM comparisons WHERE id = ?", [comparison_id]))
     if not rows:
         raise VoteError(f"unknown comparison {comparison_id!r}; generate one first")
     return rows[0]

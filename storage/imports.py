@@ -3,6 +3,7 @@
 A file is imported whole or not at all, so a fixed file can simply be imported again.
 """
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -31,31 +32,70 @@ def _record_text(record, where: str) -> tuple[dict | None, str | None]:
         return None, f"{where}: the prompt is not text"
     if not text.strip():
         return None, f"{where}: empty prompt"
+    if len(text.strip()) > queries.MAX_PROMPT_CHARS:
+        return None, f"{where}: the prompt is longer than {queries.MAX_PROMPT_CHARS} characters"
     category = record.get("category")
     return {"text": text.strip(), "category": category if isinstance(category, str) else None}, None
+
+
+def _decoded(path: Path) -> str:
+    """The file's text; a UTF-8 byte-order mark (Excel's CSVs, Windows' JSONL) is dropped."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ImportFileError(f"line {line}, byte {e.start}: not UTF-8 (0x{data[e.start]:02x}); "
+                              "save the file as UTF-8 and import it again") from None
+
+
+def _dataset_rows(path: Path):
+    from datasets import Dataset, load_from_disk
+    try:
+        loaded = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError):
+        raise ImportFileError("a folder must be one saved by `datasets`' save_to_disk "
+                              "(or give a .jsonl or .csv file)") from None
+    if not isinstance(loaded, Dataset):  # a DatasetDict: its train split, or its only one
+        splits = list(loaded)
+        if "train" not in splits and len(splits) != 1:
+            raise ImportFileError(f"splits {splits}: save the one to import as a Dataset")
+        loaded = loaded["train" if "train" in splits else splits[0]]
+    return loaded
+
+
+def _csv_rows(text: str):
+    """Rows with the line each starts on; an unclosed quote names the line it opened on."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    try:
+        reader.fieldnames  # reads the header
+        while True:
+            start = reader.line_num + 1
+            yield f"line {start}", next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:
+        raise ImportFileError(f"line {start}: {e} (is a quote left open?)") from None
 
 
 def _records(path: Path):
     """(where, record-or-parse-error) for each line or row of the file."""
     if path.is_dir():
-        from datasets import load_from_disk
-        for i, row in enumerate(load_from_disk(str(path)), start=1):
+        for i, row in enumerate(_dataset_rows(path), start=1):
             yield f"row {i}", row
     elif path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            for i, row in enumerate(csv.DictReader(f), start=2):
-                yield f"line {i}", row
+        yield from _csv_rows(_decoded(path))
     elif path.suffix.lower() in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"line {i}", json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield f"line {i}", ValueError(f"not valid JSON ({e.msg})")
+        for i, line in enumerate(_decoded(path).split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {i}", json.loads(line)
+            except json.JSONDecodeError as e:
+                yield f"line {i}", ValueError(f"not valid JSON ({e.msg})")
     else:
-        raise ImportFileError(f"{path}: unknown format; use .jsonl, .csv or a datasets folder")
+        raise ImportFileError("unknown format; use .jsonl, .csv or a datasets folder")
 
 
 def read_prompt_file(path: str | Path) -> list[dict]:
@@ -71,8 +111,10 @@ def read_prompt_file(path: str | Path) -> list[dict]:
                 continue
             prompt, error = _record_text(record, where)
             errors.append(error) if error else prompts.append(prompt)
-    except (UnicodeDecodeError, csv.Error) as e:
-        errors.append(f"unreadable file ({e})")
+    except ImportFileError as e:
+        raise ImportFileError(f"{path}: {e}; nothing imported") from None
+    if not prompts and not errors:
+        raise ImportFileError(f"{path}: no prompts in it; the file is empty")
     if errors:
         shown = "\n  ".join(errors[:20]) + ("\n  ..." if len(errors) > 20 else "")
         raise ImportFileError(f"{path}: {len(errors)} bad line(s), nothing imported:\n  {shown}")

@@ -1,6 +1,7 @@
 """Every read and write the app, trainer and CLI make, as named functions over one connection."""
 import contextlib
 import random
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -10,11 +11,32 @@ import sqlite_utils
 from .migrations import CHOICES
 
 MAX_RATIONALE_CHARS = 5000
+MAX_PROMPT_CHARS = 4000  # about 1000 tokens: longer prompts would crowd out the answers
 CLAIM_SECONDS = 600.0  # an annotator reads two answers in a minute or two; ten is walking away
 
 
 class VoteError(ValueError):
-    """A refused vote; its message is written for the annotator, and nothing was stored."""
+    """A refused vote or other input; its message is written for the person, and nothing was stored."""
+
+
+SQLITE_MAX = 2**63 - 1
+
+
+def whole_number(name: str, value, low: int = -SQLITE_MAX - 1, high: int = SQLITE_MAX) -> int:
+    """An id, seed or score from a form or an API client. `int()` alone would take 3.7 as 3 and
+    True as 1 (a bool is an int to Python), and SQLite cannot store more than 64 bits."""
+    number = None
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,30}\s*", value):
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None or not low <= number <= high:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        bounds = f"from {low} to {high}" if high < SQLITE_MAX else f"of at least {low}"
+        raise VoteError(f"{name} must be a whole number {bounds}, not {shown}")
+    return number
 
 
 def now() -> str:
@@ -207,7 +229,8 @@ def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
     return _shown(rows[0], order)
 
 
-def skip_pair(db: sqlite_utils.Database, annotator: str, pair_id: int) -> None:
+def skip_pair(db: sqlite_utils.Database, annotator: str, pair_id) -> None:
+    pair_id = whole_number("the pair id", pair_id, low=1)
     with immediate(db):
         db.execute("UPDATE shows SET skipped_at = ? WHERE pair_id = ? AND annotator = ?"
                    " AND skipped_at IS NULL", [now(), pair_id, annotator])
@@ -218,13 +241,7 @@ def skip_pair(db: sqlite_utils.Database, annotator: str, pair_id: int) -> None:
 def _checked_score(name: str, score) -> int | None:
     if score is None or score == "":
         return None
-    try:
-        value = float(score)
-    except (TypeError, ValueError):
-        raise VoteError(f"{name} must be a whole number from 1 to 10, not {score!r}") from None
-    if not value.is_integer() or not 1 <= value <= 10:
-        raise VoteError(f"{name} must be a whole number from 1 to 10, not {score!r}")
-    return int(value)
+    return whole_number(name, score, 1, 10)
 
 
 def _checked_vote(choice, score_a, score_b, rationale) -> dict:
@@ -245,10 +262,7 @@ def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
                 score_a=None, score_b=None, rationale: str | None = None) -> int:
     """Store one judgement and return its id; the same vote sent twice returns the first id."""
     vote = _checked_vote(choice, score_a, score_b, rationale)
-    try:
-        pair_id = int(pair_id)
-    except (TypeError, ValueError):
-        raise VoteError(f"unknown pair {pair_id!r}") from None
+    pair_id = whole_number("the pair id", pair_id, low=1)
     with immediate(db):
         shows = list(db.query("SELECT * FROM shows WHERE pair_id = ? AND annotator = ?",
                               [pair_id, annotator]))

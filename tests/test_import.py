@@ -66,3 +66,57 @@ def test_bundled_prompts_are_many_and_valid():
     prompts = imports.read_prompt_file(ASSETS / "prompts.jsonl")
     assert len(prompts) >= 200
     assert {"writing", "advice", "explanation", "coding", "reasoning", "safety"} <= {p["category"] for p in prompts}
+
+
+@pytest.mark.parametrize("name, content", [("empty.jsonl", b""), ("blank.jsonl", b"\n \n"),
+                                           ("empty.csv", b""), ("header-only.csv", b"prompt\n")])
+def test_an_empty_file_is_an_error(db, tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(imports.ImportFileError, match="no prompts in it"):
+        imports.import_prompt_file(db, tmp_path / name)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(db, tmp_path):
+    """Excel saves CSV as 'UTF-8 with BOM'; Windows tools do the same to JSONL."""
+    (tmp_path / "excel.csv").write_bytes("prompt,category\nCafé au lait?,advice\n".encode("utf-8-sig"))
+    (tmp_path / "win.jsonl").write_bytes('{"prompt": "Größe?"}\r\n'.encode("utf-8-sig"))
+    imports.import_prompt_file(db, tmp_path / "excel.csv")
+    imports.import_prompt_file(db, tmp_path / "win.jsonl")
+    assert texts(db) == ["Café au lait?", "Größe?"]
+    assert db["prompts"].get(1)["category"] == "advice"
+
+
+def test_a_csv_with_an_unclosed_quote_names_its_line(db, tmp_path):
+    f = write(tmp_path / "p.csv", 'prompt\nfine\n"also fine"\n"never closed\nmore\n')
+    with pytest.raises(imports.ImportFileError, match="line 4: .*quote"):
+        imports.import_prompt_file(db, f)
+    assert queries.prompt_count(db) == 0
+
+
+def test_a_file_that_is_not_utf8_names_the_position(db, tmp_path):
+    (tmp_path / "latin1.jsonl").write_bytes('{"prompt": "ok"}\n{"prompt": "Café"}\n'.encode("latin-1"))
+    with pytest.raises(imports.ImportFileError, match=r"line 2, byte 32: not UTF-8 \(0xe9\)"):
+        imports.import_prompt_file(db, tmp_path / "latin1.jsonl")
+    assert queries.prompt_count(db) == 0
+
+
+def test_a_folder_that_is_not_a_datasets_folder_gets_a_clear_message(db, tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.txt").write_text("not a dataset")
+    with pytest.raises(imports.ImportFileError, match="saved by `datasets`' save_to_disk"):
+        imports.import_prompt_file(db, tmp_path / "photos")
+
+
+def test_a_dataset_dict_folder_imports_its_train_split(db, tmp_path):
+    from datasets import Dataset, DatasetDict
+    DatasetDict({"train": Dataset.from_list([{"prompt": "From train"}]),
+                 "test": Dataset.from_list([{"prompt": "From test"}])}).save_to_disk(str(tmp_path / "dd"))
+    imports.import_prompt_file(db, tmp_path / "dd")
+    assert texts(db) == ["From train"]
+
+
+def test_an_oversized_prompt_names_its_line(db, tmp_path):
+    f = write(tmp_path / "p.jsonl", json.dumps({"prompt": "ok"}) + "\n" +
+              json.dumps({"prompt": "x" * (queries.MAX_PROMPT_CHARS + 1)}) + "\n")
+    with pytest.raises(imports.ImportFileError, match="line 2: the prompt is longer than 4000"):
+        imports.import_prompt_file(db, f)
