@@ -9,6 +9,7 @@ import contextlib
 import html
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,10 @@ LOG_TAIL_CHARS = 4000
 class Admin:
     def __init__(self, data_dir: Path, db_path: Path, accounts: dict[str, dict]):
         self.data_dir, self.db_path, self.accounts = data_dir, db_path, accounts
+        # The round's process takes the data directory's lock only once Python and torch have
+        # loaded, seconds after it starts; till then the launch itself answers "busy".
+        self._launching = threading.Lock()
+        self._launched: subprocess.Popen | None = None
 
     def is_admin(self, request: gr.Request | None) -> bool:
         name = getattr(request, "username", None)
@@ -40,18 +45,19 @@ class Admin:
         self._require_admin(request)
         if algo not in rounds.ALGOS:
             raise gr.Error(f"algorithm must be one of {rounds.ALGOS}")
-        if rounds.round_running(self.data_dir):
-            raise gr.Error("a round is already running; wait for it to finish")
-        logs = self.data_dir / "rounds"
-        logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{algo}-{uuid.uuid4().hex[:6]}.log"
-        with open(log_path, "w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "trainer", "--data-dir", str(self.data_dir), "round",
-                 "--algo", algo, "--log", str(log_path)],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        return process.pid
+        with self._launching:
+            if (self._launched and self._launched.poll() is None) or rounds.round_running(self.data_dir):
+                raise gr.Error("a round is already starting or running; wait for it to finish")
+            logs = self.data_dir / "rounds"
+            logs.mkdir(parents=True, exist_ok=True)
+            log_path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{algo}-{uuid.uuid4().hex[:6]}.log"
+            with open(log_path, "w") as log:
+                self._launched = subprocess.Popen(
+                    [sys.executable, "-m", "trainer", "--data-dir", str(self.data_dir), "round",
+                     "--algo", algo, "--log", str(log_path)],
+                    cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)
+            return self._launched.pid
 
     def round_status(self) -> tuple[str, str]:
         """The latest round as a line of Markdown, and the tail of its log."""

@@ -1,6 +1,7 @@
 """The admin endpoints: only admins act; promotion hot-swaps the running app; rollback undoes it;
 a launched round runs as its own process and reports back through the database."""
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from gradio_client import Client
@@ -42,10 +43,21 @@ def test_promotion_reaches_the_running_app_and_rollback_returns(live_app, tmp_pa
 
 
 def test_a_launched_round_runs_apart_and_its_failure_is_reported(live_app):
+    """Two launches at once (a double click, two admins): one starts, the other is told at once."""
     db = open_db(live_app.db_path)
     live = queries.live_version_id(db)
-    pid = client(live_app, "root").predict("dpo", api_name="/launch_round")
-    assert pid > 0
+    root = client(live_app, "root")
+
+    def launch(_):
+        try:
+            return root.predict("dpo", api_name="/launch_round")
+        except Exception as e:
+            return str(e)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(launch, range(2)))
+    [pid] = [a for a in answers if isinstance(a, int)]
+    [busy] = [a for a in answers if isinstance(a, str)]
+    assert pid > 0 and "already starting or running" in busy
     deadline = time.monotonic() + 120
     while not (db["rounds"].count and rounds.list_rounds(db, 1)[0]["status"] == "failed"):
         assert time.monotonic() < deadline, "the round never reported back"
