@@ -1,4 +1,4 @@
-"""python -m app: serve the annotation app, or add a user to the users file."""
+"""python -m app: serve the annotation app, add or change an account, import a users.json."""
 import argparse
 import getpass
 import logging
@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 from policy.settings import apply_overrides
+from storage import accounts
+from storage.db import open_db
+from storage.migrations import ROLES
 from storage.paths import data_dir
 
 from . import users
@@ -28,17 +31,32 @@ def main(argv=None) -> int:
     p_serve.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                          help="override a setting, e.g. queue.batch=4 or queue.sampling.max_new_tokens=96 "
                               "(repeatable)")
-    p_user = sub.add_parser("adduser", help="add or update an account in DATA_DIR/users.json")
+    p_user = sub.add_parser("adduser", help="add an account, or change one's password or role "
+                            "(counts at once, also in a running app)")
     p_user.add_argument("name")
-    p_user.add_argument("--admin", action="store_true", help="may launch rounds and promote versions")
+    p_user.add_argument("--role", choices=ROLES, help="admins may launch rounds, promote versions "
+                        "and manage accounts (default: annotator, or the account's current role)")
+    p_user.add_argument("--admin", action="store_const", const="admin", dest="role", help="--role admin")
     p_user.add_argument("--password", help="default: asked for on the terminal")
+    p_import = sub.add_parser("import-users", help="import the accounts of a users.json "
+                              "(earlier versions kept them there) that the database lacks")
+    p_import.add_argument("file", type=Path)
     args = parser.parse_args(argv)
 
-    if args.command == "adduser":
-        password = args.password or getpass.getpass(f"password for {args.name}: ")
-        path = args.data_dir / "users.json"
-        users.add_user(path, args.name, password, "admin" if args.admin else "annotator")
-        print(f"saved {args.name} in {path}")
+    if args.command in ("adduser", "import-users"):
+        db = open_db(args.data_dir / "prefloop.db")
+        try:
+            if args.command == "import-users":
+                print(f"imported {accounts.import_users_file(db, args.file, by='cli')} account(s)")
+                return 0
+            password = args.password or getpass.getpass(f"password for {args.name}: ")
+            current = accounts.get_account(db, args.name)
+            role = args.role or (current["role"] if current else "annotator")
+            result = users.add_account(db, args.name, password, role, by="cli")
+        except accounts.AccountError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.name}: {result}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     serve(apply_overrides(AppConfig(model=args.model, data_dir=args.data_dir, host=args.host,

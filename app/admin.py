@@ -16,24 +16,28 @@ from pathlib import Path
 
 import gradio as gr
 
-from storage import queries, rounds
+from storage import accounts, queries, rounds
 from storage.db import thread_db
+from storage.migrations import ROLES
+
+from . import users
+from .render import refusal
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_TAIL_CHARS = 4000
 
 
 class Admin:
-    def __init__(self, data_dir: Path, db_path: Path, accounts: dict[str, dict]):
-        self.data_dir, self.db_path, self.accounts = data_dir, db_path, accounts
+    def __init__(self, data_dir: Path, db_path: Path):
+        self.data_dir, self.db_path = data_dir, db_path
         # The round's process takes the data directory's lock only once Python and torch have
         # loaded, seconds after it starts; till then the launch itself answers "busy".
         self._launching = threading.Lock()
         self._launched: subprocess.Popen | None = None
 
     def is_admin(self, request: gr.Request | None) -> bool:
-        name = getattr(request, "username", None)
-        return bool(name) and self.accounts.get(name, {}).get("role") == "admin"
+        """Asked of the database on every call, so a demotion counts on the next request."""
+        return users.role(thread_db(self.db_path), getattr(request, "username", None)) == "admin"
 
     def _require_admin(self, request: gr.Request | None) -> str:
         if not self.is_admin(request):
@@ -92,7 +96,7 @@ class Admin:
             version_id = queries.whole_number("the version", version_id, low=0)
             rounds.promote(thread_db(self.db_path), version_id, by=who)
         except (queries.VoteError, rounds.PromotionError) as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         return version_id
 
     def rollback(self, request: gr.Request) -> int:
@@ -101,11 +105,36 @@ class Admin:
         try:
             version = rounds.previous_live_version(thread_db(self.db_path))
         except rounds.PromotionError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         return self.promote(version, request)
 
 
-def versions_frame(rows: list[dict]):
+    def save_account(self, name: str, password: str | None, role: str, request: gr.Request) -> str:
+        """Add an account, or change one's role or password (empty keeps it); counts at once."""
+        who = self._require_admin(request)
+        name = (name or "").strip()
+        try:
+            result = users.add_account(thread_db(self.db_path), name, password or None, role, by=who)
+        except accounts.AccountError as e:
+            raise refusal(e) from None
+        return f"{name}: {result} as {role}."
+
+    def set_disabled(self, name: str, disabled: bool, request: gr.Request) -> str:
+        """Disable an account (it loses access on its next request) or enable it again."""
+        who = self._require_admin(request)
+        if not isinstance(disabled, bool):
+            raise gr.Error("disabled must be true or false")
+        try:
+            accounts.set_disabled(thread_db(self.db_path), (name or "").strip(), disabled, by=who)
+        except accounts.AccountError as e:
+            raise refusal(e) from None
+        return f"{name.strip()} is {'disabled' if disabled else 'enabled'}."
+
+    def account_rows(self) -> list[dict]:
+        return accounts.list_accounts(thread_db(self.db_path))
+
+
+def as_frame(rows: list[dict]):
     import pandas as pd
     frame = pd.DataFrame(rows)
     return frame.round(3) if not frame.empty else frame
@@ -125,13 +154,24 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
             promote = gr.Button("Promote this version")
             rollback = gr.Button("Roll back to the previous live version", variant="stop")
         done = gr.Markdown()
+        with gr.Accordion("Accounts", open=False):
+            account_table = gr.Dataframe(label="Accounts", interactive=False)
+            with gr.Row():
+                name = gr.Textbox(label="Name", max_length=64)
+                password = gr.Textbox(label="New password (empty keeps the old one)", type="password")
+                role = gr.Radio(list(ROLES), value="annotator", label="Role")
+            with gr.Row():
+                save = gr.Button("Save account", variant="primary")
+                enable = gr.Button("Enable")
+                disable = gr.Button("Disable", variant="stop")
+            account_done = gr.Markdown()
     timer = gr.Timer(2.0, active=False)
 
     def refresh(request: gr.Request):
         if not admin.is_admin(request):
-            return "", "", None
+            return "", "", None, None
         line, tail = admin.round_status()
-        return line, tail, versions_frame(admin.versions())
+        return line, tail, as_frame(admin.versions()), as_frame(admin.account_rows())
 
     def on_load(request: gr.Request):
         show = admin.is_admin(request)
@@ -146,7 +186,15 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     def roll_back(request: gr.Request) -> str:
         return f"Rolled back: version {admin.rollback(request)} is live."
 
-    views = [status, log, versions]
+    def save_it(who, secret, kind, request: gr.Request):
+        return admin.save_account(who, secret, kind, request), ""
+
+    def disabler(disabled: bool):
+        def set_it(who, request: gr.Request):
+            return admin.set_disabled(who, disabled, request)
+        return set_it
+
+    views = [status, log, versions, account_table]
     demo.load(on_load, None, [tab, timer], api_visibility="private")
     timer.tick(refresh, None, views, api_visibility="private", show_progress="hidden")
     launch.click(start, [algo], done, api_visibility="private")
@@ -154,4 +202,9 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
         refresh, None, views, api_visibility="private")
     rollback.click(roll_back, None, done, api_visibility="private").success(
         refresh, None, views, api_visibility="private")
+    save.click(save_it, [name, password, role], [account_done, password], api_visibility="private").success(
+        refresh, None, views, api_visibility="private")
+    for button, disabled in ((enable, False), (disable, True)):
+        button.click(disabler(disabled), [name], account_done, api_visibility="private").success(
+            refresh, None, views, api_visibility="private")
     return tab

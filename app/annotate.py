@@ -9,7 +9,7 @@ from storage import queries
 from storage.db import thread_db
 
 from .pair_queue import PairQueue
-from .render import text_box, text_html
+from .render import refusal, text_box, text_html
 from .users import logged_in
 
 MODES = ("pick", "score", "both")
@@ -40,7 +40,7 @@ class Annotation:
         try:
             pair = self.queue.next_pair(logged_in(request))
         except LookupError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         return pair["pair_id"], pair["prompt"], pair["a"], pair["b"]
 
     def vote(self, pair_id: int, choice: str, score_a: int | None, score_b: int | None,
@@ -53,7 +53,7 @@ class Annotation:
             return queries.record_vote(thread_db(self.db_path), logged_in(request), pair_id,
                                        choice, score_a, score_b, rationale)
         except queries.VoteError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
 
     def skip(self, pair_id: int | None, request: gr.Request) -> str:
         """Pass on a pair shown to you; nobody is shown it again."""
@@ -62,7 +62,7 @@ class Annotation:
         try:
             queries.skip_pair(thread_db(self.db_path), logged_in(request), pair_id)
         except queries.VoteError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         return f"Skipped pair #{pair_id}."
 
     def count_line(self, request: gr.Request) -> str:

@@ -16,7 +16,7 @@ from storage.db import thread_db
 
 from .annotate import CHOICE_LABELS
 from .pair_queue import PairQueue
-from .render import gallery_html, text_box, text_html
+from .render import gallery_html, refusal, text_box, text_html
 from .users import logged_in
 
 DEMO_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "demo_prompts.txt"
@@ -58,7 +58,7 @@ class Compare:
                         for v in (version_a, version_b)]
             seed = queries.whole_number("the seed", seed, 0, 2**32 - 1)
         except (queries.VoteError, rounds.PromotionError) as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         if blind and self.rng.random() < 0.5:
             versions.reverse()
         answers = [self._answer(v, prompt, seed) for v in versions]
@@ -74,7 +74,7 @@ class Compare:
         try:
             evaluations.record_eval_vote(db, comparison_id, logged_in(request), result)
         except queries.VoteError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         c = evaluations.get_comparison(db, comparison_id)
         return f"Thanks. **A** was version **{c['version_a']}**, **B** was version **{c['version_b']}**."
 
@@ -82,7 +82,7 @@ class Compare:
         try:
             return evaluations.pin(thread_db(self.db_path), comparison_id, note, by=logged_in(request))
         except queries.VoteError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
 
     def gallery_html(self) -> str:
         return gallery_html(evaluations.gallery(thread_db(self.db_path)))

@@ -58,3 +58,9 @@ def gallery_html(entries: list[dict]) -> str:
 def text_box(**kwargs) -> gr.HTML:
     """A `gr.HTML` for `text_html` output, with none of the component's default click script."""
     return gr.HTML(js_on_load=None, padding=True, **kwargs)
+
+
+def refusal(error: Exception) -> gr.Error:
+    """A refusal for whoever sent the request. Gradio shows an Error's message as HTML, and a
+    message may quote what was sent (a choice, a number, a name)."""
+    return gr.Error(html.escape(str(error), quote=False))

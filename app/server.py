@@ -72,9 +72,9 @@ def prepare(cfg: AppConfig) -> tuple[PolicyRegistry | RemotePolicy, PairQueue]:
     return registry, PairQueue(cfg.db_path, registry, cfg.queue).start()
 
 
-def build_blocks(cfg: AppConfig, queue: PairQueue, accounts: dict[str, dict]) -> gr.Blocks:
+def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
     annotation = Annotation(cfg.db_path, queue)
-    admin = Admin(cfg.data_dir, cfg.db_path, accounts)
+    admin = Admin(cfg.data_dir, cfg.db_path)
     compare = Compare(cfg.db_path, queue, cfg.queue.sampling)
     with gr.Blocks(title="prefloop") as demo:
         gr.Markdown("# prefloop\nJudge which answer is better. Your judgements train the next model.")
@@ -93,20 +93,23 @@ def build_blocks(cfg: AppConfig, queue: PairQueue, accounts: dict[str, dict]) ->
         gr.api(admin.launch_round, api_name="launch_round")
         gr.api(admin.promote, api_name="promote")
         gr.api(admin.rollback, api_name="rollback")
+        gr.api(admin.save_account, api_name="save_account")
+        gr.api(admin.set_disabled, api_name="set_disabled")
     return demo.queue(default_concurrency_limit=8)
 
 
 def serve(cfg: AppConfig, block: bool = True) -> tuple[gr.Blocks, PairQueue]:
     registry, queue = prepare(cfg)
-    accounts = users.load_users(cfg.users_file)
-    if not cfg.users_file.exists():
-        print(f"No users file at {cfg.users_file}: log in as "
-              f"'{users.DEMO_USER}' / '{users.DEMO_PASSWORD}'. Add real accounts with "
-              "`python -m app adduser NAME`.", flush=True)
-    demo = build_blocks(cfg, queue, accounts)
+    notice = users.ensure_accounts(open_db(cfg.db_path), cfg.users_file)
+    if notice:
+        print(notice, flush=True)
+    demo = build_blocks(cfg, queue)
     # An annotator waiting for a pair holds a thread while it sleeps; Gradio's 40 would let 40
     # waiting annotators hold up everyone's votes.
-    demo.launch(server_name=cfg.host, server_port=cfg.port, auth=users.authenticator(accounts),
-                auth_message="Log in to annotate.", head=SHORTCUT_JS, css=render.CSS, prevent_thread_lock=not block,
-                show_error=True, ssr_mode=False, max_threads=256)
+    demo.launch(server_name=cfg.host, server_port=cfg.port, auth=users.authenticator(cfg.db_path),
+                auth_message="Log in to annotate.", head=SHORTCUT_JS, css=render.CSS,
+                prevent_thread_lock=True, show_error=True, ssr_mode=False, max_threads=256)
+    users.keep_sessions(demo.server_app, cfg.db_path)
+    if block:
+        demo.block_thread()
     return demo, queue

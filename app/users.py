@@ -1,56 +1,59 @@
-"""Accounts for Gradio's login: a JSON users file of salted scrypt hashes and roles.
+"""Logging in: Gradio's `auth=` and its session table, both backed by the database.
 
-With no users file the app runs with one demo account, printed at start-up, so a first
-`make run` works; `python -m app adduser` writes the file for real use.
+Accounts live in SQLite (`storage.accounts`), so an account added, changed or disabled counts
+on its next request without a restart. Gradio keeps logged-in cookies in `app.tokens`, a dict
+that a restart empties; `Sessions` puts the same mapping in the database, and the cookie's
+name is kept there too, so a restart logs nobody out.
+
+With no account at all, the app makes a demo admin account (printed at start-up) so that a
+first `make run` works; it is disabled as soon as a real admin account exists.
 """
 import asyncio
-import hashlib
-import hmac
-import json
 import math
-import os
 import secrets
 import time
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import sqlite_utils
 from fastapi import HTTPException, status
 
+from storage import accounts, queries
+from storage.db import thread_db
+
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
-ROLES = ("annotator", "admin")
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+def ensure_accounts(db: sqlite_utils.Database, users_file: Path) -> str | None:
+    """Accounts on a first start: an older version's users.json imported, else the demo account.
+    Returns what to tell whoever started the app, if anything."""
+    if accounts.account_count(db):
+        return None
+    if users_file.exists():
+        n = accounts.import_users_file(db, users_file, by="prefloop")
+        return f"Imported {n} account(s) from {users_file} into the database; edit them from the Admin tab."
+    accounts.save_account(db, DEMO_USER, DEMO_PASSWORD, "admin", by="prefloop")
+    return (f"No accounts yet: log in as '{DEMO_USER}' / '{DEMO_PASSWORD}'. Add real ones with "
+            "`python -m app adduser NAME` or from the Admin tab; the demo account is disabled "
+            "once a real admin exists.")
 
 
-def check_password(password: str, stored: str) -> bool:
-    _, salt, _ = stored.split("$")
-    return hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored)
+def add_account(db: sqlite_utils.Database, name: str, password: str | None, role: str, by: str) -> str:
+    """Save an account; a real admin retires the demo account while it still has the demo password."""
+    result = accounts.save_account(db, name, password, role, by)
+    demo = accounts.get_account(db, DEMO_USER)
+    if (role == "admin" and name != DEMO_USER and demo and not demo["disabled_at"]
+            and accounts.check_password(DEMO_PASSWORD, demo["password"])):
+        accounts.set_disabled(db, DEMO_USER, True, by=by)
+    return result
 
 
-def load_users(path: Path) -> dict[str, dict]:
-    """{name: {"password": hash, "role": ...}}; the demo account when there is no file."""
-    if not path.exists():
-        return {DEMO_USER: {"password": hash_password(DEMO_PASSWORD), "role": "admin"}}
-    return json.loads(path.read_text())
-
-
-def add_user(path: Path, name: str, password: str, role: str = "annotator") -> None:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}")
-    if not name or not password:
-        raise ValueError("a user needs a name and a password")
-    users = json.loads(path.read_text()) if path.exists() else {}
-    users[name] = {"password": hash_password(password), "role": role}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(users, indent=2))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+def role(db: sqlite_utils.Database, name: str | None) -> str | None:
+    """The account's role now, or None for no (or a disabled) account."""
+    account = accounts.get_account(db, name) if name else None
+    return account["role"] if account and not account["disabled_at"] else None
 
 
 @dataclass
@@ -62,24 +65,30 @@ class LoginLimits:
     max_lockout_seconds: float = 900.0
 
 
-def authenticator(users: dict[str, dict], limits: LoginLimits | None = None, clock=time.monotonic):
-    """The callable Gradio's `auth=` takes: a coroutine, so that Gradio awaits it, with the scrypt
-    check in a worker thread, so fifty people logging in at once never stall the event loop
-    that serves everyone already logged in.
+def authenticator(db_path: Path, limits: LoginLimits | None = None, clock: Callable[[], float] = time.monotonic):
+    """The callable Gradio's `auth=` takes: a coroutine, so that Gradio awaits it, with the
+    account lookup and scrypt check in a worker thread, so fifty people logging in at once
+    never stall the event loop that serves everyone already logged in.
 
     Attempts still being checked count as failures until they succeed, so a burst of parallel
-    guesses is limited like a slow one; names with no account are limited alike, so a lockout
-    does not tell which accounts exist.
+    guesses is limited like a slow one; names with no (or a disabled) account are limited and
+    timed alike, so neither a lockout nor a delay tells which accounts exist.
     """
     limits = limits or LoginLimits()
     failed: dict[str, int] = {}   # wrong passwords in a row, per name
     checking: dict[str, int] = {}  # attempts being checked now, per name
     locked_until: dict[str, float] = {}
-    unknown = hash_password(secrets.token_hex(8))  # unknown names cost a check too: no timing hint
+    unknown = accounts.hash_password(secrets.token_hex(8))
 
     def refuse(username: str, seconds: float) -> HTTPException:
         return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                              f"Too many wrong passwords for {username}: try again in {math.ceil(seconds)} s.")
+
+    def verify(username: str, password: str) -> bool:
+        account = accounts.get_account(thread_db(db_path), username)
+        usable = account is not None and not account["disabled_at"]
+        ok = accounts.check_password(password, account["password"] if usable else unknown)
+        return ok and usable
 
     async def auth(username: str, password: str) -> bool:
         wait = locked_until.get(username, 0.0) - clock()
@@ -91,13 +100,12 @@ def authenticator(users: dict[str, dict], limits: LoginLimits | None = None, clo
             failed.clear()
         checking[username] = checking.get(username, 0) + 1
         try:
-            user = users.get(username)
-            ok = await asyncio.to_thread(check_password, password, user["password"] if user else unknown)
+            ok = await asyncio.to_thread(verify, username, password)
         finally:
             checking[username] -= 1
             if not checking[username]:
                 del checking[username]
-        if ok and user:
+        if ok:
             failed.pop(username, None)
             return True
         failed[username] = n = failed.get(username, 0) + 1
@@ -106,6 +114,51 @@ def authenticator(users: dict[str, dict], limits: LoginLimits | None = None, clo
             locked_until[username] = clock() + min(lockout, limits.max_lockout_seconds)
         return False
     return auth
+
+
+class Sessions(MutableMapping):
+    """Gradio's `app.tokens` (cookie token -> account name) in the database's `sessions` table.
+
+    A lookup answers only for an open, unexpired session of an enabled account, which is how a
+    disabled account loses access on its next request. Only token digests are stored, so
+    iterating (Gradio's "log out everywhere") yields `sha256:<digest>` keys that the other
+    methods accept too; a cookie's token never has a colon.
+    """
+    PREFIX = "sha256:"
+
+    def __init__(self, db_path: Path):
+        self.db_path = db_path
+
+    def _key(self, token) -> dict:
+        if not isinstance(token, str) or not token:
+            raise KeyError(token)
+        if token.startswith(self.PREFIX):
+            return {"digest": token[len(self.PREFIX):]}
+        return {"token": token}
+
+    def __getitem__(self, token) -> str:
+        name = accounts.session_user(thread_db(self.db_path), **self._key(token))
+        if name is None:
+            raise KeyError(token)
+        return name
+
+    def __setitem__(self, token: str, name: str) -> None:
+        accounts.start_session(thread_db(self.db_path), token, name)
+
+    def __delitem__(self, token) -> None:
+        accounts.end_session(thread_db(self.db_path), **self._key(token))
+
+    def __iter__(self):
+        return iter([self.PREFIX + d for d in accounts.open_sessions(thread_db(self.db_path))])
+
+    def __len__(self) -> int:
+        return len(accounts.open_sessions(thread_db(self.db_path)))
+
+
+def keep_sessions(app, db_path: Path) -> None:
+    """Put a launched Gradio app's sessions in the database under a cookie name kept there too."""
+    app.cookie_id = queries.setting(thread_db(db_path), "cookie_id", lambda: secrets.token_urlsafe(32))
+    app.tokens = Sessions(db_path)
 
 
 def logged_in(request: gr.Request | None) -> str:

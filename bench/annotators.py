@@ -34,11 +34,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import users  # noqa: E402
 from app.server import ASSETS  # noqa: E402
 from policy.registry import PolicyRegistry  # noqa: E402
 from policy.sampling import SamplingConfig  # noqa: E402
-from storage import imports, queries, rounds  # noqa: E402
+from storage import accounts, imports, queries, rounds  # noqa: E402
 from storage.db import open_db  # noqa: E402
 from storage.paths import data_dir  # noqa: E402
 
@@ -84,10 +83,10 @@ def prepare_data(root: Path, n: int) -> Path:
     (root / "models").symlink_to((data_dir() / "models").resolve(), target_is_directory=True)
     db = open_db(root / "prefloop.db")
     imports.import_prompt_file(db, ASSETS / "prompts.jsonl")
-    accounts = {f"annotator-{i}": {"password": users.hash_password(PASSWORD), "role": "annotator"}
-                for i in range(n)}
-    accounts["root"] = {"password": users.hash_password(PASSWORD), "role": "admin"}
-    (root / "users.json").write_text(json.dumps(accounts))
+    hashed = accounts.hash_password(PASSWORD)  # one scrypt for every account
+    team = {f"annotator-{i}": {"password": hashed, "role": "annotator"} for i in range(n)}
+    team["root"] = {"password": hashed, "role": "admin"}
+    (root / "users.json").write_text(json.dumps(team))  # imported on the app's first start
     return root
 
 

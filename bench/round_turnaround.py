@@ -107,7 +107,7 @@ def main() -> None:
         print(f"making {args.judgements} scripted judgements ...", flush=True)
         judging = scripted_judgements(data, args.model, args.judgements, args.max_new_tokens)
 
-        users.add_user(data / "users.json", "bench", "bench-pw", "admin")
+        users.add_account(open_db(data / "prefloop.db"), "bench", "bench-pw", "admin", by="bench")
         cfg = AppConfig(model=args.model, data_dir=data, port=7870,
                         queue=QueueConfig(min_ready=2, sampling=SamplingConfig(max_new_tokens=32)))
         demo, queue = serve(cfg, block=False)

@@ -167,3 +167,39 @@ def m005_claim_indexes(db):
     active lately; without these indexes each question reads every show ever made."""
     db["shows"].create_index(["annotator", "id"])
     db["shows"].create_index(["shown_at"])
+
+
+ROLES = ("annotator", "admin")
+
+
+@migrations()
+def m006_accounts_and_sessions(db):
+    """Accounts and login sessions in the database, where the running app sees every change at
+    once, and a `settings` table of values kept per data directory.
+
+    An account is changed in place (a new password, a role, disabled) and each change is also
+    appended to `account_events`, so who changed what stays on record. A session row holds
+    the SHA-256 of its cookie's token, never the token, so a copy of the database logs
+    nobody in.
+    """
+    roles = ", ".join(f"'{r}'" for r in ROLES)
+    db.execute(f"""
+        CREATE TABLE accounts (
+            name TEXT PRIMARY KEY,
+            password TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ({roles})),
+            disabled_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    db["account_events"].create(
+        {"id": int, "name": str, "event": str, "by": str, "created_at": str},
+        pk="id", not_null={"name", "event", "created_at"},
+    )
+    _append_only(db, "account_events", "account events are append-only")
+    db["sessions"].create(
+        {"token_sha256": str, "name": str, "created_at": str, "ended_at": str},
+        pk="token_sha256", not_null={"name", "created_at"},
+    )
+    db["sessions"].create_index(["name"])
+    db["settings"].create({"key": str, "value": str}, pk="key")

@@ -43,6 +43,16 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def setting(db: sqlite_utils.Database, key: str, default) -> str:
+    """A value kept per data directory; `default()` makes it the first time it is asked for."""
+    with immediate(db):
+        row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        if row:
+            return row[0]
+        db["settings"].insert({"key": key, "value": default()})
+        return db["settings"].get(key)["value"]
+
+
 def normalise(text: str) -> str:
     """The key for near-duplicate prompts: case and runs of whitespace do not make a new prompt."""
     return " ".join(text.split()).casefold()

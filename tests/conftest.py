@@ -60,23 +60,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(data: Path, ready: int):
-    """The real app on the tiny model, served on a free port, with annotators alice, bob, carol
-    and crowd-0 to crowd-49, and the admin root."""
-    from app import users
+def start_app(data: Path, ready: int, port: int | None = None):
+    """The real app on the tiny model, served on a free port (or `port`, to restart one), with
+    annotators alice, bob, carol and crowd-0 to crowd-49, and the admin root."""
+    from storage import accounts
     from app.pair_queue import QueueConfig
     from app.server import AppConfig, serve
     from policy.sampling import SamplingConfig
 
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
-    (data / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
-    accounts = {name: {"password": users.hash_password(f"{name}-pw"), "role": "annotator"}
-                for name in ("alice", "bob", "carol")}  # carol is the one the lockout test locks
-    accounts["root"] = {"password": users.hash_password("root-pw"), "role": "admin"}
-    crowd = users.hash_password("crowd-pw")  # fifty annotators for the login storm, one hash
-    accounts |= {f"crowd-{i}": {"password": crowd, "role": "annotator"} for i in range(50)}
-    (data / "users.json").write_text(json.dumps(accounts))
-    cfg = AppConfig(model="tiny", data_dir=data, port=free_port(),
+    if not (data / "models").exists():  # else a restart
+        (data / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
+    team = {name: {"password": accounts.hash_password(f"{name}-pw"), "role": "annotator"}
+            for name in ("alice", "bob", "carol")}  # carol is the one the lockout test locks
+    team["root"] = {"password": accounts.hash_password("root-pw"), "role": "admin"}
+    crowd = accounts.hash_password("crowd-pw")  # fifty annotators for the login storm, one hash
+    team |= {f"crowd-{i}": {"password": crowd, "role": "annotator"} for i in range(50)}
+    (data / "users.json").write_text(json.dumps(team))  # as earlier versions kept them: imported
+    cfg = AppConfig(model="tiny", data_dir=data, port=port or free_port(),
                     queue=QueueConfig(min_ready=ready, batch=2, sampling=SamplingConfig(max_new_tokens=16)))
     demo, queue = serve(cfg, block=False)
     return cfg, demo, queue

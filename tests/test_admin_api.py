@@ -69,7 +69,7 @@ def test_a_launched_round_runs_apart_and_its_failure_is_reported(live_app):
 
 def test_the_status_line_shows_a_killed_round_failed_and_a_live_one_running(db, tmp_path):
     queries.ensure_base_version(db, "tiny")
-    admin = Admin(tmp_path, tmp_path / "test.db", accounts={})
+    admin = Admin(tmp_path, tmp_path / "test.db")
     round_id = rounds.start_round(db, "dpo", {}, pid=111)
     with rounds.round_lock(tmp_path):  # the round's process holds the lock while it lives
         assert "running" in admin.round_status()[0]

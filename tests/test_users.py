@@ -1,9 +1,11 @@
+"""Logging in against the accounts table: passwords, the demo account, and slowed guessing."""
 import asyncio
 
 import pytest
 from fastapi import HTTPException
 
 from app import users
+from storage import accounts
 
 
 def login(auth):
@@ -11,34 +13,35 @@ def login(auth):
 
 
 def test_password_hash_round_trip():
-    stored = users.hash_password("s3cret")
+    stored = accounts.hash_password("s3cret")
     assert "s3cret" not in stored
-    assert users.check_password("s3cret", stored) and not users.check_password("wrong", stored)
+    assert accounts.check_password("s3cret", stored) and not accounts.check_password("wrong", stored)
 
 
-def test_users_file_accounts_and_roles(tmp_path):
-    path = tmp_path / "users.json"
-    users.add_user(path, "alice", "pw1")
-    users.add_user(path, "root", "pw2", role="admin")
-    accounts = users.load_users(path)
-    auth = login(users.authenticator(accounts))
+def test_accounts_log_in_with_their_own_password_only(db, tmp_path):
+    users.add_account(db, "alice", "pw1", "annotator", by="test")
+    users.add_account(db, "root", "pw2", "admin", by="test")
+    auth = login(users.authenticator(tmp_path / "test.db"))
     assert auth("alice", "pw1") and not auth("alice", "pw2") and not auth("nobody", "pw1")
-    assert accounts["root"]["role"] == "admin" and users.DEMO_USER not in accounts
-    with pytest.raises(ValueError):
-        users.add_user(path, "eve", "pw", role="superuser")
+    assert users.role(db, "root") == "admin" and users.role(db, "alice") == "annotator"
 
 
-def test_demo_account_only_without_a_file(tmp_path):
-    auth = login(users.authenticator(users.load_users(tmp_path / "missing.json")))
+def test_the_demo_account_exists_until_a_real_admin_does(db, tmp_path):
+    assert "demo" in users.ensure_accounts(db, tmp_path / "no-users.json")
+    auth = login(users.authenticator(tmp_path / "test.db"))
     assert auth(users.DEMO_USER, users.DEMO_PASSWORD)
+    users.add_account(db, "alice", "pw", "annotator", by="demo")
+    assert auth(users.DEMO_USER, users.DEMO_PASSWORD)  # still the only admin
+    users.add_account(db, "root", "pw", "admin", by="demo")
+    assert not auth(users.DEMO_USER, users.DEMO_PASSWORD) and users.role(db, "demo") is None
+    assert users.ensure_accounts(db, tmp_path / "no-users.json") is None  # never made again
 
 
-def test_repeated_wrong_passwords_lock_the_account_for_a_while(tmp_path):
-    path = tmp_path / "users.json"
-    users.add_user(path, "alice", "right")
-    users.add_user(path, "bob", "pw")
+def test_repeated_wrong_passwords_lock_the_account_for_a_while(db, tmp_path):
+    users.add_account(db, "alice", "right", "annotator", by="test")
+    users.add_account(db, "bob", "pw", "annotator", by="test")
     now = [0.0]
-    auth = login(users.authenticator(users.load_users(path), users.LoginLimits(failures=3, lockout_seconds=30),
+    auth = login(users.authenticator(tmp_path / "test.db", users.LoginLimits(failures=3, lockout_seconds=30),
                                      clock=lambda: now[0]))
     assert not any(auth("alice", "guess") for _ in range(3))
     with pytest.raises(HTTPException, match="try again in 30 s") as refused:
@@ -53,10 +56,9 @@ def test_repeated_wrong_passwords_lock_the_account_for_a_while(tmp_path):
     assert auth("alice", "right") and auth("alice", "right")  # a success clears the count
 
 
-def test_parallel_guesses_and_unknown_names_are_limited_alike(tmp_path):
-    path = tmp_path / "users.json"
-    users.add_user(path, "alice", "right")
-    auth = users.authenticator(users.load_users(path), users.LoginLimits(failures=3))
+def test_parallel_guesses_and_unknown_names_are_limited_alike(db, tmp_path):
+    users.add_account(db, "alice", "right", "annotator", by="test")
+    auth = users.authenticator(tmp_path / "test.db", users.LoginLimits(failures=3))
 
     async def burst(name):
         return await asyncio.gather(*(auth(name, "guess") for _ in range(10)), return_exceptions=True)

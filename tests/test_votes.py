@@ -39,7 +39,7 @@ def test_changed_second_vote_is_refused_and_first_stands(db):
     assert [v["choice"] for v in votes(db)] == ["a"]
 
 
-@pytest.mark.parametrize("pair_id, message", [(999, "unknown pair"), ("abc", "unknown pair")])
+@pytest.mark.parametrize("pair_id, message", [(999, "unknown pair"), ("abc", "must be a whole number")])
 def test_unknown_pair_is_refused(db, pair_id, message):
     add_pair(db)
     with pytest.raises(queries.VoteError, match=message):

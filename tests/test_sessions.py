@@ -1,0 +1,79 @@
+"""A restart of the app logs nobody out: an API client and a browser carry on with the pair
+they were judging. A logout ends the session for good."""
+import shutil
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from storage.db import open_db
+
+from .conftest import start_app
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def restartable(tmp_path):
+    """start() the app on one data directory and port; each start stops the one before."""
+    running = []
+
+    def start():
+        if running:
+            queue, demo = running.pop()
+            queue.stop()
+            demo.close()
+        cfg, demo, queue = start_app(tmp_path / "data", ready=2, port=running_port[0])
+        running_port[0] = cfg.port
+        running.append((queue, demo))
+        return cfg
+    running_port = [None]
+    (tmp_path / "data").mkdir()
+    yield start
+    for queue, demo in running:
+        queue.stop()
+        demo.close()
+
+
+def test_an_api_client_keeps_its_session_and_its_pair_across_a_restart(restartable):
+    cfg = restartable()
+    alice = Client(f"http://127.0.0.1:{cfg.port}", auth=("alice", "alice-pw"), verbose=False)
+    pair = alice.predict(api_name="/next_pair")
+    restartable()
+    assert alice.predict(api_name="/next_pair") == pair  # no new login, the same pair
+    vote_id = alice.predict(pair[0], "b", None, None, "", api_name="/vote")
+    assert open_db(cfg.db_path)["votes"].get(vote_id)["annotator"] == "alice"
+
+
+def test_a_logout_ends_the_session_even_for_a_copied_cookie(restartable):
+    cfg = restartable()
+    url = f"http://127.0.0.1:{cfg.port}"
+    with httpx.Client(base_url=url) as browser:
+        assert browser.post("/login", data={"username": "bob", "password": "bob-pw"}).status_code == 200
+        copied = dict(browser.cookies)
+        assert browser.get("/config").status_code == 200
+        browser.get("/logout")
+    assert httpx.get(f"{url}/config", cookies=copied).status_code == 401
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian chromium (.ci/run installs it)")
+def test_a_browser_stays_logged_in_on_its_pair_across_a_restart(restartable):
+    from playwright.sync_api import expect, sync_playwright
+
+    cfg = restartable()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{cfg.port}/")
+        page.get_by_label("username").fill("carol")
+        page.get_by_label("password").fill("carol-pw")
+        page.get_by_role("button", name="Login").click()
+        expect(page.locator("#completion-a .untrusted")).to_be_visible(timeout=30_000)
+        pair_id = page.get_by_label("Pair").input_value()
+        restartable()
+        page.reload()
+        expect(page.locator("#completion-a .untrusted")).to_be_visible(timeout=30_000)
+        assert page.get_by_label("username").count() == 0  # no login form: still logged in
+        assert page.get_by_label("Pair").input_value() == pair_id
+        browser.close()
