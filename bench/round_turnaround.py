@@ -1,8 +1,9 @@
-"""Round turnaround on the embedded model: from `python -m trainer round` starting to the new
-version answering in a running app, split by phase; and our DPO training samples/s against a
-plain TRL DPOTrainer script with default settings on the same data, in the same run.
+"""Round turnaround and memory on the embedded model: from `python -m trainer round` starting to
+the new version answering in a running app, with each phase's seconds and peak resident memory;
+and our DPO training samples/s against a plain TRL DPOTrainer script with default settings on
+the same data, in the same run.
 
-    python bench/round_turnaround.py [--model smollm2] [--judgements 128]
+    python bench/round_turnaround.py [--model smollm2] [--judgements 128] [--algo dpo]
 
 The judgements are made by a scripted annotator (it prefers the shorter answer and scores
 both sides) over pairs the model itself samples, so the data has the shape of real votes.
@@ -98,7 +99,8 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--judgements", type=int, default=128)
     parser.add_argument("--max-new-tokens", type=int, default=96, help="answer length of the judged pairs")
-    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--algo", choices=rounds.ALGOS, default="dpo")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip the plain TRL DPO run")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,10 +116,10 @@ def main() -> None:
         client = Client(f"http://127.0.0.1:{cfg.port}", auth=("bench", "bench-pw"), verbose=False)
         db = open_db(cfg.db_path)
 
-        print("running a DPO round ...", flush=True)
+        print(f"running a {args.algo} round ...", flush=True)
         start = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "trainer", "--data-dir", str(data), "round",
-                                    "--algo", "dpo"], cwd=REPO)
+                                    "--algo", args.algo], cwd=REPO)
         phases = watch_round(process, db)
         finished = time.perf_counter()
         [last] = rounds.list_rounds(db, limit=1)
@@ -136,18 +138,23 @@ def main() -> None:
         metrics = rounds.version_metrics(db, version)
 
         baseline = None
-        if not args.skip_baseline:
+        if args.algo == "dpo" and not args.skip_baseline:
             print("running plain TRL DPOTrainer with default settings on the same data ...", flush=True)
             baseline = plain_trl_dpo(models.checkpoint_dir(args.model, data / "models"),
                                      exports.trl_rows(db), data / "baseline")
 
     total = answering - start
-    print(f"\nround turnaround, model {args.model}, {args.judgements} judgements "
+    print(f"\n{args.algo} round turnaround, model {args.model}, {args.judgements} judgements "
           f"(made in {judging:.0f} s, not counted)")
+    print(f"  {'phase':<14}{'seconds':>8}  {'peak MB':>8}   (as the round measured them)")
     for phase, seconds in phases.items():
-        print(f"  {phase:<14}{seconds:8.1f} s")
-    print(f"  {'hot-swap':<14}{answering - finished:8.1f} s  (round end -> new version answering)")
-    print(f"  {'total':<14}{total:8.1f} s  (target: a DPO round under 600 s on two CPU cores)")
+        key = phase.replace(" ", "_")
+        peak = metrics.get(f"peak_mb_{key}")
+        print(f"  {phase:<14}{metrics.get(f'seconds_{key}', seconds):8.1f}  "
+              f"{f'{peak:8.0f}' if peak else '':>8}")
+    print(f"  {'hot-swap':<14}{answering - finished:8.1f}            (round end -> new version answering)")
+    print(f"  {'total':<14}{total:8.1f}  {metrics['peak_mb']:8.0f}   "
+          "(targets: under 600 s and under 4 096 MB on two CPU cores)")
     print(json.dumps({k: round(v, 3) for k, v in metrics.items()}))
     ours = metrics.get("dpo_samples_per_second")
     if baseline:
