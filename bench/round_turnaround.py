@@ -128,10 +128,11 @@ def main() -> None:
         version = last["version_id"]
         if queries.live_version_id(db) != version:  # the gate said no; promote anyway to time the swap
             rounds.promote(db, version, by="bench")
-        while True:
+        while True:  # skip older versions' pairs: next_pair repeats a pair until it is judged or skipped
             pair_id, *_ = client.predict(api_name="/next_pair")
             if db["pairs"].get(pair_id)["version_id"] == version:
                 break
+            client.predict(pair_id, api_name="/skip")
         answering = time.perf_counter()
         queue.stop()
         demo.close()

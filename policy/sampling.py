@@ -158,8 +158,15 @@ def sample_batch(model, tokenizer, prompts: list[str], cfg: SamplingConfig,
 
 @torch.inference_mode()
 def token_logprobs(model, sequences: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-    """Log-probability of each token from `start` on under `model` (0 where masked out)."""
-    logits = model(input_ids=sequences, attention_mask=mask).logits[:, start - 1:-1].float()
+    """Log-probability of each token from `start` on under `model` (0 where masked out).
+
+    Logits are a vocabulary-wide row per token (49k floats for SmolLM2), so only the
+    completion's are computed, and normalised one sequence at a time: a batch's full logits
+    and their log-softmax copy would take over a gigabyte.
+    """
+    logits = model(input_ids=sequences, attention_mask=mask,
+                   logits_to_keep=sequences.shape[1] - start + 1).logits[:, :-1]
     targets = sequences[:, start:]
-    logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    logps = torch.stack([row.float().log_softmax(-1).gather(-1, t.unsqueeze(-1)).squeeze(-1)
+                         for row, t in zip(logits, targets)])
     return logps * mask[:, start:]

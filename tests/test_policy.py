@@ -42,3 +42,16 @@ def test_unknown_version_is_refused(registry):
     import pytest
     with pytest.raises(KeyError, match="not loaded"):
         registry.sample_pairs(5, ["hi"], CFG, seed=1)
+
+
+def test_answer_logprobs_match_a_full_softmax_over_every_position(registry):
+    """The evaluation's KL reads these; computing only the answer's logits must not change them."""
+    import torch
+    prompts = ["Write a haiku about rain.", "Name three fruits, please, and say why."]
+    _, seqs, mask, start = registry.sample_batch(0, prompts, CFG, seed=5)
+    with torch.no_grad():
+        logps = registry.token_logprobs(0, seqs, mask, start)
+        full = torch.log_softmax(registry.model(input_ids=seqs, attention_mask=mask).logits.float(), -1)
+    expected = full[:, start - 1:-1].gather(-1, seqs[:, start:, None]).squeeze(-1) * mask[:, start:]
+    assert logps.shape == expected.shape and mask[:, start:].sum() > 0
+    assert torch.allclose(logps, expected, atol=1e-4)

@@ -4,6 +4,9 @@ The phase line lives in the round's row, where the Admin tab and the benchmarks 
 times and peaks are stored with the round's metrics, so a slow or memory-hungry phase is
 named, not guessed at.
 """
+import ctypes
+import gc
+import sys
 import threading
 import time
 
@@ -55,6 +58,7 @@ class PhaseClock:
     def start(self, phase: str) -> None:
         """End the current phase and begin `phase`, shown at once in the round's row."""
         self._close()
+        release_memory()
         self._phase, self._since = phase, time.perf_counter()
         rounds.set_round_phase(self.db, self.round_id, phase)
 
@@ -70,6 +74,15 @@ class PhaseClock:
             figures[f"seconds_{key}"] = self.seconds[phase]
             figures[f"peak_mb_{key}"] = self.peak_mb[phase]
         return figures
+
+
+def release_memory() -> None:
+    """Free what the last phase left: a trainer's reference cycles keep its model alive until
+    the collector runs, and glibc keeps freed heap resident until asked to give it back, so
+    without this the evaluation would carry the training's peak on top of its own."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class PhaseProgress(TrainerCallback):

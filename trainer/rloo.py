@@ -30,7 +30,8 @@ class RLOOSettings:
     lr: float = 1e-3                 # TRL's 1e-6 would leave a LoRA where it was after so few steps
     beta: float = 0.05               # KL penalty per answer, in reward units per nat
     num_generations: int = 4         # k answers per prompt: the baseline of one is the other k-1
-    batch_size: int = 8              # answers per optimiser step, a multiple of num_generations
+    batch_size: int = 8              # answers sampled together and per optimiser step, a multiple of num_generations
+    micro_batch: int = 4             # answers per forward and backward pass: activations dominate memory
     steps: int = 24
     max_prompt_tokens: int = 256     # longer user text is cut: sampling cost grows with the prompt
     max_completion_length: int = 96
@@ -52,7 +53,8 @@ def train_rloo(base_path: Path, live_adapter: Path | None, prompts: list[str], r
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
     tokenizer = common.load_tokenizer(base_path)
     args = RLOOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr, beta=cfg.beta,
-                      num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
+                      num_generations=cfg.num_generations, per_device_train_batch_size=cfg.micro_batch,
+                      gradient_accumulation_steps=cfg.batch_size // cfg.micro_batch,
                       max_steps=cfg.steps, max_completion_length=cfg.max_completion_length,
                       temperature=cfg.temperature)
     trainer = RLOOTrainer(model=model, reward_funcs=reward_model.reward_func, args=args,
