@@ -38,8 +38,9 @@ class DPOSettings:
     max_pairs: int = 160
     batch_size: int = 8       # pairs per optimiser step
     # Pairs per forward pass. Backward keeps every layer's activations of every token (LoRA is
-    # on all layers): 8 pairs of 320 tokens held a DPO round at 10 GB; 2 keep it near 3.
-    micro_batch: int = 2
+    # on all layers), about 0.5 GB per answer: a round took 7-10 GB with 8 pairs, 4.5 with 2
+    # and 3.4 with 1, which was also the fastest (bench/round_turnaround.py).
+    micro_batch: int = 1
     max_length: int = 320     # templated prompt + answer: the app's 160-token answers and most prompts fit
     lora: common.LoraSettings = field(default_factory=common.LoraSettings)
 

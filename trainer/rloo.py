@@ -31,7 +31,9 @@ class RLOOSettings:
     beta: float = 0.05               # KL penalty per answer, in reward units per nat
     num_generations: int = 4         # k answers per prompt: the baseline of one is the other k-1
     batch_size: int = 8              # answers sampled together and per optimiser step, a multiple of num_generations
-    micro_batch: int = 4             # answers per forward and backward pass: activations dominate memory
+    # Answers per forward and backward pass: activations dominate memory. Training alone peaked
+    # at 3.5 GB with 8, 2.2 with 4 and 1.7 with 2, at about the same speed.
+    micro_batch: int = 4
     steps: int = 24
     max_prompt_tokens: int = 256     # longer user text is cut: sampling cost grows with the prompt
     max_completion_length: int = 96
