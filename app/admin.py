@@ -112,10 +112,10 @@ class Admin:
     def save_account(self, name: str, password: str | None, role: str, request: gr.Request) -> str:
         """Add an account, or change one's role or password (empty keeps it); counts at once."""
         who = self._require_admin(request)
-        name = (name or "").strip()
         try:
+            name = queries.checked_text("the name", name, 64)
             result = users.add_account(thread_db(self.db_path), name, password or None, role, by=who)
-        except accounts.AccountError as e:
+        except (accounts.AccountError, queries.VoteError) as e:
             raise refusal(e) from None
         return f"{name}: {result} as {role}."
 
@@ -125,10 +125,11 @@ class Admin:
         if not isinstance(disabled, bool):
             raise gr.Error("disabled must be true or false")
         try:
-            accounts.set_disabled(thread_db(self.db_path), (name or "").strip(), disabled, by=who)
-        except accounts.AccountError as e:
+            name = queries.checked_text("the name", name, 64)
+            accounts.set_disabled(thread_db(self.db_path), name, disabled, by=who)
+        except (accounts.AccountError, queries.VoteError) as e:
             raise refusal(e) from None
-        return f"{name.strip()} is {'disabled' if disabled else 'enabled'}."
+        return f"{name} is {'disabled' if disabled else 'enabled'}."
 
     def account_rows(self) -> list[dict]:
         return accounts.list_accounts(thread_db(self.db_path))

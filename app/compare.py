@@ -47,13 +47,11 @@ class Compare:
         """Answers from two versions with the same settings and seed:
         (comparison id, left answer, right answer). Blind mode shuffles the sides."""
         user = logged_in(request)
-        prompt = (prompt or "").strip()
-        if not prompt:
-            raise gr.Error("type a prompt or pick one")
-        if len(prompt) > queries.MAX_PROMPT_CHARS:
-            raise gr.Error(f"the prompt is longer than {queries.MAX_PROMPT_CHARS} characters")
         db = thread_db(self.db_path)
         try:
+            prompt = queries.checked_text("the prompt", prompt, queries.MAX_PROMPT_CHARS)
+            if not prompt:
+                raise queries.VoteError("type a prompt or pick one")
             versions = [rounds.get_version(db, queries.whole_number("a version", v, low=0))["id"]
                         for v in (version_a, version_b)]
             seed = queries.whole_number("the seed", seed, 0, 2**32 - 1)
@@ -114,7 +112,7 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
         reveal = gr.Markdown()
         with gr.Accordion("Demo gallery", open=False):
             with gr.Row():
-                note = gr.Textbox(label="Note for this example", scale=3)
+                note = gr.Textbox(label="Note for this example", scale=3, max_length=evaluations.MAX_NOTE_CHARS)
                 pin = gr.Button("Pin this comparison", scale=1)
             gallery = text_box(elem_id="gallery")
             download = gr.DownloadButton("Download the gallery as Markdown")

@@ -72,6 +72,8 @@ def save_account(db: sqlite_utils.Database, name: str, password: str | None, rol
         raise AccountError("a name is 1-64 letters, digits and _ . @ -, starting with a letter or digit")
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    if password is not None and not isinstance(password, str):
+        raise AccountError("a password must be text")
     with immediate(db):
         existing = get_account(db, name)
         if existing is None and not password:

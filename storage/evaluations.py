@@ -10,7 +10,7 @@ import sqlite_utils
 
 from .exports import is_heldout
 from .migrations import CHOICES
-from .queries import VoteError, all_prompts, immediate, now, whole_number
+from .queries import VoteError, all_prompts, checked_text, immediate, now, whole_number
 from .ratings import Outcome
 
 
@@ -87,6 +87,9 @@ def heldout_prompts(db: sqlite_utils.Database, limit: int = 50) -> list[str]:
 
 # --- gallery ---------------------------------------------------------------------------------
 
+MAX_NOTE_CHARS = 500
+
+
 def pin(db: sqlite_utils.Database, comparison_id, note: str, by: str) -> int:
     """Keep a comparison in the gallery; a blind one only after its vote, since pins name versions."""
     comparison = get_comparison(db, comparison_id)
@@ -94,7 +97,7 @@ def pin(db: sqlite_utils.Database, comparison_id, note: str, by: str) -> int:
     if comparison["blind"] and not voted:
         raise VoteError("vote on a blind comparison before pinning it: the gallery shows its versions")
     with immediate(db):
-        return db["gallery"].insert({"comparison_id": comparison["id"], "note": (note or "").strip(),
+        return db["gallery"].insert({"comparison_id": comparison["id"], "note": checked_text("the note", note, MAX_NOTE_CHARS),
                                      "pinned_by": by, "pinned_at": now()}).last_pk
 
 

@@ -43,6 +43,19 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def checked_text(name: str, value, max_chars: int) -> str:
+    """Free text from a form or an API client, stripped; None is empty, anything else not text
+    or over `max_chars` is refused."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise VoteError(f"{name} must be text")
+    value = value.strip()
+    if len(value) > max_chars:
+        raise VoteError(f"{name} is longer than {max_chars} characters")
+    return value
+
+
 def setting(db: sqlite_utils.Database, key: str, default) -> str:
     """A value kept per data directory; `default()` makes it the first time it is asked for."""
     with immediate(db):
@@ -259,9 +272,7 @@ def _checked_vote(choice, score_a, score_b, rationale) -> dict:
         raise VoteError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
     vote = {"choice": choice, "score_a": _checked_score("score A", score_a),
             "score_b": _checked_score("score B", score_b),
-            "rationale": (rationale or "").strip() or None}
-    if vote["rationale"] and len(vote["rationale"]) > MAX_RATIONALE_CHARS:
-        raise VoteError(f"the rationale is longer than {MAX_RATIONALE_CHARS} characters")
+            "rationale": checked_text("the rationale", rationale, MAX_RATIONALE_CHARS) or None}
     a, b = vote["score_a"], vote["score_b"]
     if a is not None and b is not None and ((choice == "a" and a < b) or (choice == "b" and b < a)):
         raise VoteError(f"the scores ({a} for A, {b} for B) disagree with the choice {choice!r}")

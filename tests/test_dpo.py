@@ -14,7 +14,7 @@ from trainer import common
 from trainer.dpo import DPOSettings, logprob_margin, train_dpo
 
 # The DPO loss alone (no supervised term), whose value at the reference is exactly log 2.
-SETTINGS = DPOSettings(lr=3e-3, epochs=2, batch_size=8, grad_accum=1, max_length=128, sft_weight=0.0)
+SETTINGS = DPOSettings(lr=3e-3, epochs=2, batch_size=8, micro_batch=8, max_length=128, sft_weight=0.0)
 
 
 def pairs(first: int, n: int) -> list[dict]:

@@ -25,7 +25,7 @@ SAMPLING = SamplingConfig(max_new_tokens=16)  # the tiny model's answers are abo
 # steps add nothing. The supervised term keeps the answers whole: DPO alone wrecked them.
 TINY = ["eval.sampling.max_new_tokens=16", "eval.samples=4", "reward.l2=1e-3",
         "reward.max_length=96", "dpo.lr=3e-3", "dpo.sft_weight=1.0", "dpo.epochs=8", "dpo.max_steps=40",
-        "dpo.batch_size=8", "dpo.grad_accum=1", "dpo.max_length=96"]
+        "dpo.batch_size=8", "dpo.micro_batch=8", "dpo.max_length=96"]
 
 
 def prefers_banana(a: str, b: str) -> str:

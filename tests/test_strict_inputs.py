@@ -70,3 +70,18 @@ def test_promote_refuses_a_version_that_is_not_whole(live_app):
     root = client(live_app, "root")
     refused(root, 0.5, match="the version must be a whole number", api_name="/promote")
     refused(root, TOO_BIG, match="the version must be a whole number", api_name="/promote")
+
+
+@pytest.mark.parametrize("rationale", [42, ["list"], {"a": 1}, "x" * 5001])
+def test_a_rationale_must_be_text_of_at_most_5000_characters(live_app, bob, rationale):
+    pair_id, *_ = bob.predict(api_name="/next_pair")
+    refused(bob, pair_id, "a", None, None, rationale, match="the rationale (must be text|is longer)",
+            api_name="/vote")
+    assert votes_on(live_app, pair_id) == 0
+
+
+def test_a_message_quoting_what_was_sent_is_never_html(live_app, bob):
+    pair_id, *_ = bob.predict(api_name="/next_pair")
+    text = refused(bob, pair_id, '<img src=x onerror="alert(1)">', None, None, "",
+                   match="choice must be one of", api_name="/vote")
+    assert "<img" not in text and "&lt;img" in text
