@@ -8,6 +8,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import random  # noqa: E402
+import shutil  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -20,6 +21,7 @@ from storage.db import open_db  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 # The tiny model is deterministic, so one copy serves every run on this checkout.
 MODEL_CACHE = Path(os.environ.get("PREFLOOP_TEST_MODELS", REPO / ".cache" / "models"))
+CHROMIUM = "/usr/bin/chromium"  # Debian's; never `playwright install`
 
 
 @pytest.fixture
@@ -104,3 +106,25 @@ def random_adapter(path: Path) -> Path:
                                             init_lora_weights=False, task_type="CAUSAL_LM"))
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def log_in_browser():
+    """A real Chromium: `log_in_browser(port, name)` is a page logged in as name (password
+    name-pw) on the app at that port."""
+    if not shutil.which(CHROMIUM):
+        pytest.skip("needs Debian chromium (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+        def log_in(port: int, name: str):
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_label("username").fill(name)
+            page.get_by_label("password").fill(f"{name}-pw")
+            page.get_by_role("button", name="Login").click()
+            return page
+        yield log_in
+        browser.close()

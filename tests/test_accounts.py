@@ -1,6 +1,5 @@
 """Accounts change in the running app at once: added, password changed, disabled, demoted."""
 import json
-import shutil
 
 import pytest
 from gradio_client import Client
@@ -8,8 +7,6 @@ from gradio_client import Client
 from app.__main__ import main as app_cli
 from storage import accounts
 from storage.db import open_db
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def client(live_app, name, password=None):
@@ -110,27 +107,18 @@ def test_a_users_json_imports_what_the_database_lacks_and_every_change_is_on_rec
     assert events == [("alice", "added as annotator"), ("root", "imported from users.json as admin")]
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian chromium (.ci/run installs it)")
-def test_an_admin_adds_and_disables_an_account_from_the_admin_tab(live_app):
-    from playwright.sync_api import expect, sync_playwright
+def test_an_admin_adds_and_disables_an_account_from_the_admin_tab(live_app, log_in_browser):
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(f"http://127.0.0.1:{live_app.port}/")
-        page.get_by_label("username").fill("root")
-        page.get_by_label("password").fill("root-pw")
-        page.get_by_role("button", name="Login").click()
-        page.get_by_role("tab", name="Admin").click(timeout=30_000)
-        page.get_by_text("Accounts", exact=True).first.click()
-        page.get_by_label("Name").fill("kate")
-        page.get_by_label("New password (empty keeps the old one)").fill("kate-pw")
-        page.get_by_role("button", name="Save account").click()
-        expect(page.get_by_text("kate: added as annotator.")).to_be_visible(timeout=30_000)
-        client(live_app, "kate").predict(api_name="/next_pair")  # logs in at once
-        page.get_by_role("button", name="Disable", exact=True).click()
-        expect(page.get_by_text("kate is disabled.")).to_be_visible(timeout=30_000)
-        browser.close()
+    page = log_in_browser(live_app.port, "root")
+    page.get_by_role("tab", name="Admin").click(timeout=30_000)
+    page.get_by_text("Accounts", exact=True).first.click()
+    page.get_by_label("Name").fill("kate")
+    page.get_by_label("New password (empty keeps the old one)").fill("kate-pw")
+    page.get_by_role("button", name="Save account").click()
+    expect(page.get_by_text("kate: added as annotator.")).to_be_visible(timeout=30_000)
+    client(live_app, "kate").predict(api_name="/next_pair")  # logs in at once
+    page.get_by_role("button", name="Disable", exact=True).click()
+    expect(page.get_by_text("kate is disabled.")).to_be_visible(timeout=30_000)
     with pytest.raises(Exception):
         client(live_app, "kate")

@@ -1,15 +1,10 @@
 """A real browser: Debian's Chromium logs in, reads a pair, votes with a shortcut key."""
-import shutil
-
 import pytest
 
 from storage import queries
 from storage.db import open_db
 
 from .conftest import add_pair, start_app
-
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian chromium (.ci/run installs it)")
 
 HOSTILE = '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> **bold**'
 
@@ -27,32 +22,23 @@ def app_with_hostile_pair(tmp_path_factory):
     demo.close()
 
 
-def test_login_vote_by_keyboard_and_find_the_vote(app_with_hostile_pair, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def test_login_vote_by_keyboard_and_find_the_vote(app_with_hostile_pair, log_in_browser, tmp_path):
+    from playwright.sync_api import expect
 
     cfg, pair_id = app_with_hostile_pair
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(f"http://127.0.0.1:{cfg.port}/")
-        page.get_by_label("username").fill("alice")
-        page.get_by_label("password").fill("alice-pw")
-        page.get_by_role("button", name="Login").click()
+    page = log_in_browser(cfg.port, "alice")
+    expect(page.get_by_text("Answer two, plain")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Render this safely:")).to_be_visible()
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img[src='x']").count() == 0
+    expect(page.locator("#completion-a, #completion-b").get_by_text(
+        "<script>window.__pwned=2</script>")).to_be_visible()
 
-        expect(page.get_by_text("Answer two, plain")).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("Render this safely:")).to_be_visible()
-        assert page.evaluate("window.__pwned") is None
-        assert page.locator("img[src='x']").count() == 0
-        expect(page.locator("#completion-a, #completion-b").get_by_text(
-            "<script>window.__pwned=2</script>")).to_be_visible()
-
-        page.locator("body").click(position={"x": 5, "y": 5})
-        page.keyboard.press("1")
-        expect(page.get_by_text(f"on pair #{pair_id}")).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("you have judged 1 pair.")).to_be_visible(timeout=30_000)
-        page.screenshot(path=str(tmp_path / "annotate.png"), full_page=True)
-        browser.close()
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("1")
+    expect(page.get_by_text(f"on pair #{pair_id}")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("you have judged 1 pair.")).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "annotate.png"), full_page=True)
 
     votes = list(open_db(cfg.db_path).query("SELECT * FROM votes WHERE pair_id = ?", [pair_id]))
     assert [(v["annotator"], v["choice"]) for v in votes] == [("alice", "a")]

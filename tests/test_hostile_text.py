@@ -7,7 +7,6 @@ renderer and the gallery's Markdown file without a browser.
 """
 import http.server
 import json
-import shutil
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,7 +21,6 @@ from storage.db import open_db
 from .conftest import add_pair, start_app
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "hostile_texts.json").read_text())
-CHROMIUM = "/usr/bin/chromium"
 # What formatted text may be made of; anything else came from the text itself.
 TAGS = {"div", "p", "br", "hr", "em", "strong", "code", "pre", "a", "ul", "ol", "li", "blockquote",
         "h1", "h2", "h3", "h4", "h5", "h6"}
@@ -125,9 +123,8 @@ def check_page(page, listener) -> list[str]:
     return found["text"]
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian chromium (.ci/run installs it)")
-def test_hostile_texts_in_annotate_and_gallery_stay_text_in_chromium(tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def test_hostile_texts_in_annotate_and_gallery_stay_text_in_chromium(tmp_path, log_in_browser):
+    from playwright.sync_api import expect
 
     listener = Listener()
     corpus = cases(listener.url)
@@ -144,32 +141,24 @@ def test_hostile_texts_in_annotate_and_gallery_stay_text_in_chromium(tmp_path):
     cfg, demo, queue = start_app(data, ready=0)
     seen = set()
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"http://127.0.0.1:{cfg.port}/")
-            page.get_by_label("username").fill("alice")
-            page.get_by_label("password").fill("alice-pw")
-            page.get_by_role("button", name="Login").click()
-            for n in range(len(by_pair)):
-                expect(page.get_by_text(f"you have judged {n} pair")).to_be_visible(timeout=30_000)
-                expect(page.locator("#completion-a .untrusted")).to_be_visible()
-                shown = check_page(page, listener)
-                for case in by_pair[int(page.get_by_label("Pair").input_value())]:
-                    assert any(case["shows"] in t for t in shown), case["name"]  # still readable
-                    seen.add(case["name"])
-                page.locator("#btn-bad").click()  # an overlay would swallow this click
-            expect(page.get_by_text(f"you have judged {len(by_pair)} pairs")).to_be_visible(timeout=30_000)
-
-            page.get_by_role("tab", name="Compare").click()
-            page.get_by_text("Demo gallery").click()
-            expect(page.locator("#gallery h3").first).to_be_visible(timeout=30_000)
+        page = log_in_browser(cfg.port, "alice")
+        for n in range(len(by_pair)):
+            expect(page.get_by_text(f"you have judged {n} pair")).to_be_visible(timeout=30_000)
+            expect(page.locator("#completion-a .untrusted")).to_be_visible()
             shown = check_page(page, listener)
-            assert len(page.locator("#gallery h3").all()) == 6
-            assert all(any(c["shows"] in t for t in shown) for c in corpus[:6])
-            page.wait_for_timeout(1000)  # give a late image or refresh its chance to fire
-            browser.close()
+            for case in by_pair[int(page.get_by_label("Pair").input_value())]:
+                assert any(case["shows"] in t for t in shown), case["name"]  # still readable
+                seen.add(case["name"])
+            page.locator("#btn-bad").click()  # an overlay would swallow this click
+        expect(page.get_by_text(f"you have judged {len(by_pair)} pairs")).to_be_visible(timeout=30_000)
+
+        page.get_by_role("tab", name="Compare").click()
+        page.get_by_text("Demo gallery").click()
+        expect(page.locator("#gallery h3").first).to_be_visible(timeout=30_000)
+        shown = check_page(page, listener)
+        assert len(page.locator("#gallery h3").all()) == 6
+        assert all(any(c["shows"] in t for t in shown) for c in corpus[:6])
+        page.wait_for_timeout(1000)  # give a late image or refresh its chance to fire
     finally:
         queue.stop()
         demo.close()

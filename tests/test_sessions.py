@@ -1,7 +1,5 @@
 """A restart of the app logs nobody out: an API client and a browser carry on with the pair
 they were judging. A logout ends the session for good."""
-import shutil
-
 import httpx
 import pytest
 from gradio_client import Client
@@ -9,8 +7,6 @@ from gradio_client import Client
 from storage.db import open_db
 
 from .conftest import start_app
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -56,24 +52,15 @@ def test_a_logout_ends_the_session_even_for_a_copied_cookie(restartable):
     assert httpx.get(f"{url}/config", cookies=copied).status_code == 401
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian chromium (.ci/run installs it)")
-def test_a_browser_stays_logged_in_on_its_pair_across_a_restart(restartable):
-    from playwright.sync_api import expect, sync_playwright
+def test_a_browser_stays_logged_in_on_its_pair_across_a_restart(restartable, log_in_browser):
+    from playwright.sync_api import expect
 
     cfg = restartable()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto(f"http://127.0.0.1:{cfg.port}/")
-        page.get_by_label("username").fill("carol")
-        page.get_by_label("password").fill("carol-pw")
-        page.get_by_role("button", name="Login").click()
-        expect(page.locator("#completion-a .untrusted")).to_be_visible(timeout=30_000)
-        pair_id = page.get_by_label("Pair").input_value()
-        restartable()
-        page.reload()
-        expect(page.locator("#completion-a .untrusted")).to_be_visible(timeout=30_000)
-        assert page.get_by_label("username").count() == 0  # no login form: still logged in
-        assert page.get_by_label("Pair").input_value() == pair_id
-        browser.close()
+    page = log_in_browser(cfg.port, "carol")
+    expect(page.locator("#completion-a .untrusted")).to_be_visible(timeout=30_000)
+    pair_id = page.get_by_label("Pair").input_value()
+    restartable()
+    page.reload()
+    expect(page.locator("#completion-a .untrusted")).to_be_visible(timeout=30_000)
+    assert page.get_by_label("username").count() == 0  # no login form: still logged in
+    assert page.get_by_label("Pair").input_value() == pair_id
