@@ -48,6 +48,7 @@ def main(argv=None) -> int:
         try:
             if args.command == "import-users":
                 print(f"imported {accounts.import_users_file(db, args.file, by='cli')} account(s)")
+                users.retire_demo(db, by="cli")
                 return 0
             password = args.password or getpass.getpass(f"password for {args.name}: ")
             current = accounts.get_account(db, args.name)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from storage import accounts, queries, rounds
+from storage import accounts, inputs, rounds
 from storage.db import thread_db
 from storage.migrations import ROLES
 
@@ -37,7 +37,7 @@ class Admin:
 
     def is_admin(self, request: gr.Request | None) -> bool:
         """Asked of the database on every call, so a demotion counts on the next request."""
-        return users.role(thread_db(self.db_path), getattr(request, "username", None)) == "admin"
+        return users.current_role(thread_db(self.db_path), getattr(request, "username", None)) == "admin"
 
     def _require_admin(self, request: gr.Request | None) -> str:
         if not self.is_admin(request):
@@ -93,9 +93,9 @@ class Admin:
         """Make a version live (a candidate, or any earlier one); returns the live version."""
         who = self._require_admin(request)
         try:
-            version_id = queries.whole_number("the version", version_id, low=0)
+            version_id = inputs.whole_number("the version", version_id, low=0)
             rounds.promote(thread_db(self.db_path), version_id, by=who)
-        except (queries.VoteError, rounds.PromotionError) as e:
+        except (inputs.InputError, rounds.PromotionError) as e:
             raise refusal(e) from None
         return version_id
 
@@ -113,9 +113,9 @@ class Admin:
         """Add an account, or change one's role or password (empty keeps it); counts at once."""
         who = self._require_admin(request)
         try:
-            name = queries.checked_text("the name", name, 64)
+            name = inputs.checked_text("the name", name, 64)
             result = users.add_account(thread_db(self.db_path), name, password or None, role, by=who)
-        except (accounts.AccountError, queries.VoteError) as e:
+        except inputs.InputError as e:
             raise refusal(e) from None
         return f"{name}: {result} as {role}."
 
@@ -124,10 +124,13 @@ class Admin:
         who = self._require_admin(request)
         if not isinstance(disabled, bool):
             raise gr.Error("disabled must be true or false")
+        db = thread_db(self.db_path)
         try:
-            name = queries.checked_text("the name", name, 64)
-            accounts.set_disabled(thread_db(self.db_path), name, disabled, by=who)
-        except (accounts.AccountError, queries.VoteError) as e:
+            name = inputs.checked_text("the name", name, 64)
+            if name == users.DEMO_USER and not disabled and users.has_demo_password(db):
+                raise accounts.AccountError("give the demo account a new password before enabling it")
+            accounts.set_disabled(db, name, disabled, by=who)
+        except inputs.InputError as e:
             raise refusal(e) from None
         return f"{name} is {'disabled' if disabled else 'enabled'}."
 

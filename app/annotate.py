@@ -5,7 +5,7 @@ buttons only fix the choice and reset the form.
 """
 import gradio as gr
 
-from storage import queries
+from storage import inputs, queries
 from storage.db import thread_db
 
 from .pair_queue import PairQueue
@@ -52,7 +52,7 @@ class Annotation:
         try:
             return queries.record_vote(thread_db(self.db_path), logged_in(request), pair_id,
                                        choice, score_a, score_b, rationale)
-        except queries.VoteError as e:
+        except inputs.InputError as e:
             raise refusal(e) from None
 
     def skip(self, pair_id: int | None, request: gr.Request) -> str:
@@ -61,7 +61,7 @@ class Annotation:
             return "Nothing to skip."
         try:
             queries.skip_pair(thread_db(self.db_path), logged_in(request), pair_id)
-        except queries.VoteError as e:
+        except inputs.InputError as e:
             raise refusal(e) from None
         return f"Skipped pair #{pair_id}."
 

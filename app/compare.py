@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from policy.sampling import SamplingConfig
-from storage import evaluations, queries, rounds
+from storage import evaluations, inputs, queries, rounds
 from storage.db import thread_db
 
 from .annotate import CHOICE_LABELS
@@ -49,13 +49,13 @@ class Compare:
         user = logged_in(request)
         db = thread_db(self.db_path)
         try:
-            prompt = queries.checked_text("the prompt", prompt, queries.MAX_PROMPT_CHARS)
+            prompt = inputs.checked_text("the prompt", prompt, queries.MAX_PROMPT_CHARS)
             if not prompt:
-                raise queries.VoteError("type a prompt or pick one")
-            versions = [rounds.get_version(db, queries.whole_number("a version", v, low=0))["id"]
+                raise inputs.InputError("type a prompt or pick one")
+            versions = [rounds.get_version(db, inputs.whole_number("a version", v, low=0))["id"]
                         for v in (version_a, version_b)]
-            seed = queries.whole_number("the seed", seed, 0, 2**32 - 1)
-        except (queries.VoteError, rounds.PromotionError) as e:
+            seed = inputs.whole_number("the seed", seed, 0, 2**32 - 1)
+        except (inputs.InputError, rounds.PromotionError) as e:
             raise refusal(e) from None
         if blind and self.rng.random() < 0.5:
             versions.reverse()
@@ -71,7 +71,7 @@ class Compare:
         db = thread_db(self.db_path)
         try:
             evaluations.record_eval_vote(db, comparison_id, logged_in(request), result)
-        except queries.VoteError as e:
+        except inputs.InputError as e:
             raise refusal(e) from None
         c = evaluations.get_comparison(db, comparison_id)
         return f"Thanks. **A** was version **{c['version_a']}**, **B** was version **{c['version_b']}**."
@@ -79,10 +79,10 @@ class Compare:
     def pin(self, comparison_id: int, note: str, request: gr.Request) -> int:
         try:
             return evaluations.pin(thread_db(self.db_path), comparison_id, note, by=logged_in(request))
-        except queries.VoteError as e:
+        except inputs.InputError as e:
             raise refusal(e) from None
 
-    def gallery_html(self) -> str:
+    def gallery_view(self) -> str:
         return gallery_html(evaluations.gallery(thread_db(self.db_path)))
 
 
@@ -122,7 +122,7 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
         live = queries.live_version_id(thread_db(compare.db_path))
         return (gr.Dropdown(choices=compare.prompt_choices()),
                 gr.Dropdown(choices=versions, value=0), gr.Dropdown(choices=versions, value=live),
-                compare.gallery_html())
+                compare.gallery_view())
 
     def run(text, a, b, s, is_blind, request: gr.Request):
         cid, left, right = compare.compare(text, a, b, s, is_blind, request)
@@ -139,7 +139,7 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
         if cid is None:
             raise gr.Error("generate a comparison first")
         compare.pin(cid, text, request)
-        return compare.gallery_html(), ""
+        return compare.gallery_view(), ""
 
     def gallery_file():
         folder = Path(tempfile.mkdtemp(prefix="prefloop-gallery-"))

@@ -30,6 +30,7 @@ def ensure_accounts(db: sqlite_utils.Database, users_file: Path) -> str | None:
     """Accounts on a first start: an older version's users.json imported, else the demo account.
     Returns what to tell whoever started the app, if anything."""
     if accounts.account_count(db):
+        retire_demo(db, by="prefloop")  # a real admin may have come by `import-users`
         return None
     if users_file.exists():
         n = accounts.import_users_file(db, users_file, by="prefloop")
@@ -40,17 +41,27 @@ def ensure_accounts(db: sqlite_utils.Database, users_file: Path) -> str | None:
             "once a real admin exists.")
 
 
+def has_demo_password(db: sqlite_utils.Database) -> bool:
+    demo = accounts.get_account(db, DEMO_USER)
+    return bool(demo) and accounts.check_password(DEMO_PASSWORD, demo["password"])
+
+
+def retire_demo(db: sqlite_utils.Database, by: str) -> None:
+    """The demo admin's well-known password must not outlive the first real admin."""
+    others = [a for a in accounts.list_accounts(db)
+              if a["role"] == "admin" and not a["disabled_at"] and a["name"] != DEMO_USER]
+    if others and current_role(db, DEMO_USER) and has_demo_password(db):
+        accounts.set_disabled(db, DEMO_USER, True, by=by)
+
+
 def add_account(db: sqlite_utils.Database, name: str, password: str | None, role: str, by: str) -> str:
     """Save an account; a real admin retires the demo account while it still has the demo password."""
     result = accounts.save_account(db, name, password, role, by)
-    demo = accounts.get_account(db, DEMO_USER)
-    if (role == "admin" and name != DEMO_USER and demo and not demo["disabled_at"]
-            and accounts.check_password(DEMO_PASSWORD, demo["password"])):
-        accounts.set_disabled(db, DEMO_USER, True, by=by)
+    retire_demo(db, by)
     return result
 
 
-def role(db: sqlite_utils.Database, name: str | None) -> str | None:
+def current_role(db: sqlite_utils.Database, name: str | None) -> str | None:
     """The account's role now, or None for no (or a disabled) account."""
     account = accounts.get_account(db, name) if name else None
     return account["role"] if account and not account["disabled_at"] else None
@@ -116,28 +127,30 @@ def authenticator(db_path: Path, limits: LoginLimits | None = None, clock: Calla
     return auth
 
 
+class _Stored(str):
+    """A stored session's digest, as `Sessions` iteration yields it. Only this type is looked
+    up by digest: a cookie's value is a plain string, so a digest copied out of the database
+    and sent as a cookie logs nobody in."""
+
+
 class Sessions(MutableMapping):
     """Gradio's `app.tokens` (cookie token -> account name) in the database's `sessions` table.
 
-    A lookup answers only for an open, unexpired session of an enabled account, which is how a
-    disabled account loses access on its next request. Only token digests are stored, so
-    iterating (Gradio's "log out everywhere") yields `sha256:<digest>` keys that the other
-    methods accept too; a cookie's token never has a colon.
+    A cookie's token answers only for an open, unexpired session of an enabled account, which
+    is how a disabled account loses access on its next request. Only token digests are stored,
+    so iteration (Gradio's "log out everywhere") yields the live sessions' digests, which the
+    other methods accept as such.
     """
-    PREFIX = "sha256:"
 
     def __init__(self, db_path: Path):
         self.db_path = db_path
 
-    def _key(self, token) -> dict:
-        if not isinstance(token, str) or not token:
-            raise KeyError(token)
-        if token.startswith(self.PREFIX):
-            return {"digest": token[len(self.PREFIX):]}
-        return {"token": token}
-
     def __getitem__(self, token) -> str:
-        name = accounts.session_user(thread_db(self.db_path), **self._key(token))
+        db = thread_db(self.db_path)
+        if isinstance(token, _Stored):
+            name = accounts.session_name(db, token)
+        else:
+            name = accounts.session_user(db, token) if isinstance(token, str) and token else None
         if name is None:
             raise KeyError(token)
         return name
@@ -146,13 +159,16 @@ class Sessions(MutableMapping):
         accounts.start_session(thread_db(self.db_path), token, name)
 
     def __delitem__(self, token) -> None:
-        accounts.end_session(thread_db(self.db_path), **self._key(token))
+        if isinstance(token, _Stored):
+            accounts.end_session(thread_db(self.db_path), digest=token)
+        elif isinstance(token, str) and token:
+            accounts.end_session(thread_db(self.db_path), token)
 
     def __iter__(self):
-        return iter([self.PREFIX + d for d in accounts.open_sessions(thread_db(self.db_path))])
+        return iter([_Stored(d) for d in accounts.live_sessions(thread_db(self.db_path))])
 
     def __len__(self) -> int:
-        return len(accounts.open_sessions(thread_db(self.db_path)))
+        return len(accounts.live_sessions(thread_db(self.db_path)))
 
 
 def keep_sessions(app, db_path: Path) -> None:

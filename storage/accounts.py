@@ -13,14 +13,16 @@ from pathlib import Path
 
 import sqlite_utils
 
+from .inputs import InputError
 from .migrations import ROLES
 from .queries import immediate, now
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+HASH = re.compile(r"scrypt\$[0-9a-f]{32}\$[0-9a-f]{128}")  # as hash_password writes them
 SESSION_DAYS = 30
 
 
-class AccountError(ValueError):
+class AccountError(InputError):
     """A refused account change; its message is written for the admin, and nothing changed."""
 
 
@@ -74,13 +76,14 @@ def save_account(db: sqlite_utils.Database, name: str, password: str | None, rol
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     if password is not None and not isinstance(password, str):
         raise AccountError("a password must be text")
+    hashed = hash_password(password) if password else None  # scrypt's 0.1 s outside the write lock
     with immediate(db):
         existing = get_account(db, name)
         if existing is None and not password:
             raise AccountError(f"{name} is a new account: give it a password")
         if existing and existing["role"] == "admin" and role != "admin":
             _check_not_last_admin(db, name)
-        hashed = hash_password(password) if password else existing["password"]
+        hashed = hashed or existing["password"]
         if existing is None:
             db["accounts"].insert({"name": name, "password": hashed, "role": role,
                                    "created_at": now(), "updated_at": now()})
@@ -122,7 +125,8 @@ def import_users_file(db: sqlite_utils.Database, path: Path, by: str) -> int:
     added = 0
     with immediate(db):
         for name, hashed, role in rows:
-            if not NAME.fullmatch(name) or role not in ROLES or hashed.count("$") != 2:
+            if not (NAME.fullmatch(name) and role in ROLES and isinstance(hashed, str)
+                    and HASH.fullmatch(hashed)):
                 raise AccountError(f"{path}: account {name[:64]!r} is not valid; nothing imported")
             if get_account(db, name) is None:
                 db["accounts"].insert({"name": name, "password": hashed, "role": role,
@@ -139,27 +143,37 @@ def _digest(token: str) -> str:
 
 
 def start_session(db: sqlite_utils.Database, token: str, name: str) -> None:
-    with immediate(db):
-        db["sessions"].insert({"token_sha256": _digest(token), "name": name, "created_at": now()})
+    """One autocommitted insert: Gradio records a login on its event loop, so this must not
+    hold a transaction open."""
+    db.execute("INSERT INTO sessions (token_sha256, name, created_at) VALUES (?, ?, ?)",
+               [_digest(token), name, now()])
+    db.conn.commit()
 
 
-def session_user(db: sqlite_utils.Database, token: str | None = None, *,
-                 digest: str | None = None) -> str | None:
+def _live_since() -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=SESSION_DAYS)).isoformat(timespec="milliseconds")
+
+
+def session_user(db: sqlite_utils.Database, token: str) -> str | None:
     """Who a session's cookie belongs to: only while the session is open, younger than
     SESSION_DAYS, and its account exists and is not disabled."""
-    if token is None and digest is None:
-        return None
-    since = (datetime.now(timezone.utc) - timedelta(days=SESSION_DAYS)).isoformat(timespec="milliseconds")
     row = db.execute(
         """SELECT s.name FROM sessions s JOIN accounts a ON a.name = s.name
            WHERE s.token_sha256 = ? AND s.ended_at IS NULL AND s.created_at > ?
-             AND a.disabled_at IS NULL""", [digest or _digest(token), since]).fetchone()
+             AND a.disabled_at IS NULL""", [_digest(token), _live_since()]).fetchone()
     return row[0] if row else None
 
 
-def open_sessions(db: sqlite_utils.Database) -> list[str]:
-    """The digests of open sessions (a logout of all of one's sessions walks them)."""
-    return [r[0] for r in db.execute("SELECT token_sha256 FROM sessions WHERE ended_at IS NULL")]
+def session_name(db: sqlite_utils.Database, digest: str) -> str | None:
+    """The account a stored session was for, whatever its state now."""
+    row = db.execute("SELECT name FROM sessions WHERE token_sha256 = ?", [digest]).fetchone()
+    return row[0] if row else None
+
+
+def live_sessions(db: sqlite_utils.Database) -> list[str]:
+    """The digests of sessions still open and unexpired (a logout of all one's sessions walks them)."""
+    return [r[0] for r in db.execute(
+        "SELECT token_sha256 FROM sessions WHERE ended_at IS NULL AND created_at > ?", [_live_since()])]
 
 
 def end_session(db: sqlite_utils.Database, token: str | None = None, *, digest: str | None = None) -> None:

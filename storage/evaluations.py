@@ -10,7 +10,8 @@ import sqlite_utils
 
 from .exports import is_heldout
 from .migrations import CHOICES
-from .queries import VoteError, all_prompts, checked_text, immediate, now, whole_number
+from .inputs import checked_text, whole_number
+from .queries import VoteError, all_prompts, immediate, now
 from .ratings import Outcome
 
 
@@ -97,7 +98,8 @@ def pin(db: sqlite_utils.Database, comparison_id, note: str, by: str) -> int:
     if comparison["blind"] and not voted:
         raise VoteError("vote on a blind comparison before pinning it: the gallery shows its versions")
     with immediate(db):
-        return db["gallery"].insert({"comparison_id": comparison["id"], "note": checked_text("the note", note, MAX_NOTE_CHARS),
+        return db["gallery"].insert({"comparison_id": comparison["id"],
+                                     "note": checked_text("the note", note, MAX_NOTE_CHARS),
                                      "pinned_by": by, "pinned_at": now()}).last_pk
 
 
@@ -117,8 +119,9 @@ def gallery(db: sqlite_utils.Database) -> list[dict]:
 
 def _inert(text: str) -> str:
     """Untrusted text for a Markdown file that any renderer shows as text: no tag (every `<` is
-    an entity, shown as `&lt;` inside code), no image to fetch."""
-    return text.replace("<", "&lt;").replace("![", "!\\[")
+    an entity, shown as `&lt;` inside code), and no link or image (every `[` is escaped), since
+    some renderers keep `javascript:` links and every one fetches images."""
+    return text.replace("<", "&lt;").replace("[", "\\[")
 
 
 def _quoted(text: str) -> str:

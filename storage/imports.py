@@ -2,9 +2,11 @@
 
 A file is imported whole or not at all, so a fixed file can simply be imported again.
 """
+import codecs
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import sqlite_utils
@@ -41,11 +43,13 @@ def _record_text(record, where: str) -> tuple[dict | None, str | None]:
 def _decoded(path: Path) -> str:
     """The file's text; a UTF-8 byte-order mark (Excel's CSVs, Windows' JSONL) is dropped."""
     data = path.read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig")
+        return data[skip:].decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ImportFileError(f"line {line}, byte {e.start}: not UTF-8 (0x{data[e.start]:02x}); "
+        at = skip + e.start  # a position in the file, byte-order mark included
+        line = data[:at].count(b"\n") + 1
+        raise ImportFileError(f"line {line}, byte {at}: not UTF-8 (0x{data[at]:02x}); "
                               "save the file as UTF-8 and import it again") from None
 
 
@@ -65,16 +69,17 @@ def _dataset_rows(path: Path):
 
 
 def _csv_rows(text: str):
-    """Rows with the line each starts on; an unclosed quote names the line it opened on."""
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    start = 1
+    """Rows as {header: value} with the line each starts on (blank lines count, as an editor
+    counts them); an unclosed quote names the line it opened on."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header, start = None, 1
     try:
-        reader.fieldnames  # reads the header
-        while True:
+        for row in reader:
+            if row and header is None:
+                header = row
+            elif row:
+                yield f"line {start}", dict(zip(header, row))
             start = reader.line_num + 1
-            yield f"line {start}", next(reader)
-    except StopIteration:
-        return
     except csv.Error as e:
         raise ImportFileError(f"line {start}: {e} (is a quote left open?)") from None
 
@@ -87,7 +92,7 @@ def _records(path: Path):
     elif path.suffix.lower() == ".csv":
         yield from _csv_rows(_decoded(path))
     elif path.suffix.lower() in (".jsonl", ".json"):
-        for i, line in enumerate(_decoded(path).split("\n"), start=1):
+        for i, line in enumerate(re.split(r"\r\n|\r|\n", _decoded(path)), start=1):
             if not line.strip():
                 continue
             try:

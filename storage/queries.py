@@ -1,13 +1,13 @@
 """Every read and write the app, trainer and CLI make, as named functions over one connection."""
 import contextlib
 import random
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import sqlite_utils
 
+from .inputs import InputError, checked_text, whole_number
 from .migrations import CHOICES
 
 MAX_RATIONALE_CHARS = 5000
@@ -15,45 +15,12 @@ MAX_PROMPT_CHARS = 4000  # about 1000 tokens: longer prompts would crowd out the
 CLAIM_SECONDS = 600.0  # an annotator reads two answers in a minute or two; ten is walking away
 
 
-class VoteError(ValueError):
-    """A refused vote or other input; its message is written for the person, and nothing was stored."""
-
-
-SQLITE_MAX = 2**63 - 1
-
-
-def whole_number(name: str, value, low: int = -SQLITE_MAX - 1, high: int = SQLITE_MAX) -> int:
-    """An id, seed or score from a form or an API client. `int()` alone would take 3.7 as 3 and
-    True as 1 (a bool is an int to Python), and SQLite cannot store more than 64 bits."""
-    number = None
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,30}\s*", value):
-        number = int(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    if number is None or not low <= number <= high:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
-        bounds = f"from {low} to {high}" if high < SQLITE_MAX else f"of at least {low}"
-        raise VoteError(f"{name} must be a whole number {bounds}, not {shown}")
-    return number
+class VoteError(InputError):
+    """A refused vote; its message is written for the annotator, and nothing was stored."""
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def checked_text(name: str, value, max_chars: int) -> str:
-    """Free text from a form or an API client, stripped; None is empty, anything else not text
-    or over `max_chars` is refused."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise VoteError(f"{name} must be text")
-    value = value.strip()
-    if len(value) > max_chars:
-        raise VoteError(f"{name} is longer than {max_chars} characters")
-    return value
 
 
 def setting(db: sqlite_utils.Database, key: str, default) -> str:

@@ -85,6 +85,12 @@ def start_app(data: Path, ready: int, port: int | None = None):
     return cfg, demo, queue
 
 
+def api_client(cfg, name: str, password: str | None = None):
+    """gradio_client logged in to the app at cfg.port as name (password name-pw by default)."""
+    from gradio_client import Client
+    return Client(f"http://127.0.0.1:{cfg.port}", auth=(name, password or f"{name}-pw"), verbose=False)
+
+
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory):
     cfg, demo, queue = start_app(tmp_path_factory.mktemp("data"), ready=4)

@@ -4,21 +4,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from gradio_client import Client
 
 from app.admin import Admin
 from storage import queries, rounds
 from storage.db import open_db
 
-from .conftest import random_adapter, wait_for
+from .conftest import api_client, random_adapter, wait_for
 
-
-def client(live_app, user):
-    return Client(f"http://127.0.0.1:{live_app.port}", auth=(user, f"{user}-pw"), verbose=False)
 
 
 def test_annotators_cannot_promote_roll_back_or_launch(live_app):
-    bob = client(live_app, "bob")
+    bob = api_client(live_app, "bob")
     for args, api in (((0,), "/promote"), ((), "/rollback"), (("dpo",), "/launch_round")):
         with pytest.raises(Exception, match="only admin accounts"):
             bob.predict(*args, api_name=api)
@@ -28,7 +24,7 @@ def test_annotators_cannot_promote_roll_back_or_launch(live_app):
 def test_promotion_reaches_the_running_app_and_rollback_returns(live_app, tmp_path):
     db = open_db(live_app.db_path)
     v1 = rounds.add_version(db, parent_id=0, adapter_path=str(random_adapter(tmp_path / "v1")), algo="dpo")
-    root, alice = client(live_app, "root"), client(live_app, "alice")
+    root, alice = api_client(live_app, "root"), api_client(live_app, "alice")
     assert root.predict(v1, api_name="/promote") == v1
     wait_for(lambda: queries.ready_pair_count(db, 0) == 0)  # dropped once v1 has stock
     pair_id, *_ = alice.predict(api_name="/next_pair")
@@ -46,7 +42,7 @@ def test_a_launched_round_runs_apart_and_its_failure_is_reported(live_app):
     """Two launches at once (a double click, two admins): one starts, the other is told at once."""
     db = open_db(live_app.db_path)
     live = queries.live_version_id(db)
-    root = client(live_app, "root")
+    root = api_client(live_app, "root")
 
     def launch(_):
         try:

@@ -4,12 +4,13 @@ import dataclasses
 import math
 
 import pytest
+import torch
 from peft import PeftModel, get_peft_model
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from policy import models
-from tests.conftest import MODEL_CACHE
+from tests.conftest import MODEL_CACHE, random_adapter
 from trainer import common
 from trainer.dpo import DPOSettings, logprob_margin, train_dpo
 
@@ -91,3 +92,24 @@ def test_lora_on_the_top_layers_adapts_only_those_layers():
     model = get_peft_model(base, common.LoraSettings(top_layers=1).config("CAUSAL_LM", base))
     adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_A" in name}
     assert adapted == {str(base.config.num_hidden_layers - 1)}
+
+
+def test_micro_batches_change_the_memory_not_what_a_step_learns(base, tmp_path):
+    """One optimiser step on 8 pairs from the same adapter, taken whole and one pair at a time
+    (the default): the same update, up to float rounding."""
+    start = random_adapter(tmp_path / "start")
+    weights = []
+    for micro in (8, 1):
+        out = tmp_path / f"micro-{micro}"
+        train_dpo(base, start, TRAIN, dataclasses.replace(SETTINGS, micro_batch=micro, max_steps=1), out)
+        with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+            weights.append({k: f.get_tensor(k) for k in f.keys()})
+    with safe_open(str(start / "adapter_model.safetensors"), "pt") as f:
+        moved = sum(float((weights[1][k] - f.get_tensor(k)).abs().sum()) for k in f.keys())
+    assert moved > 0 and weights[0].keys() == weights[1].keys()
+    # Adam's first step is about lr * sign(gradient): where a gradient is ~0, rounding may flip it.
+    same = sum(int(torch.isclose(weights[0][k], weights[1][k], atol=1e-5).sum()) for k in weights[0])
+    total = sum(w.numel() for w in weights[0].values())
+    assert same / total > 0.99
+    with pytest.raises(ValueError, match="multiple of micro_batch"):
+        train_dpo(base, None, TRAIN, dataclasses.replace(SETTINGS, micro_batch=3), tmp_path / "bad")

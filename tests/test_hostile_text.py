@@ -65,7 +65,7 @@ def test_gallery_file_stays_text_in_a_renderer_that_allows_html(tmp_path):
     permissive = MarkdownIt("commonmark", {"html": True})
     document = permissive.render(evaluations.gallery_markdown(db))
     tags = {tag for tag, _ in Elements(document).tags}
-    assert tags <= TAGS, tags - TAGS
+    assert tags <= TAGS - {"a"}, tags - TAGS  # not even a link: some renderers keep javascript: ones
     assert document.count("<h2>") == len(CORPUS)  # no unclosed fence swallowed a later example
 
 

@@ -1,3 +1,4 @@
+import codecs
 import json
 
 import pytest
@@ -120,3 +121,15 @@ def test_an_oversized_prompt_names_its_line(db, tmp_path):
               json.dumps({"prompt": "x" * (queries.MAX_PROMPT_CHARS + 1)}) + "\n")
     with pytest.raises(imports.ImportFileError, match="line 2: the prompt is longer than 4000"):
         imports.import_prompt_file(db, f)
+
+
+def test_positions_count_the_byte_order_mark_and_blank_lines(db, tmp_path):
+    (tmp_path / "bom.jsonl").write_bytes(codecs.BOM_UTF8 + b'{"prompt": "ok"}\n{"prompt": "\xff"}\n')
+    with pytest.raises(imports.ImportFileError, match=r"line 2, byte 32: not UTF-8 \(0xff\)"):
+        imports.import_prompt_file(db, tmp_path / "bom.jsonl")
+    f = write(tmp_path / "gaps.csv", 'prompt\nhello\n\n\n" "\n')
+    with pytest.raises(imports.ImportFileError, match="line 5: empty prompt"):
+        imports.import_prompt_file(db, f)
+    (tmp_path / "mac.jsonl").write_bytes(b'{"prompt": "one"}\r{"prompt": "two"}\r')
+    imports.import_prompt_file(db, tmp_path / "mac.jsonl")
+    assert texts(db) == ["one", "two"]

@@ -64,3 +64,26 @@ def test_a_browser_stays_logged_in_on_its_pair_across_a_restart(restartable, log
     expect(page.locator("#completion-a .untrusted")).to_be_visible(timeout=30_000)
     assert page.get_by_label("username").count() == 0  # no login form: still logged in
     assert page.get_by_label("Pair").input_value() == pair_id
+
+
+def test_a_digest_copied_out_of_the_database_logs_nobody_in(restartable):
+    cfg = restartable()
+    url = f"http://127.0.0.1:{cfg.port}"
+    assert httpx.post(f"{url}/login", data={"username": "root", "password": "root-pw"}).status_code == 200
+    db = open_db(cfg.db_path)
+    cookie = "access-token-" + db["settings"].get("cookie_id")["value"]
+    [digest] = [r["token_sha256"] for r in db["sessions"].rows_where("name = 'root'")]
+    for forged in (digest, f"sha256:{digest}"):
+        assert httpx.get(f"{url}/config", cookies={cookie: forged}).status_code == 401
+
+
+def test_logging_out_works_with_expired_sessions_on_record(restartable):
+    cfg = restartable()
+    url = f"http://127.0.0.1:{cfg.port}"
+    db = open_db(cfg.db_path)
+    db["sessions"].insert({"token_sha256": "0" * 64, "name": "bob", "created_at": "2020-01-01T00:00:00.000+00:00"})
+    with httpx.Client(base_url=url) as browser:
+        assert browser.post("/login", data={"username": "alice", "password": "alice-pw"}).status_code == 200
+        copied = dict(browser.cookies)
+        assert browser.get("/logout").status_code in (200, 302, 307)
+    assert httpx.get(f"{url}/config", cookies=copied).status_code == 401

@@ -1,15 +1,13 @@
 """Ids, scores and seeds from API clients are whole numbers SQLite can hold, or are refused with
 a plain message and nothing stored: 3.7 never votes on pair 3, and True is never a score of 1."""
 import pytest
-from gradio_client import Client
 
 from storage.db import open_db
 
+from .conftest import api_client
+
 TOO_BIG = 2**70
 
-
-def client(live_app, user):
-    return Client(f"http://127.0.0.1:{live_app.port}", auth=(user, f"{user}-pw"), verbose=False)
 
 
 def votes_on(live_app, pair_id) -> int:
@@ -27,7 +25,7 @@ def refused(call, *args, match: str, api_name: str) -> str:
 
 @pytest.fixture(scope="module")
 def bob(live_app):
-    return client(live_app, "bob")
+    return api_client(live_app, "bob")
 
 
 @pytest.mark.parametrize("bad_id", [0.5, 1.7, True, TOO_BIG, -1, "3; DROP TABLE votes", None])
@@ -67,7 +65,7 @@ def test_compare_refuses_seeds_and_versions_that_are_not_whole(live_app, bob, se
 
 
 def test_promote_refuses_a_version_that_is_not_whole(live_app):
-    root = client(live_app, "root")
+    root = api_client(live_app, "root")
     refused(root, 0.5, match="the version must be a whole number", api_name="/promote")
     refused(root, TOO_BIG, match="the version must be a whole number", api_name="/promote")
 

@@ -1,5 +1,6 @@
 """Logging in against the accounts table: passwords, the demo account, and slowed guessing."""
 import asyncio
+import json
 
 import pytest
 from fastapi import HTTPException
@@ -23,7 +24,7 @@ def test_accounts_log_in_with_their_own_password_only(db, tmp_path):
     users.add_account(db, "root", "pw2", "admin", by="test")
     auth = login(users.authenticator(tmp_path / "test.db"))
     assert auth("alice", "pw1") and not auth("alice", "pw2") and not auth("nobody", "pw1")
-    assert users.role(db, "root") == "admin" and users.role(db, "alice") == "annotator"
+    assert users.current_role(db, "root") == "admin" and users.current_role(db, "alice") == "annotator"
 
 
 def test_the_demo_account_exists_until_a_real_admin_does(db, tmp_path):
@@ -33,7 +34,7 @@ def test_the_demo_account_exists_until_a_real_admin_does(db, tmp_path):
     users.add_account(db, "alice", "pw", "annotator", by="demo")
     assert auth(users.DEMO_USER, users.DEMO_PASSWORD)  # still the only admin
     users.add_account(db, "root", "pw", "admin", by="demo")
-    assert not auth(users.DEMO_USER, users.DEMO_PASSWORD) and users.role(db, "demo") is None
+    assert not auth(users.DEMO_USER, users.DEMO_PASSWORD) and users.current_role(db, "demo") is None
     assert users.ensure_accounts(db, tmp_path / "no-users.json") is None  # never made again
 
 
@@ -66,3 +67,21 @@ def test_parallel_guesses_and_unknown_names_are_limited_alike(db, tmp_path):
         results = asyncio.run(burst(name))
         assert results.count(False) == 3, results  # three were checked, the rest refused at once
         assert all(isinstance(r, HTTPException) and r.status_code == 429 for r in results if r is not False)
+
+
+def test_importing_a_real_admin_retires_the_demo_account_for_good(tmp_path):
+    from types import SimpleNamespace
+
+    from app.__main__ import main as app_cli
+    from app.admin import Admin
+    from storage.db import open_db
+    db = open_db(tmp_path / "prefloop.db")
+    users.ensure_accounts(db, tmp_path / "no-users.json")
+    (tmp_path / "users.json").write_text(json.dumps(
+        {"root": {"password": accounts.hash_password("pw"), "role": "admin"}}))
+    assert app_cli(["--data-dir", str(tmp_path), "import-users", str(tmp_path / "users.json")]) == 0
+    assert users.current_role(db, users.DEMO_USER) is None
+    admin = Admin(tmp_path, tmp_path / "prefloop.db")
+    with pytest.raises(Exception, match="new password before enabling"):
+        admin.set_disabled(users.DEMO_USER, False, SimpleNamespace(username="root"))
+    assert users.current_role(db, users.DEMO_USER) is None

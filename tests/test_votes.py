@@ -1,6 +1,7 @@
 import pytest
 
 from storage import queries
+from storage.inputs import InputError
 
 from .conftest import add_pair, show
 
@@ -42,7 +43,7 @@ def test_changed_second_vote_is_refused_and_first_stands(db):
 @pytest.mark.parametrize("pair_id, message", [(999, "unknown pair"), ("abc", "must be a whole number")])
 def test_unknown_pair_is_refused(db, pair_id, message):
     add_pair(db)
-    with pytest.raises(queries.VoteError, match=message):
+    with pytest.raises(InputError, match=message):
         queries.record_vote(db, "alice", pair_id, "a")
     assert votes(db) == []
 
@@ -66,7 +67,7 @@ def test_pair_not_shown_to_annotator_is_refused(db):
 def test_bad_votes_change_nothing(db, choice, a, b, message):
     pair_id = add_pair(db)
     show(db)
-    with pytest.raises(queries.VoteError, match=message):
+    with pytest.raises(InputError, match=message):
         queries.record_vote(db, "alice", pair_id, choice, a, b)
     assert votes(db) == []
     assert queries.record_vote(db, "alice", pair_id, "tie")  # the pair is still open

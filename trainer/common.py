@@ -64,6 +64,14 @@ def trainer_args(out_dir: Path, run_name: str) -> dict:
                 logging_steps=1, seed=0, dataloader_num_workers=0)
 
 
+def accumulation_steps(batch_size: int, micro_batch: int) -> int:
+    """Micro-batches per optimiser step: the step sees `batch_size` examples, the memory only
+    `micro_batch` at a time."""
+    if micro_batch < 1 or batch_size % micro_batch:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of micro_batch ({micro_batch})")
+    return batch_size // micro_batch
+
+
 def load_tokenizer(base_path: Path, padding_side: str = "left"):
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     tokenizer.padding_side = padding_side

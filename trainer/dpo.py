@@ -39,7 +39,9 @@ class DPOSettings:
     batch_size: int = 8       # pairs per optimiser step
     # Pairs per forward pass. Backward keeps every layer's activations of every token (LoRA is
     # on all layers), about 0.5 GB per answer: a round took 7-10 GB with 8 pairs, 4.5 with 2
-    # and 3.4 with 1, which was also the fastest (bench/round_turnaround.py).
+    # and 3.4 with 1, which was also the fastest (bench/round_turnaround.py). The DPO term's
+    # gradient is the same; the SFT term becomes a mean of per-pair token means, so a short
+    # chosen answer weighs as much as a long one.
     micro_batch: int = 1
     max_length: int = 320     # templated prompt + answer: the app's 160-token answers and most prompts fit
     lora: common.LoraSettings = field(default_factory=common.LoraSettings)
@@ -61,7 +63,8 @@ def train_dpo(base_path: Path, live_adapter: Path | None, train: list[dict], cfg
                      loss_weights=[1.0, cfg.sft_weight] if cfg.sft_weight else None,
                      max_steps=cfg.steps(len(train)),
                      per_device_train_batch_size=cfg.micro_batch,
-                     gradient_accumulation_steps=cfg.batch_size // cfg.micro_batch, max_length=cfg.max_length,
+                     gradient_accumulation_steps=common.accumulation_steps(cfg.batch_size, cfg.micro_batch),
+                     max_length=cfg.max_length,
                      precompute_ref_log_probs=True, precompute_ref_batch_size=16)
     dataset = Dataset.from_list([{k: row[k] for k in COLUMNS} for row in train[-cfg.max_pairs:]])
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,

@@ -56,7 +56,7 @@ def train_rloo(base_path: Path, live_adapter: Path | None, prompts: list[str], r
     tokenizer = common.load_tokenizer(base_path)
     args = RLOOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr, beta=cfg.beta,
                       num_generations=cfg.num_generations, per_device_train_batch_size=cfg.micro_batch,
-                      gradient_accumulation_steps=cfg.batch_size // cfg.micro_batch,
+                      gradient_accumulation_steps=common.accumulation_steps(cfg.batch_size, cfg.micro_batch),
                       max_steps=cfg.steps, max_completion_length=cfg.max_completion_length,
                       temperature=cfg.temperature)
     trainer = RLOOTrainer(model=model, reward_funcs=reward_model.reward_func, args=args,
