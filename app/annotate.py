@@ -77,7 +77,7 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     with gr.Row():
         pair_id = gr.Number(label="Pair", precision=0, interactive=False, scale=0, min_width=120)
         prompt = text_box(label="Prompt", container=True, show_label=True)
-    with gr.Row(equal_height=True):
+    with gr.Row():
         with gr.Column():
             gr.Markdown("### A")
             a = text_box(container=True, elem_id="completion-a")

@@ -100,7 +100,7 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
             go = gr.Button("Generate", variant="primary")
             resample = gr.Button("Re-sample (new seed)")
         comparison_id = gr.State(None)
-        with gr.Row(equal_height=True):
+        with gr.Row():
             with gr.Column():
                 head_a = gr.Markdown("### A")
                 answer_a = text_box(container=True, elem_id="compare-a")
