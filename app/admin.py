@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from storage import accounts, inputs, rounds
+from storage import accounts, guidelines, inputs, rounds
 from storage.db import thread_db
 from storage.migrations import ROLES
 
@@ -134,6 +134,14 @@ class Admin:
             raise refusal(e) from None
         return f"{name} is {'disabled' if disabled else 'enabled'}."
 
+    def save_guidelines(self, text: str, request: gr.Request) -> int:
+        """Save the annotation guidelines (Markdown) as a new version; returns the version in force."""
+        who = self._require_admin(request)
+        try:
+            return guidelines.save_guideline(thread_db(self.db_path), text, author=who)
+        except inputs.InputError as e:
+            raise refusal(e) from None
+
     def account_rows(self) -> list[dict]:
         return accounts.list_accounts(thread_db(self.db_path))
 
@@ -169,6 +177,12 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
                 enable = gr.Button("Enable")
                 disable = gr.Button("Disable", variant="stop")
             account_done = gr.Markdown()
+        with gr.Accordion("Guidelines", open=False):
+            guide_text = gr.Textbox(label="Guidelines shown on the Annotate tab (Markdown); each save is "
+                                    "a new version, recorded with every later vote", lines=12,
+                                    max_length=guidelines.MAX_GUIDELINE_CHARS)
+            save_guide = gr.Button("Save as a new version", variant="primary")
+            guide_done = gr.Markdown()
     timer = gr.Timer(2.0, active=False)
 
     def refresh(request: gr.Request):
@@ -179,7 +193,11 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
 
     def on_load(request: gr.Request):
         show = admin.is_admin(request)
-        return gr.Tab(visible=show), gr.Timer(active=show)
+        current = guidelines.current_guideline(thread_db(admin.db_path)) if show else None
+        return gr.Tab(visible=show), gr.Timer(active=show), current["text"] if current else ""
+
+    def save_guide_text(text, request: gr.Request) -> str:
+        return f"Guidelines version {admin.save_guidelines(text, request)} is in force."
 
     def start(algo_name: str, request: gr.Request) -> str:
         return f"Started round process {admin.launch_round(algo_name, request)}."
@@ -199,7 +217,8 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
         return set_it
 
     views = [status, log, versions, account_table]
-    demo.load(on_load, None, [tab, timer], api_visibility="private")
+    demo.load(on_load, None, [tab, timer, guide_text], api_visibility="private")
+    save_guide.click(save_guide_text, [guide_text], guide_done, api_visibility="private")
     timer.tick(refresh, None, views, api_visibility="private", show_progress="hidden")
     launch.click(start, [algo], done, api_visibility="private")
     promote.click(make_live, [version], done, api_visibility="private").success(

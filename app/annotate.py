@@ -5,7 +5,7 @@ buttons only fix the choice and reset the form.
 """
 import gradio as gr
 
-from storage import inputs, queries
+from storage import guidelines, inputs, queries
 from storage.db import thread_db
 
 from .pair_queue import PairQueue
@@ -65,6 +65,12 @@ class Annotation:
             raise refusal(e) from None
         return f"Skipped pair #{pair_id}."
 
+    def guidelines(self, request: gr.Request) -> tuple[int | None, str]:
+        """The annotation guidelines in force: (version, Markdown text); (None, "") before any."""
+        logged_in(request)
+        current = guidelines.current_guideline(thread_db(self.db_path))
+        return (current["id"], current["text"]) if current else (None, "")
+
     def count_line(self, request: gr.Request) -> str:
         n = queries.annotator_vote_count(thread_db(self.db_path), logged_in(request))
         return f"**{request.username}**, you have judged **{n}** pair{'s' * (n != 1)}."
@@ -74,6 +80,8 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     """Build the tab inside `demo`; `mode` is pick, score or both."""
     pick, score = mode in ("pick", "both"), mode in ("score", "both")
     count = gr.Markdown()
+    with gr.Accordion("Guidelines", open=False, elem_id="guidelines-panel") as panel:
+        guide = text_box(elem_id="guidelines")
     with gr.Row():
         pair_id = gr.Number(label="Pair", precision=0, interactive=False, scale=0, min_width=120)
         prompt = text_box(label="Prompt", container=True, show_label=True)
@@ -111,6 +119,13 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
         pid, *texts = annotation.next_pair(request)
         return pid, *map(text_html, texts), 5, 5, False, False, "", annotation.count_line(request)
 
+    def load_guidelines(request: gr.Request):
+        """Read at every page load and vote, so a new version reaches annotators mid-session."""
+        version, text = annotation.guidelines(request)
+        if version is None:
+            return gr.Accordion(label="Guidelines (none yet)"), text_html("No guidelines yet.")
+        return gr.Accordion(label=f"Guidelines (version {version})"), text_html(text)
+
     def make_vote(choice):
         def submit(pid, sa, sb, ta, tb, why, request: gr.Request):
             if choice is None:  # score-only: the scores decide
@@ -125,6 +140,9 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     vote_inputs = [pair_id, score_a, score_b, touched_a, touched_b, rationale]
     quick = {"api_visibility": "private", "concurrency_limit": None}  # see server.build_blocks
     for choice, button in [*buttons.items(), (None, submit_scores)]:
-        button.click(make_vote(choice), vote_inputs, saved, **quick).success(load_next, None, all_outputs, **quick)
+        voted = button.click(make_vote(choice), vote_inputs, saved, **quick)
+        voted.success(load_next, None, all_outputs, **quick)
+        voted.success(load_guidelines, None, [panel, guide], **quick)
     skip.click(annotation.skip, [pair_id], None, api_name="skip_button", **quick).success(load_next, None, all_outputs, **quick)
     demo.load(load_next, None, all_outputs, **quick)
+    demo.load(load_guidelines, None, [panel, guide], **quick)

@@ -203,3 +203,16 @@ def m006_accounts_and_sessions(db):
     )
     db["sessions"].create_index(["name"])
     db["settings"].create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m007_guidelines(db):
+    """Annotation guidelines, versioned: each save is a new row, never an edit, and every vote
+    records the version in force when it was cast, so judgements made under different
+    instructions can be told apart."""
+    db["guidelines"].create(
+        {"id": int, "text": str, "author": str, "created_at": str},
+        pk="id", not_null={"text", "author", "created_at"},
+    )
+    _append_only(db, "guidelines", "guidelines are append-only: save a new version")
+    db.execute("ALTER TABLE votes ADD COLUMN guideline_id INTEGER REFERENCES guidelines(id)")

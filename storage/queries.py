@@ -273,9 +273,11 @@ def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
         if show["skipped_at"]:
             raise VoteError(f"pair {pair_id} was skipped; ask for the next pair")
         seconds = (datetime.fromisoformat(now()) - datetime.fromisoformat(show["shown_at"]))
+        guideline_id = db.execute("SELECT max(id) FROM guidelines").fetchone()[0]  # the version in force
         return db["votes"].insert({
             **vote, "pair_id": pair_id, "annotator": annotator, "shown_order": show["shown_order"],
-            "seconds_on_task": round(seconds.total_seconds(), 3), "created_at": now(),
+            "seconds_on_task": round(seconds.total_seconds(), 3), "guideline_id": guideline_id,
+            "created_at": now(),
         }).last_pk
 
 
