@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from storage import accounts, guidelines, inputs, rounds
+from storage import accounts, guidelines, inputs, queries, rounds
 from storage.db import thread_db
 from storage.migrations import ROLES
 
@@ -142,6 +142,16 @@ class Admin:
         except inputs.InputError as e:
             raise refusal(e) from None
 
+    def set_daily_goal(self, goal: int, request: gr.Request) -> int:
+        """Judgements a day each annotator aims for, shown with their count (0: no goal)."""
+        self._require_admin(request)
+        try:
+            goal = inputs.whole_number("the daily goal", goal, 0, 10_000)
+        except inputs.InputError as e:
+            raise refusal(e) from None
+        queries.put_setting(thread_db(self.db_path), "daily_goal", str(goal))
+        return goal
+
     def account_rows(self) -> list[dict]:
         return accounts.list_accounts(thread_db(self.db_path))
 
@@ -183,6 +193,9 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
                                     max_length=guidelines.MAX_GUIDELINE_CHARS)
             save_guide = gr.Button("Save as a new version", variant="primary")
             guide_done = gr.Markdown()
+            with gr.Row():
+                goal = gr.Number(label="Daily goal per annotator (0: none)", precision=0, minimum=0)
+                set_goal = gr.Button("Set the goal")
     timer = gr.Timer(2.0, active=False)
 
     def refresh(request: gr.Request):
@@ -194,7 +207,12 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     def on_load(request: gr.Request):
         show = admin.is_admin(request)
         current = guidelines.current_guideline(thread_db(admin.db_path)) if show else None
-        return gr.Tab(visible=show), gr.Timer(active=show), current["text"] if current else ""
+        goal_now = queries.daily_goal(thread_db(admin.db_path)) if show else 0
+        return gr.Tab(visible=show), gr.Timer(active=show), current["text"] if current else "", goal_now
+
+    def set_goal_to(n, request: gr.Request) -> str:
+        n = admin.set_daily_goal(n, request)
+        return f"Daily goal: {n} judgements." if n else "No daily goal."
 
     def save_guide_text(text, request: gr.Request) -> str:
         return f"Guidelines version {admin.save_guidelines(text, request)} is in force."
@@ -217,8 +235,9 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
         return set_it
 
     views = [status, log, versions, account_table]
-    demo.load(on_load, None, [tab, timer, guide_text], api_visibility="private")
+    demo.load(on_load, None, [tab, timer, guide_text, goal], api_visibility="private")
     save_guide.click(save_guide_text, [guide_text], guide_done, api_visibility="private")
+    set_goal.click(set_goal_to, [goal], guide_done, api_visibility="private")
     timer.tick(refresh, None, views, api_visibility="private", show_progress="hidden")
     launch.click(start, [algo], done, api_visibility="private")
     promote.click(make_live, [version], done, api_visibility="private").success(

@@ -72,8 +72,14 @@ class Annotation:
         return (current["id"], current["text"]) if current else (None, "")
 
     def count_line(self, request: gr.Request) -> str:
-        n = queries.annotator_vote_count(thread_db(self.db_path), logged_in(request))
-        return f"**{request.username}**, you have judged **{n}** pair{'s' * (n != 1)}."
+        p = queries.annotator_progress(thread_db(self.db_path), logged_in(request))
+        line = f"**{request.username}**, you have judged **{p['total']}** pair{'s' * (p['total'] != 1)}"
+        if p["goal"]:
+            line += f" · today **{p['today']}** of your goal of **{p['goal']}** " \
+                    f"({min(100, round(100 * p['today'] / p['goal']))}%)"
+        if p["last_round"] is not None:
+            line += f" · **{p['in_last_round']}** of them trained round {p['last_round']}"
+        return line + "."
 
 
 def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:

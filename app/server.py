@@ -95,6 +95,7 @@ def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
         gr.api(admin.promote, api_name="promote")
         gr.api(admin.rollback, api_name="rollback")
         gr.api(admin.save_guidelines, api_name="save_guidelines")
+        gr.api(admin.set_daily_goal, api_name="set_daily_goal")
         gr.api(admin.save_account, api_name="save_account")
         gr.api(admin.set_disabled, api_name="set_disabled")
     return demo.queue(default_concurrency_limit=8)

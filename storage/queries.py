@@ -23,6 +23,11 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def put_setting(db: sqlite_utils.Database, key: str, value: str) -> None:
+    with immediate(db):
+        db["settings"].upsert({"key": key, "value": value}, pk="key")
+
+
 def setting(db: sqlite_utils.Database, key: str, default) -> str:
     """A value kept per data directory; `default()` makes it the first time it is asked for."""
     with immediate(db):
@@ -281,8 +286,23 @@ def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
         }).last_pk
 
 
-def annotator_vote_count(db: sqlite_utils.Database, annotator: str) -> int:
-    return db.execute("SELECT count(*) FROM votes WHERE annotator = ?", [annotator]).fetchone()[0]
+def daily_goal(db: sqlite_utils.Database) -> int:
+    """Judgements a day each annotator aims for, set by an admin; 0 is no goal."""
+    row = db.execute("SELECT value FROM settings WHERE key = 'daily_goal'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def annotator_progress(db: sqlite_utils.Database, annotator: str) -> dict:
+    """An annotator's judgements: in all, today (UTC), the daily goal an admin set (0: none), and
+    how many of them trained the last finished round."""
+    today = datetime.now(timezone.utc).date().isoformat()
+    total, on_day = db.execute("SELECT count(*), count(CASE WHEN created_at >= ? THEN 1 END) "
+                               "FROM votes WHERE annotator = ?", [today, annotator]).fetchone()
+    last = db.execute("SELECT id, vote_ids FROM rounds WHERE status = 'done' ORDER BY id DESC LIMIT 1").fetchone()
+    used = db.execute("SELECT count(*) FROM votes v JOIN json_each(?) j ON j.value = v.id "
+                      "WHERE v.annotator = ?", [last[1] or "[]", annotator]).fetchone()[0] if last else 0
+    return {"total": total, "today": on_day, "goal": daily_goal(db),
+            "last_round": last[0] if last else None, "in_last_round": used}
 
 
 def preference_rows(db: sqlite_utils.Database) -> list[dict]:

@@ -26,6 +26,7 @@ def test_login_vote_by_keyboard_and_find_the_vote(app_with_hostile_pair, log_in_
     from playwright.sync_api import expect
 
     cfg, pair_id = app_with_hostile_pair
+    queries.put_setting(open_db(cfg.db_path), "daily_goal", "4")  # as the Admin tab sets it
     page = log_in_browser(cfg.port, "alice")
     expect(page.get_by_text("Answer two, plain")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Render this safely:")).to_be_visible()
@@ -37,10 +38,10 @@ def test_login_vote_by_keyboard_and_find_the_vote(app_with_hostile_pair, log_in_
     page.locator("body").click(position={"x": 5, "y": 5})
     page.keyboard.press("1")
     expect(page.get_by_text(f"on pair #{pair_id}")).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("you have judged 1 pair.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("you have judged 1 pair · today 1 of your goal of 4 (25%).")).to_be_visible(timeout=30_000)
     page.screenshot(path=str(tmp_path / "annotate.png"), full_page=True)
 
     votes = list(open_db(cfg.db_path).query("SELECT * FROM votes WHERE pair_id = ?", [pair_id]))
     assert [(v["annotator"], v["choice"]) for v in votes] == [("alice", "a")]
-    assert queries.annotator_vote_count(open_db(cfg.db_path), "alice") == 1
+    assert queries.annotator_progress(open_db(cfg.db_path), "alice")["total"] == 1
     assert (tmp_path / "annotate.png").stat().st_size > 10_000

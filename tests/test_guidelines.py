@@ -55,3 +55,13 @@ def test_an_annotator_opens_the_guidelines_in_the_browser(live_app, log_in_brows
     expect(page.get_by_text(f"on pair #{pair_id}")).to_be_visible(timeout=30_000)
     [vote] = open_db(live_app.db_path)["votes"].rows_where("pair_id = ? AND annotator = 'bob'", [pair_id])
     assert vote["guideline_id"] == version
+
+
+def test_only_admins_set_the_daily_goal_and_it_must_be_whole(live_app):
+    root, alice = api_client(live_app, "root"), api_client(live_app, "alice")
+    with pytest.raises(Exception, match="only admin accounts"):
+        alice.predict(5, api_name="/set_daily_goal")
+    with pytest.raises(Exception, match="the daily goal must be a whole number from 0 to 10000"):
+        root.predict(2.5, api_name="/set_daily_goal")
+    assert root.predict(30, api_name="/set_daily_goal") == 30
+    assert queries.daily_goal(open_db(live_app.db_path)) == 30

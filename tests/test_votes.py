@@ -94,5 +94,21 @@ def test_annotator_count(db):
     for _ in range(2):
         queries.record_vote(db, "alice", show(db, "alice")["pair_id"], "a")
     queries.record_vote(db, "bob", show(db, "bob")["pair_id"], "b")
-    assert queries.annotator_vote_count(db, "alice") == 2
+    assert queries.annotator_progress(db, "alice")["total"] == 2
     assert queries.stats(db)["votes_by_annotator"] == {"alice": 2, "bob": 1}
+
+
+def test_progress_counts_today_the_goal_and_the_last_round(db):
+    from storage import rounds
+    first, second = add_pair(db, prompt="One?"), add_pair(db, prompt="Two?")
+    show(db, "alice")
+    used = queries.record_vote(db, "alice", first, "a")
+    queries.put_setting(db, "daily_goal", "20")
+    round_id = rounds.start_round(db, "dpo", {}, pid=1)
+    rounds.set_round_votes(db, round_id, [used])
+    rounds.finish_round(db, round_id, 0)
+    show(db, "alice")
+    queries.record_vote(db, "alice", second, "b")
+    assert queries.annotator_progress(db, "alice") == {
+        "total": 2, "today": 2, "goal": 20, "last_round": round_id, "in_last_round": 1}
+    assert queries.annotator_progress(db, "bob")["in_last_round"] == 0
