@@ -86,7 +86,7 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     """Build the tab inside `demo`; `mode` is pick, score or both."""
     pick, score = mode in ("pick", "both"), mode in ("score", "both")
     count = gr.Markdown()
-    with gr.Accordion("Guidelines", open=False, elem_id="guidelines-panel") as panel:
+    with gr.Accordion("Guidelines", open=False) as panel:
         guide = text_box(elem_id="guidelines")
     with gr.Row():
         pair_id = gr.Number(label="Pair", precision=0, interactive=False, scale=0, min_width=120)
