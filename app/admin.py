@@ -108,7 +108,6 @@ class Admin:
             raise refusal(e) from None
         return self.promote(version, request)
 
-
     def save_account(self, name: str, password: str | None, role: str, request: gr.Request) -> str:
         """Add an account, or change one's role or password (empty keeps it); counts at once."""
         who = self._require_admin(request)
@@ -124,12 +123,9 @@ class Admin:
         who = self._require_admin(request)
         if not isinstance(disabled, bool):
             raise gr.Error("disabled must be true or false")
-        db = thread_db(self.db_path)
         try:
             name = inputs.checked_text("the name", name, 64)
-            if name == users.DEMO_USER and not disabled and users.has_demo_password(db):
-                raise accounts.AccountError("give the demo account a new password before enabling it")
-            accounts.set_disabled(db, name, disabled, by=who)
+            users.set_disabled(thread_db(self.db_path), name, disabled, by=who)
         except inputs.InputError as e:
             raise refusal(e) from None
         return f"{name} is {'disabled' if disabled else 'enabled'}."

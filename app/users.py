@@ -61,6 +61,13 @@ def add_account(db: sqlite_utils.Database, name: str, password: str | None, role
     return result
 
 
+def set_disabled(db: sqlite_utils.Database, name: str, disabled: bool, by: str) -> None:
+    """Disable or enable an account; the demo account comes back only with a new password."""
+    if name == DEMO_USER and not disabled and has_demo_password(db):
+        raise accounts.AccountError("give the demo account a new password before enabling it")
+    accounts.set_disabled(db, name, disabled, by)
+
+
 def current_role(db: sqlite_utils.Database, name: str | None) -> str | None:
     """The account's role now, or None for no (or a disabled) account."""
     account = accounts.get_account(db, name) if name else None
@@ -173,7 +180,10 @@ class Sessions(MutableMapping):
 
 def keep_sessions(app, db_path: Path) -> None:
     """Put a launched Gradio app's sessions in the database under a cookie name kept there too."""
-    app.cookie_id = queries.setting(thread_db(db_path), "cookie_id", lambda: secrets.token_urlsafe(32))
+    db = thread_db(db_path)
+    if queries.setting(db, "cookie_id") is None:
+        queries.put_setting(db, "cookie_id", secrets.token_urlsafe(32))
+    app.cookie_id = queries.setting(db, "cookie_id")
     app.tokens = Sessions(db_path)
 
 

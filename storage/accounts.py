@@ -8,18 +8,17 @@ import hmac
 import json
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlite_utils
 
 from .inputs import InputError
 from .migrations import ROLES
-from .queries import immediate, now
+from .queries import immediate, now, since
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 HASH = re.compile(r"scrypt\$[0-9a-f]{32}\$[0-9a-f]{128}")  # as hash_password writes them
-SESSION_DAYS = 30
+SESSION_SECONDS = 30 * 24 * 3600  # a login lasts at most 30 days
 
 
 class AccountError(InputError):
@@ -59,6 +58,12 @@ def _event(db, name: str, event: str, by: str) -> None:
     db["account_events"].insert({"name": name, "event": event, "by": by, "created_at": now()})
 
 
+def _insert(db, name: str, hashed: str, role: str, event: str, by: str) -> None:
+    db["accounts"].insert({"name": name, "password": hashed, "role": role,
+                           "created_at": now(), "updated_at": now()})
+    _event(db, name, event, by)
+
+
 def _check_not_last_admin(db, name: str) -> None:
     admins = [r[0] for r in db.execute(
         "SELECT name FROM accounts WHERE role = 'admin' AND disabled_at IS NULL")]
@@ -85,9 +90,7 @@ def save_account(db: sqlite_utils.Database, name: str, password: str | None, rol
             _check_not_last_admin(db, name)
         hashed = hashed or existing["password"]
         if existing is None:
-            db["accounts"].insert({"name": name, "password": hashed, "role": role,
-                                   "created_at": now(), "updated_at": now()})
-            _event(db, name, f"added as {role}", by)
+            _insert(db, name, hashed, role, f"added as {role}", by)
             return "added"
         db.execute("UPDATE accounts SET password = ?, role = ?, updated_at = ? WHERE name = ?",
                    [hashed, role, now(), name])
@@ -129,9 +132,7 @@ def import_users_file(db: sqlite_utils.Database, path: Path, by: str) -> int:
                     and HASH.fullmatch(hashed)):
                 raise AccountError(f"{path}: account {name[:64]!r} is not valid; nothing imported")
             if get_account(db, name) is None:
-                db["accounts"].insert({"name": name, "password": hashed, "role": role,
-                                       "created_at": now(), "updated_at": now()})
-                _event(db, name, f"imported from {Path(path).name} as {role}", by)
+                _insert(db, name, hashed, role, f"imported from {Path(path).name} as {role}", by)
                 added += 1
     return added
 
@@ -150,17 +151,13 @@ def start_session(db: sqlite_utils.Database, token: str, name: str) -> None:
     db.conn.commit()
 
 
-def _live_since() -> str:
-    return (datetime.now(timezone.utc) - timedelta(days=SESSION_DAYS)).isoformat(timespec="milliseconds")
-
-
 def session_user(db: sqlite_utils.Database, token: str) -> str | None:
     """Who a session's cookie belongs to: only while the session is open, younger than
-    SESSION_DAYS, and its account exists and is not disabled."""
+    SESSION_SECONDS, and its account exists and is not disabled."""
     row = db.execute(
         """SELECT s.name FROM sessions s JOIN accounts a ON a.name = s.name
            WHERE s.token_sha256 = ? AND s.ended_at IS NULL AND s.created_at > ?
-             AND a.disabled_at IS NULL""", [_digest(token), _live_since()]).fetchone()
+             AND a.disabled_at IS NULL""", [_digest(token), since(SESSION_SECONDS)]).fetchone()
     return row[0] if row else None
 
 
@@ -173,7 +170,7 @@ def session_name(db: sqlite_utils.Database, digest: str) -> str | None:
 def live_sessions(db: sqlite_utils.Database) -> list[str]:
     """The digests of sessions still open and unexpired (a logout of all one's sessions walks them)."""
     return [r[0] for r in db.execute(
-        "SELECT token_sha256 FROM sessions WHERE ended_at IS NULL AND created_at > ?", [_live_since()])]
+        "SELECT token_sha256 FROM sessions WHERE ended_at IS NULL AND created_at > ?", [since(SESSION_SECONDS)])]
 
 
 def end_session(db: sqlite_utils.Database, token: str | None = None, *, digest: str | None = None) -> None:

@@ -28,14 +28,10 @@ def put_setting(db: sqlite_utils.Database, key: str, value: str) -> None:
         db["settings"].upsert({"key": key, "value": value}, pk="key")
 
 
-def setting(db: sqlite_utils.Database, key: str, default) -> str:
-    """A value kept per data directory; `default()` makes it the first time it is asked for."""
-    with immediate(db):
-        row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
-        if row:
-            return row[0]
-        db["settings"].insert({"key": key, "value": default()})
-        return db["settings"].get(key)["value"]
+def setting(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
+    """A value kept per data directory (an admin's choice, the session cookie's name)."""
+    row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
 
 
 def normalise(text: str) -> str:
@@ -158,7 +154,7 @@ IN_STOCK = """NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
                     AND (s.skipped_at IS NOT NULL OR s.shown_at > :cutoff))"""
 
 
-def _since(seconds: float) -> str:
+def since(seconds: float) -> str:
     """The time `seconds` ago, written as `now()` writes times, so the two compare as text."""
     return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
 
@@ -166,13 +162,13 @@ def _since(seconds: float) -> str:
 def ready_pair_count(db: sqlite_utils.Database, version_id: int, claim_seconds: float = CLAIM_SECONDS) -> int:
     """Pairs of this version waiting for an annotator: the queue's stock."""
     return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK}",
-                      {"v": version_id, "cutoff": _since(claim_seconds)}).fetchone()[0]
+                      {"v": version_id, "cutoff": since(claim_seconds)}).fetchone()[0]
 
 
 def active_annotators(db: sqlite_utils.Database, minutes: float) -> int:
     """Annotators who were shown a pair in the last `minutes`: the queue's demand."""
     return db.execute("SELECT count(DISTINCT annotator) FROM shows WHERE shown_at > ?",
-                      [_since(minutes * 60)]).fetchone()[0]
+                      [since(minutes * 60)]).fetchone()[0]
 
 
 def _shown(pair: dict, order: str) -> dict:
@@ -195,7 +191,7 @@ def open_claim(db: sqlite_utils.Database, annotator: str, claim_seconds: float =
                ORDER BY s.id DESC LIMIT 1""", {"me": annotator}))
         if not rows:
             return None
-        if rows[0]["shown_at"] <= _since(claim_seconds):
+        if rows[0]["shown_at"] <= since(claim_seconds):
             db.execute("UPDATE shows SET shown_at = ? WHERE id = ?", [now(), rows[0]["show_id"]])
     return _shown(rows[0], rows[0]["shown_order"])
 
@@ -215,7 +211,7 @@ def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
                WHERE p.version_id = :v AND {IN_STOCK}
                AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id AND s.annotator = :me)
                ORDER BY p.id LIMIT 1""",
-            {"v": version_id, "me": annotator, "cutoff": _since(claim_seconds)}))
+            {"v": version_id, "me": annotator, "cutoff": since(claim_seconds)}))
         if not rows:
             return None
         order = rng.choice(["01", "10"])
@@ -288,8 +284,7 @@ def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
 
 def daily_goal(db: sqlite_utils.Database) -> int:
     """Judgements a day each annotator aims for, set by an admin; 0 is no goal."""
-    row = db.execute("SELECT value FROM settings WHERE key = 'daily_goal'").fetchone()
-    return int(row[0]) if row else 0
+    return int(setting(db, "daily_goal", "0"))
 
 
 def annotator_progress(db: sqlite_utils.Database, annotator: str) -> dict:

@@ -12,18 +12,17 @@ from .conftest import start_app
 @pytest.fixture
 def restartable(tmp_path):
     """start() the app on one data directory and port; each start stops the one before."""
-    running = []
+    running, port = [], [None]
 
     def start():
         if running:
             queue, demo = running.pop()
             queue.stop()
             demo.close()
-        cfg, demo, queue = start_app(tmp_path / "data", ready=2, port=running_port[0])
-        running_port[0] = cfg.port
+        cfg, demo, queue = start_app(tmp_path / "data", ready=2, port=port[0])
+        port[0] = cfg.port
         running.append((queue, demo))
         return cfg
-    running_port = [None]
     (tmp_path / "data").mkdir()
     yield start
     for queue, demo in running:
