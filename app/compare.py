@@ -40,7 +40,7 @@ class Compare:
 
     def _answer(self, version_id: int, prompt: str, seed: int) -> str:
         self.queue.load_version(version_id)
-        return self.queue.registry.complete(version_id, [prompt], self.sampling, seed)[0][0]
+        return self.queue.registry.complete(version_id, [prompt], self.sampling, seed)[0][0].text
 
     def compare(self, prompt: str, version_a: int, version_b: int, seed: int, blind: bool,
                 request: gr.Request) -> tuple[int, str, str]:

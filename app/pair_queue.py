@@ -52,6 +52,9 @@ class PairQueue:
         self._failures = 0   # refills that failed, so a waiter does not wait forever
         self._last_error = ""
         self._waiting = 0
+        # Waiting annotators, and the batch count when they last found no pair for them: with an
+        # overlap above 1 the stock can hold pairs that they have all seen.
+        self._hungry: dict[str, int] = {}
         self._making: tuple[int, threading.Event] | None = None  # the batch under way: version, cancel
         self._thread: threading.Thread | None = None
         self._serving: int | None = None  # the version the refill makes pairs for
@@ -88,6 +91,8 @@ class PairQueue:
                 pair = self._claim(db, annotator)
                 if pair is not None:
                     return pair
+                with self._stocked:
+                    self._hungry[annotator] = batches
                 if self._thread is None or not self._thread.is_alive():
                     self.generate(queries.live_version_id(db), 1)
                     continue
@@ -99,6 +104,7 @@ class PairQueue:
         finally:
             with self._stocked:
                 self._waiting -= 1
+                self._hungry.pop(annotator, None)
 
     def _claim(self, db, annotator: str) -> dict | None:
         """The pair this annotator holds, else one of the live version's, or, until the live
@@ -114,6 +120,11 @@ class PairQueue:
         if pair is None and old is not None:
             pair = queries.show_next_pair(db, annotator, old, self.rng, self.cfg.claim_seconds)
         return pair
+
+    def _starved(self) -> int:
+        """Annotators who found nothing for them in the stock since the last batch was stored."""
+        with self._stocked:
+            return sum(batches == self._batches for batches in self._hungry.values())
 
     def target_stock(self, db) -> int:
         """How many unshown pairs of the live version to keep right now."""
@@ -136,7 +147,7 @@ class PairQueue:
             queries.add_pair(db, prompt_id=prompt["id"], version_id=version_id,
                              completions=pair.completions, sampling=self.cfg.sampling.record(),
                              seed=pair.seed, prompt_truncated=pair.prompt_truncated,
-                             gen_seconds=pair.seconds)
+                             gen_seconds=pair.seconds, cut_off=pair.cut_off)
         with self._stocked:
             self._batches += 1
             self._stocked.notify_all()
@@ -144,11 +155,12 @@ class PairQueue:
 
     def _batch_size(self, ready: int) -> int:
         """A full batch, except: the first batch of a newly live version is one pair, so that it
-        reaches annotators in seconds; and while annotators wait on an empty stock, only as many
-        pairs as there are people waiting, which is quicker to make."""
+        reaches annotators in seconds; and while annotators wait with nothing in stock for them,
+        only as many pairs as there are such people, which is quicker to make."""
         if self._draining is not None:
             return 1
-        return self.cfg.batch if ready or not self._waiting else min(self.cfg.batch, self._waiting)
+        hungry = self._starved() if ready else self._waiting
+        return min(self.cfg.batch, hungry) if hungry else self.cfg.batch
 
     def _refill_forever(self) -> None:
         db = thread_db(self.db_path)
@@ -160,7 +172,7 @@ class PairQueue:
                 ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
                 if ready and self._draining is not None:
                     self._retire_old_stock(db)
-                if ready < self.target_stock(db):
+                if ready < self.target_stock(db) or (ready < self.cfg.max_ready and self._starved()):
                     self._making = (version, threading.Event())
                     self.generate(version, self._batch_size(ready), self._making[1])
                     continue  # the old version's stock is retired at the top, now there is stock

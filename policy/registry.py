@@ -14,7 +14,7 @@ from peft import PeftModel
 from . import models
 import torch
 
-from .sampling import SampledPair, SamplingConfig, complete, sample_batch, sample_pairs, token_logprobs
+from .sampling import Answer, SampledPair, SamplingConfig, complete, sample_batch, sample_pairs, token_logprobs
 
 
 class PolicyRegistry:
@@ -78,7 +78,7 @@ class PolicyRegistry:
             return sample_pairs(model, self.tokenizer, prompts, cfg, seed, cancel)
 
     def complete(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int,
-                 copies: int = 1) -> list[list[str]]:
+                 copies: int = 1) -> list[list[Answer]]:
         """`copies` answers to each prompt from this version; see `sampling.complete`."""
         with self._lock, self._selected(version_id) as model:
             return complete(model, self.tokenizer, prompts, cfg, seed, copies)

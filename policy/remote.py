@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from .sampling import Cancelled, SampledPair, SamplingConfig, distinct_pairs
+from .sampling import Answer, Cancelled, SampledPair, SamplingConfig, distinct_pairs
 
 
 class EndpointError(RuntimeError):
@@ -85,14 +85,15 @@ class RemotePolicy:
             self._loaded[url].add(version_id)
         return name
 
-    def _ask(self, url: str, version_id: int, prompt: str, cfg: SamplingConfig, seed: int, n: int) -> list[str]:
+    def _ask(self, url: str, version_id: int, prompt: str, cfg: SamplingConfig, seed: int, n: int) -> list[Answer]:
         body = {"model": self._model_on(url, version_id), "messages": [{"role": "user", "content": prompt}],
                 "n": n, "seed": seed, "temperature": cfg.temperature, "top_p": cfg.top_p,
                 "max_tokens": cfg.max_new_tokens}
         choices = self._post(url, "/v1/chat/completions", body).json()["choices"]
-        return [c["message"]["content"].strip() for c in sorted(choices, key=lambda c: c["index"])]
+        return [Answer(c["message"]["content"].strip(), c.get("finish_reason") == "length")
+                for c in sorted(choices, key=lambda c: c["index"])]
 
-    def _answers(self, version_id: int, prompt: str, cfg: SamplingConfig, seed: int, n: int) -> list[str]:
+    def _answers(self, version_id: int, prompt: str, cfg: SamplingConfig, seed: int, n: int) -> list[Answer]:
         """n answers from the next endpoint in turn, or from the others if it fails."""
         first = next(self._turn)
         errors = []
@@ -111,7 +112,7 @@ class RemotePolicy:
         raise EndpointError("no sampling endpoint answered: " + "; ".join(errors))
 
     def complete(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int,
-                 copies: int = 1) -> list[list[str]]:
+                 copies: int = 1) -> list[list[Answer]]:
         """`copies` answers to each prompt, the prompts sent at once so endpoints batch them."""
         return list(self._pool.map(lambda prompt: self._answers(version_id, prompt, cfg, seed, copies), prompts))
 
@@ -121,7 +122,7 @@ class RemotePolicy:
         be stopped: `cancel` throws their answers away when they come back."""
         start = time.perf_counter()
 
-        def sample(indices: list[int], seed: int) -> list[list[str]]:
+        def sample(indices: list[int], seed: int) -> list[list[Answer]]:
             answers = self.complete(version_id, [prompts[i] for i in indices], cfg, seed, 2)
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
@@ -130,4 +131,4 @@ class RemotePolicy:
         made = distinct_pairs(sample, len(prompts), cfg.attempts, seed)
         share = (time.perf_counter() - start) / max(len(prompts), 1)
         # The endpoint cuts an over-long prompt to fit; only a local model can say whether it did.
-        return [SampledPair((a, b), s, False, share) for a, b, s in made]
+        return [SampledPair((a.text, b.text), s, False, share, (a.cut_off, b.cut_off)) for a, b, s in made]

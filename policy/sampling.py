@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -30,12 +31,18 @@ class SamplingConfig:
         return {k: v for k, v in asdict(self).items() if k != "attempts"}
 
 
+class Answer(NamedTuple):
+    text: str
+    cut_off: bool  # stopped at max_new_tokens, not by the model: an annotator should know
+
+
 @dataclass
 class SampledPair:
     completions: tuple[str, str]
     seed: int
     prompt_truncated: bool
     seconds: float  # this pair's share of its batch's generation time
+    cut_off: tuple[bool, bool] = (False, False)
 
 
 class Cancelled(Exception):
@@ -95,8 +102,8 @@ def _templated(model, tokenizer, prompts: list[str], cfg: SamplingConfig) -> lis
             (chat_input(model, tokenizer, p, cfg.max_new_tokens) for p in prompts)]
 
 
-def distinct_pairs(sample: Callable[[list[int], int], list[list[str]]], n: int, attempts: int,
-                   seed: int) -> list[tuple[str, str, int]]:
+def distinct_pairs(sample: Callable[[list[int], int], list[list[Answer]]], n: int, attempts: int,
+                   seed: int) -> list[tuple[Answer, Answer, int]]:
     """(answer, answer, seed) for each of n prompts, `sample(prompt indices, seed)` giving two
     answers to each. Identical answers teach nothing: those prompts alone are sampled again with
     the next seed."""
@@ -105,14 +112,20 @@ def distinct_pairs(sample: Callable[[list[int], int], list[list[str]]], n: int, 
     for attempt in range(attempts):
         for i, (a, b) in zip(todo, sample(todo, seed + attempt)):
             made[i] = (a, b, seed + attempt)
-        todo = [i for i in todo if made[i][0] == made[i][1]]
+        todo = [i for i in todo if made[i][0].text == made[i][1].text]
         if not todo:
             break
     return [made[i] for i in range(n)]
 
 
-def _grouped(texts: list[str], copies: int) -> list[list[str]]:
-    return [texts[i:i + copies] for i in range(0, len(texts), copies)]
+def _answers(model, tokenizer, inputs: list[torch.Tensor], cfg: SamplingConfig, seed: int,
+             copies: int, cancel: threading.Event | None = None) -> list[list[Answer]]:
+    """`copies` answers to each input, grouped by input. An answer whose tokens all count (no
+    end-of-sequence among them) ran into `max_new_tokens`: it is cut off."""
+    texts, _, mask, start = _generate(model, tokenizer, inputs, cfg, seed, copies, cancel)
+    cut = mask[:, start:].bool().all(dim=1).tolist()
+    answers = [Answer(text, c) for text, c in zip(texts, cut)]
+    return [answers[i:i + copies] for i in range(0, len(answers), copies)]
 
 
 @torch.inference_mode()
@@ -127,24 +140,22 @@ def sample_pairs(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed
     start = time.perf_counter()
     templated = _templated(model, tokenizer, prompts, cfg)
 
-    def sample(indices: list[int], seed: int) -> list[list[str]]:
-        texts, *_ = _generate(model, tokenizer, [templated[i][0] for i in indices], cfg, seed,
-                              copies=2, cancel=cancel)
-        return _grouped(texts, 2)
+    def sample(indices: list[int], seed: int) -> list[list[Answer]]:
+        return _answers(model, tokenizer, [templated[i][0] for i in indices], cfg, seed, 2, cancel)
 
     made = distinct_pairs(sample, len(prompts), cfg.attempts, seed)
     share = (time.perf_counter() - start) / max(len(prompts), 1)
-    return [SampledPair((a, b), s, truncated, share) for (a, b, s), (_, truncated) in zip(made, templated)]
+    return [SampledPair((a.text, b.text), s, truncated, share, (a.cut_off, b.cut_off))
+            for (a, b, s), (_, truncated) in zip(made, templated)]
 
 
 @torch.inference_mode()
 def complete(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed: int,
-             copies: int = 1) -> list[list[str]]:
+             copies: int = 1) -> list[list[Answer]]:
     """`copies` answers to each prompt from one `generate` call: what an OpenAI-style request
     with `n` answers asks for."""
-    texts, *_ = _generate(model, tokenizer, [ids for ids, _ in _templated(model, tokenizer, prompts, cfg)],
-                          cfg, seed, copies)
-    return _grouped(texts, copies)
+    return _answers(model, tokenizer, [ids for ids, _ in _templated(model, tokenizer, prompts, cfg)],
+                    cfg, seed, copies)
 
 
 @torch.inference_mode()

@@ -20,7 +20,7 @@ from fastapi import Body, FastAPI
 from fastapi.responses import JSONResponse
 
 from .registry import PolicyRegistry
-from .sampling import SamplingConfig
+from .sampling import Answer, SamplingConfig
 
 
 @dataclass
@@ -41,7 +41,7 @@ class _Request:
     n: int
     seed: int
     done: threading.Event = field(default_factory=threading.Event)
-    answers: list[str] | None = None
+    answers: list[Answer] | None = None
     error: Exception | None = None
 
 
@@ -55,7 +55,7 @@ class Batcher:
         self._arrived = threading.Condition()
         threading.Thread(target=self._run_forever, name="sampling", daemon=True).start()
 
-    def answer(self, version: int, prompt: str, cfg: SamplingConfig, n: int, seed: int) -> list[str]:
+    def answer(self, version: int, prompt: str, cfg: SamplingConfig, n: int, seed: int) -> list[Answer]:
         request = _Request(version, prompt, cfg, n, seed)
         with self._arrived:
             self._pending.append(request)
@@ -171,7 +171,8 @@ def build_app(registry: PolicyRegistry, cfg: WorkerConfig) -> FastAPI:
         answers = batcher.answer(version, messages[-1]["content"], sampling, n, seed)
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                 "model": body["model"],
-                "choices": [{"index": i, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"} for i, text in enumerate(answers)]}
+                "choices": [{"index": i, "message": {"role": "assistant", "content": a.text},
+                             "finish_reason": "length" if a.cut_off else "stop"}
+                            for i, a in enumerate(answers)]}
 
     return app

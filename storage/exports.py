@@ -1,4 +1,5 @@
-"""The preference export TRL trainers read: conversational prompt / chosen / rejected / margin.
+"""The exports TRL trainers read: preferences (conversational prompt / chosen / rejected / margin)
+and corrected answers (conversational `messages`, for supervised fine-tuning).
 
 Written twice, as JSONL for people and as a `datasets` folder for the trainer, each with the
 vote, pair and version ids so a round can record exactly which judgements it used.
@@ -10,6 +11,7 @@ from pathlib import Path
 import sqlite_utils
 
 from . import queries
+from .aggregation import Aggregation, training_rows
 
 
 # Share of prompts held out of every round's training, for measuring it.
@@ -26,23 +28,44 @@ def is_heldout(prompt_id: int, fraction: float = HELDOUT_FRACTION) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < fraction
 
 
-def trl_rows(db: sqlite_utils.Database) -> list[dict]:
-    """Decisive votes in TRL's conversational preference format (ties and both-bad left out)."""
-    return [{**row,
-             "prompt": [{"role": "user", "content": row["prompt"]}],
-             "chosen": [{"role": "assistant", "content": row["chosen"]}],
-             "rejected": [{"role": "assistant", "content": row["rejected"]}]}
-            for row in queries.preference_rows(db)]
+def conversational(row: dict) -> dict:
+    """A preference row in TRL's conversational format."""
+    return {**row,
+            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}]}
 
 
-def export_trl(db: sqlite_utils.Database, out: str | Path) -> int:
-    """Write out/preferences.jsonl and out/dataset; returns the number of rows."""
+def trl_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -> list[dict]:
+    """Training rows (see `storage.aggregation`) in TRL's conversational preference format."""
+    return [conversational(row) for row in training_rows(db, agg).rows]
+
+
+def sft_rows(db: sqlite_utils.Database) -> list[dict]:
+    """Corrected answers in TRL's conversational SFT format (a `messages` list), with their
+    author and source pair; those on gold pairs too, since a demonstration is never a verdict."""
+    return [{"messages": [{"role": "user", "content": d["prompt"]},
+                          {"role": "assistant", "content": d["text"]}],
+             "author": d["annotator"], "pair_id": d["pair_id"], "vote_id": d["vote_id"],
+             "prompt_id": d["prompt_id"], "created_at": d["created_at"]}
+            for d in queries.demonstrations(db)]
+
+
+def _write(rows: list[dict], out: Path, name: str) -> int:
     from datasets import Dataset
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = trl_rows(db)
-    with (out / "preferences.jsonl").open("w", encoding="utf-8") as f:
+    with (out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     Dataset.from_list(rows).save_to_disk(str(out / "dataset"))
     return len(rows)
+
+
+def export_trl(db: sqlite_utils.Database, out: str | Path, agg: Aggregation = Aggregation()) -> int:
+    """Write out/preferences.jsonl and out/dataset; returns the number of rows."""
+    return _write(trl_rows(db, agg), Path(out), "preferences")
+
+
+def export_sft(db: sqlite_utils.Database, out: str | Path) -> int:
+    """Write out/demonstrations.jsonl and out/dataset, for TRL's SFTTrainer."""
+    return _write(sft_rows(db), Path(out), "demonstrations")

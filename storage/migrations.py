@@ -216,3 +216,43 @@ def m007_guidelines(db):
     )
     _append_only(db, "guidelines", "guidelines are append-only: save a new version")
     db.execute("ALTER TABLE votes ADD COLUMN guideline_id INTEGER REFERENCES guidelines(id)")
+
+
+VERDICTS = ("0", "1", "tie", "both_bad")  # a verdict on a pair's stored answers, whatever side they were shown on
+
+
+@migrations()
+def m008_annotation_quality(db):
+    """Gold pairs, corrected answers, answers cut off at the length limit, and how a round
+    turned judgements into training rows.
+
+    A gold pair's expected verdict and a demonstration are append-only like votes. Verdicts
+    name the pair's stored answers ("0" is `completion_0`), not the side an annotator saw,
+    so every annotator's vote on a pair can be compared with it. `cut_off_0`/`_1` are null for
+    pairs made before this was recorded.
+    """
+    verdicts = ", ".join(f"'{v}'" for v in VERDICTS)
+    db.execute(f"""
+        CREATE TABLE gold_pairs (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL UNIQUE REFERENCES pairs(id),
+            expected TEXT NOT NULL CHECK (expected IN ({verdicts})),
+            marked_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    _append_only(db, "gold_pairs", "gold pairs are append-only")
+    db.execute("""
+        CREATE TABLE demonstrations (
+            id INTEGER PRIMARY KEY,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            vote_id INTEGER NOT NULL UNIQUE REFERENCES votes(id),
+            replaced TEXT NOT NULL CHECK (replaced IN ('0', '1')),
+            text TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    _append_only(db, "demonstrations", "corrected answers are append-only")
+    db["pairs"].add_column("cut_off_0", int)
+    db["pairs"].add_column("cut_off_1", int)
+    db["rounds"].add_column("aggregation", str)

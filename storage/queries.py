@@ -8,9 +8,10 @@ from datetime import datetime, timedelta, timezone
 import sqlite_utils
 
 from .inputs import InputError, checked_text, whole_number
-from .migrations import CHOICES
+from .migrations import CHOICES, VERDICTS
 
 MAX_RATIONALE_CHARS = 5000
+MAX_CORRECTION_CHARS = 8000  # twice what the longest answer the app samples could be
 MAX_PROMPT_CHARS = 4000  # about 1000 tokens: longer prompts would crowd out the answers
 CLAIM_SECONDS = 600.0  # an annotator reads two answers in a minute or two; ten is walking away
 
@@ -137,21 +138,59 @@ def live_version_id(db: sqlite_utils.Database) -> int:
 
 def add_pair(db: sqlite_utils.Database, *, prompt_id: int, version_id: int,
              completions: tuple[str, str], sampling: dict, seed: int,
-             prompt_truncated: bool, gen_seconds: float) -> int:
+             prompt_truncated: bool, gen_seconds: float, cut_off: tuple[bool, bool] = (False, False)) -> int:
     with immediate(db):
         return db["pairs"].insert({
             "prompt_id": prompt_id, "version_id": version_id,
             "completion_0": completions[0], "completion_1": completions[1],
+            "cut_off_0": int(cut_off[0]), "cut_off_1": int(cut_off[1]),
             "sampling": sampling, "seed": seed, "prompt_truncated": int(prompt_truncated),
             "gen_seconds": round(gen_seconds, 3), "created_at": now(),
         }).last_pk
 
 
-# A pair is in stock while nobody has judged or skipped it and nobody holds a claim on it: a
-# claim (a show) lapses after `claim_seconds`, so a pair whose annotator walked away goes back.
-IN_STOCK = """NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
-    AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id
-                    AND (s.skipped_at IS NOT NULL OR s.shown_at > :cutoff))"""
+# A pair is in stock while it still needs judgements: fewer than `k` annotators (the overlap an
+# admin sets) have judged it or hold a claim on it, and fewer than `k` have skipped it. A claim
+# (a show) lapses after `claim_seconds`, so a pair whose annotator walked away goes back. Gold
+# pairs are never stock: they are mixed in at their own rate (see `show_next_pair`).
+TAKEN = """(SELECT count(*) FROM votes v WHERE v.pair_id = p.id)
+    + (SELECT count(*) FROM shows s WHERE s.pair_id = p.id AND s.skipped_at IS NULL
+       AND s.shown_at > :cutoff AND s.annotator != :me
+       AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.annotator = s.annotator))"""
+IN_STOCK = f"""{TAKEN} < :k
+    AND (SELECT count(*) FROM shows s WHERE s.pair_id = p.id AND s.skipped_at IS NOT NULL) < :k
+    AND p.id NOT IN (SELECT pair_id FROM gold_pairs)"""
+
+
+def overlap(db: sqlite_utils.Database) -> int:
+    """How many different annotators judge each pair: 1 by default, more to measure agreement."""
+    return int(setting(db, "overlap", "1"))
+
+
+def gold_rate(db: sqlite_utils.Database) -> float:
+    """The share of pairs shown that are gold pairs, drawn from those the annotator has not seen."""
+    return float(setting(db, "gold_rate", "0"))
+
+
+MAX_OVERLAP = 10
+MAX_GOLD_RATE = 0.5  # more would make gold the bulk of the work
+
+
+def set_overlap(db: sqlite_utils.Database, k) -> int:
+    k = whole_number("the overlap", k, 1, MAX_OVERLAP)
+    put_setting(db, "overlap", str(k))
+    return k
+
+
+def set_gold_rate(db: sqlite_utils.Database, rate) -> float:
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise InputError(f"the gold rate must be a number from 0 to {MAX_GOLD_RATE}, not {rate!r}") from None
+    if not 0 <= rate <= MAX_GOLD_RATE:  # NaN fails this too
+        raise InputError(f"the gold rate must be from 0 to {MAX_GOLD_RATE}, not {rate}")
+    put_setting(db, "gold_rate", repr(rate))
+    return rate
 
 
 def since(seconds: float) -> str:
@@ -162,7 +201,8 @@ def since(seconds: float) -> str:
 def ready_pair_count(db: sqlite_utils.Database, version_id: int, claim_seconds: float = CLAIM_SECONDS) -> int:
     """Pairs of this version waiting for an annotator: the queue's stock."""
     return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK}",
-                      {"v": version_id, "cutoff": since(claim_seconds)}).fetchone()[0]
+                      {"v": version_id, "cutoff": since(claim_seconds), "k": overlap(db),
+                       "me": ""}).fetchone()[0]
 
 
 def active_annotators(db: sqlite_utils.Database, minutes: float) -> int:
@@ -171,24 +211,30 @@ def active_annotators(db: sqlite_utils.Database, minutes: float) -> int:
                       [since(minutes * 60)]).fetchone()[0]
 
 
+PAIR_COLUMNS = """p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id,
+    p.cut_off_0, p.cut_off_1"""
+
+
 def _shown(pair: dict, order: str) -> dict:
+    """The pair as the annotator sees it: answer A is the stored answer `order[0]`."""
     return {"pair_id": pair["id"], "prompt": pair["prompt"], "version_id": pair["version_id"],
-            "a": pair[f"completion_{order[0]}"], "b": pair[f"completion_{order[1]}"]}
+            "a": pair[f"completion_{order[0]}"], "b": pair[f"completion_{order[1]}"],
+            "a_cut_off": bool(pair[f"cut_off_{order[0]}"]), "b_cut_off": bool(pair[f"cut_off_{order[1]}"])}
 
 
 def open_claim(db: sqlite_utils.Database, annotator: str, claim_seconds: float = CLAIM_SECONDS) -> dict | None:
     """The pair the annotator was shown last and has neither judged nor skipped, as they saw it,
-    unless someone else has claimed it since: what a reloaded page shows again. Showing it
-    renews the claim, so nobody else is given it while it is on this annotator's screen."""
+    while it is still theirs: their claim is live, or the pair still needs judgements. What a
+    reloaded page shows again; showing it renews the claim."""
     with immediate(db):
         rows = list(db.query(
-            """SELECT p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id,
-                      s.id AS show_id, s.shown_order, s.shown_at
+            f"""SELECT {PAIR_COLUMNS}, s.id AS show_id, s.shown_order, s.shown_at
                FROM shows s JOIN pairs p ON p.id = s.pair_id JOIN prompts pr ON pr.id = p.prompt_id
                WHERE s.annotator = :me AND s.skipped_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
-               AND NOT EXISTS (SELECT 1 FROM shows o WHERE o.pair_id = p.id AND o.id > s.id)
-               ORDER BY s.id DESC LIMIT 1""", {"me": annotator}))
+               AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.annotator = :me)
+               AND (s.shown_at > :cutoff OR p.id IN (SELECT pair_id FROM gold_pairs) OR {TAKEN} < :k)
+               ORDER BY s.id DESC LIMIT 1""",
+            {"me": annotator, "cutoff": since(claim_seconds), "k": overlap(db)}))
         if not rows:
             return None
         if rows[0]["shown_at"] <= since(claim_seconds):
@@ -198,20 +244,26 @@ def open_claim(db: sqlite_utils.Database, annotator: str, claim_seconds: float =
 
 def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
                    rng: random.Random, claim_seconds: float = CLAIM_SECONDS) -> dict | None:
-    """Claim the oldest pair of the version in stock for this annotator, in a random left/right
-    order.
+    """Claim a pair for this annotator, in a random left/right order: at the gold rate a gold
+    pair they have not seen, else the oldest pair of the version in stock that they have not seen.
 
-    A pair is claimed by one annotator at a time, so no two annotators race for it and nobody
-    sees a pair twice; an abandoned claim lapses after `claim_seconds`.
+    Oldest first, so that with an overlap of k a pair gets its k judgements before newer pairs
+    start; a claim holds one of the pair's k places, so no more than k annotators race for it,
+    and an abandoned claim lapses after `claim_seconds`.
     """
+    unseen = "NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id AND s.annotator = :me)"
+    params = {"v": version_id, "me": annotator, "cutoff": since(claim_seconds), "k": overlap(db)}
     with immediate(db):
-        rows = list(db.query(
-            f"""SELECT p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.version_id
-               FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
-               WHERE p.version_id = :v AND {IN_STOCK}
-               AND NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id AND s.annotator = :me)
-               ORDER BY p.id LIMIT 1""",
-            {"v": version_id, "me": annotator, "cutoff": since(claim_seconds)}))
+        rows = []
+        if rng.random() < gold_rate(db):
+            rows = list(db.query(
+                f"""SELECT {PAIR_COLUMNS} FROM gold_pairs g JOIN pairs p ON p.id = g.pair_id
+                   JOIN prompts pr ON pr.id = p.prompt_id WHERE {unseen}
+                   ORDER BY random() LIMIT 1""", params))
+        rows = rows or list(db.query(
+            f"""SELECT {PAIR_COLUMNS} FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
+               WHERE p.version_id = :v AND {IN_STOCK} AND {unseen}
+               ORDER BY p.id LIMIT 1""", params))
         if not rows:
             return None
         order = rng.choice(["01", "10"])
@@ -247,10 +299,26 @@ def _checked_vote(choice, score_a, score_b, rationale) -> dict:
     return vote
 
 
+def _checked_correction(correction, corrected: str | None, choice: str) -> tuple[str | None, str]:
+    """The corrected answer's text, or None, and the side ("a" or "b") it replaces: the one the
+    annotator started from, else the one they chose, else A."""
+    text = (checked_text("the corrected answer", correction, MAX_CORRECTION_CHARS) or "").strip()
+    if corrected not in (None, "", "a", "b"):
+        raise VoteError(f"the corrected answer replaces answer a or b, not {corrected!r}")
+    return text or None, corrected or (choice if choice in ("a", "b") else "a")
+
+
 def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
-                score_a=None, score_b=None, rationale: str | None = None) -> int:
-    """Store one judgement and return its id; the same vote sent twice returns the first id."""
+                score_a=None, score_b=None, rationale: str | None = None,
+                correction: str | None = None, corrected: str | None = None) -> int:
+    """Store one judgement, and the annotator's corrected answer if they wrote one, and return
+    the vote's id; the same vote sent twice returns the first id.
+
+    A pair takes votes from as many different annotators as the overlap asks for (any number,
+    if it is a gold pair); a vote beyond that, from an annotator whose claim lapsed, is refused.
+    """
     vote = _checked_vote(choice, score_a, score_b, rationale)
+    correction, corrected = _checked_correction(correction, corrected, choice)
     pair_id = whole_number("the pair id", pair_id, low=1)
     with immediate(db):
         shows = list(db.query("SELECT * FROM shows WHERE pair_id = ? AND annotator = ?",
@@ -259,27 +327,38 @@ def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
             if not db.execute("SELECT 1 FROM pairs WHERE id = ?", [pair_id]).fetchone():
                 raise VoteError(f"unknown pair {pair_id}")
             raise VoteError(f"pair {pair_id} was not shown to you; ask for the next pair")
-        previous = list(db.query(
-            "SELECT id, annotator, choice, score_a, score_b, rationale FROM votes WHERE pair_id = ?",
-            [pair_id]))
-        if previous and previous[0]["annotator"] != annotator:
-            raise VoteError(f"pair {pair_id} was left unjudged too long and someone else judged it; "
-                            "ask for the next pair")
-        if previous:
-            same = {k: previous[0][k] for k in vote} == vote
-            if same:
-                return previous[0]["id"]
-            raise VoteError(f"pair {pair_id} is already judged; your first vote stands")
         show = shows[0]
+        pair = db.execute("SELECT prompt_id, completion_0, completion_1 FROM pairs WHERE id = ?", [pair_id]).fetchone()
+        replaced = show["shown_order"][0 if corrected == "a" else 1]
+        if correction == pair[1 + int(replaced)].strip():
+            correction = None  # an unedited copy corrects nothing
+        mine = db.execute(
+            "SELECT v.id, v.choice, v.score_a, v.score_b, v.rationale, d.text FROM votes v "
+            "LEFT JOIN demonstrations d ON d.vote_id = v.id WHERE v.pair_id = ? AND v.annotator = ?",
+            [pair_id, annotator]).fetchone()
+        if mine:
+            if dict(zip(("choice", "score_a", "score_b", "rationale", "text"), mine[1:])) == vote | {"text": correction}:
+                return mine[0]
+            raise VoteError(f"pair {pair_id} is already judged; your first vote stands")
         if show["skipped_at"]:
             raise VoteError(f"pair {pair_id} was skipped; ask for the next pair")
+        others = db.execute("SELECT count(*) FROM votes WHERE pair_id = ?", [pair_id]).fetchone()[0]
+        gold = db.execute("SELECT 1 FROM gold_pairs WHERE pair_id = ?", [pair_id]).fetchone()
+        if others >= overlap(db) and not gold:
+            raise VoteError(f"pair {pair_id} was left unjudged too long and someone else judged it; "
+                            "ask for the next pair")
         seconds = (datetime.fromisoformat(now()) - datetime.fromisoformat(show["shown_at"]))
         guideline_id = db.execute("SELECT max(id) FROM guidelines").fetchone()[0]  # the version in force
-        return db["votes"].insert({
+        vote_id = db["votes"].insert({
             **vote, "pair_id": pair_id, "annotator": annotator, "shown_order": show["shown_order"],
             "seconds_on_task": round(seconds.total_seconds(), 3), "guideline_id": guideline_id,
             "created_at": now(),
         }).last_pk
+        if correction:
+            db["demonstrations"].insert({
+                "prompt_id": pair[0], "pair_id": pair_id, "vote_id": vote_id, "replaced": replaced,
+                "text": correction, "author": annotator, "created_at": now()})
+        return vote_id
 
 
 def daily_goal(db: sqlite_utils.Database) -> int:
@@ -300,30 +379,60 @@ def annotator_progress(db: sqlite_utils.Database, annotator: str) -> dict:
             "last_round": last[0] if last else None, "in_last_round": used}
 
 
-def preference_rows(db: sqlite_utils.Database) -> list[dict]:
-    """One row per decisive vote, mapped from the order shown back to chosen and rejected text.
-
-    The margin is the 1-10 score difference where the annotator scored both sides, else 0; the
-    scores themselves follow chosen and rejected (None where a side went unscored).
-    """
+def judgements(db: sqlite_utils.Database) -> list[dict]:
+    """Every vote, with its verdict on the pair's stored answers ("0" for `completion_0`, "1",
+    "tie", "both_bad") whichever side each answer was shown on, its scores in that order too,
+    and the gold verdict where the pair is a gold pair. What agreement and aggregation read."""
     rows = []
     for r in db.query(
             """SELECT v.id AS vote_id, v.pair_id, v.annotator, v.choice, v.score_a, v.score_b,
-                      v.shown_order, p.version_id, p.completion_0, p.completion_1,
-                      pr.id AS prompt_id, pr.text AS prompt
+                      v.shown_order, v.seconds_on_task, v.created_at, p.version_id,
+                      p.completion_0, p.completion_1, pr.id AS prompt_id, pr.text AS prompt,
+                      pr.category, g.expected AS gold
                FROM votes v JOIN pairs p ON p.id = v.pair_id JOIN prompts pr ON pr.id = p.prompt_id
-               WHERE v.choice IN ('a', 'b') ORDER BY v.id"""):
-        shown = [r[f"completion_{r['shown_order'][0]}"], r[f"completion_{r['shown_order'][1]}"]]
-        chosen, rejected = (shown[0], shown[1]) if r["choice"] == "a" else (shown[1], shown[0])
-        scored = r["score_a"] is not None and r["score_b"] is not None
-        scores = (r["score_a"], r["score_b"]) if r["choice"] == "a" else (r["score_b"], r["score_a"])
-        rows.append({"prompt": r["prompt"], "chosen": chosen, "rejected": rejected,
-                     "margin": float(abs(r["score_a"] - r["score_b"])) if scored else 0.0,
-                     "score_chosen": scores[0] if scored else None,
-                     "score_rejected": scores[1] if scored else None,
-                     "vote_id": r["vote_id"], "pair_id": r["pair_id"], "prompt_id": r["prompt_id"],
-                     "version_id": r["version_id"], "annotator": r["annotator"]})
+               LEFT JOIN gold_pairs g ON g.pair_id = v.pair_id ORDER BY v.id"""):
+        order = r["shown_order"]
+        verdict = {"a": order[0], "b": order[1]}.get(r["choice"], r["choice"])
+        score = {order[0]: r["score_a"], order[1]: r["score_b"]}
+        rows.append({**r, "verdict": verdict, "score_0": score["0"], "score_1": score["1"]})
     return rows
+
+
+def demonstrations(db: sqlite_utils.Database) -> list[dict]:
+    """Every corrected answer with its prompt and the answer it replaced."""
+    return list(db.query(
+        """SELECT d.id, d.vote_id, d.pair_id, d.prompt_id, d.author AS annotator, d.text,
+                  d.created_at, pr.text AS prompt, p.version_id,
+                  CASE d.replaced WHEN '0' THEN p.completion_0 ELSE p.completion_1 END AS replaced_text,
+                  g.expected AS gold
+           FROM demonstrations d JOIN pairs p ON p.id = d.pair_id JOIN prompts pr ON pr.id = d.prompt_id
+           LEFT JOIN gold_pairs g ON g.pair_id = d.pair_id ORDER BY d.id"""))
+
+
+def mark_gold(db: sqlite_utils.Database, pair_id, expected: str, by: str) -> None:
+    """Make a pair a gold pair with this expected verdict on its stored answers (see `judgements`).
+    Its votes, earlier and later, no longer train a round; they measure the annotators."""
+    pair_id = whole_number("the pair id", pair_id, low=1)
+    if expected not in VERDICTS:
+        raise InputError(f"the expected verdict must be one of {', '.join(VERDICTS)}, not {expected!r}")
+    with immediate(db):
+        if not db.execute("SELECT 1 FROM pairs WHERE id = ?", [pair_id]).fetchone():
+            raise InputError(f"unknown pair {pair_id}")
+        if db.execute("SELECT 1 FROM gold_pairs WHERE pair_id = ?", [pair_id]).fetchone():
+            raise InputError(f"pair {pair_id} is already a gold pair")
+        db["gold_pairs"].insert({"pair_id": pair_id, "expected": expected, "marked_by": by,
+                                 "created_at": now()})
+
+
+def get_pair(db: sqlite_utils.Database, pair_id) -> dict:
+    """A pair with its prompt, stored answers, and gold verdict if it has one."""
+    pair_id = whole_number("the pair id", pair_id, low=1)
+    rows = list(db.query(f"""SELECT {PAIR_COLUMNS}, g.expected AS gold FROM pairs p
+                            JOIN prompts pr ON pr.id = p.prompt_id LEFT JOIN gold_pairs g ON g.pair_id = p.id
+                            WHERE p.id = ?""", [pair_id]))
+    if not rows:
+        raise InputError(f"unknown pair {pair_id}")
+    return rows[0]
 
 
 def stats(db: sqlite_utils.Database) -> dict:

@@ -80,10 +80,13 @@ def set_round_phase(db: sqlite_utils.Database, round_id: int, phase: str) -> Non
         db["rounds"].update(round_id, {"phase": phase})
 
 
-def set_round_votes(db: sqlite_utils.Database, round_id: int, vote_ids: list[int]) -> None:
+def set_round_votes(db: sqlite_utils.Database, round_id: int, vote_ids: list[int],
+                    aggregation: dict | None = None) -> None:
+    """The judgements a round trained on, and how they became rows (see `storage.aggregation`)."""
     with immediate(db):
         db["rounds"].update(round_id, {"vote_ids": json.dumps(vote_ids),
-                                       "last_vote_id": max(vote_ids, default=None)})
+                                       "last_vote_id": max(vote_ids, default=None),
+                                       "aggregation": json.dumps(aggregation) if aggregation else None})
 
 
 def finish_round(db: sqlite_utils.Database, round_id: int, version_id: int) -> None:

@@ -174,9 +174,12 @@ class RewardModel:
         return self.score_messages(prompts, completions).tolist()
 
 
-def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, scores: torch.Tensor, cfg: RewardModelConfig) -> nn.Linear:
-    """A linear reward on the features: chosen above rejected, and near the standardised scores
-    where `scores` (pairs x [chosen, rejected], NaN where unscored) has them."""
+def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, scores: torch.Tensor, cfg: RewardModelConfig,
+             weights: torch.Tensor | None = None) -> nn.Linear:
+    """A linear reward on the features: chosen above rejected, each pair counting by its weight
+    (the share of its annotators who agreed, under agreement-weighted aggregation), and near the
+    standardised scores where `scores` (pairs x [chosen, rejected], NaN where unscored) has them."""
+    weights = torch.ones(len(chosen)) if weights is None else weights / weights.mean()
     features = torch.cat([chosen, rejected])
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
     diff = (chosen - rejected) / std
@@ -191,7 +194,7 @@ def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, scores: torch.Tensor,
 
     def loss() -> torch.Tensor:
         optimizer.zero_grad()
-        value = (1 - score_weight) * nn.functional.softplus(-diff @ w).mean() + cfg.l2 * w.square().sum()
+        value = (1 - score_weight) * (weights * nn.functional.softplus(-diff @ w)).mean() + cfg.l2 * w.square().sum()
         if len(y):
             value = value + score_weight * (x @ w + b - y).square().mean()
         value.backward()
@@ -237,7 +240,8 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
                                           cfg.batch_size, report)
     scores = torch.tensor([[_or_nan(r.get("score_chosen")), _or_nan(r.get("score_rejected"))]
                            for r in train]).reshape(-1, 2)
-    head = fit_head(features[:len(train)], features[len(train):], scores, cfg)
+    weights = torch.tensor([float(r.get("weight", 1.0)) for r in train])
+    head = fit_head(features[:len(train)], features[len(train):], scores, cfg, weights)
     with torch.no_grad():
         fitted = head(features)  # the range of the judged answers: see the module docstring
     floor, ceiling = fitted.min().item() - 1.0, fitted.max().item()

@@ -21,6 +21,7 @@ from pathlib import Path
 from policy import models
 from policy.registry import PolicyRegistry
 from storage import evaluations, queries, rounds
+from storage.aggregation import Aggregation
 from storage.rounds import ALGOS, DEFAULT_ALGO, round_lock
 from storage.db import open_db
 from storage.exports import HELDOUT_FRACTION
@@ -81,6 +82,7 @@ class RoundConfig:
     min_pairs: int = 8             # fewer decisive votes than this is not worth a round
     max_rl_prompts: int = 64       # training prompts PPO and RLOO sample from, drawn anew each round
     auto_promote: bool = True
+    aggregation: Aggregation = field(default_factory=Aggregation)
     reward: RewardModelConfig = field(default_factory=RewardModelConfig)
     dpo: DPOSettings = field(default_factory=DPOSettings)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -182,12 +184,12 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
 
     with PhaseClock(db, round_id) as clock:
         clock.start("snapshot")
-        snap = data.snapshot(db, cfg.heldout_fraction)
+        snap = data.snapshot(db, cfg.heldout_fraction, cfg.aggregation)
         if len(snap.train) < cfg.min_pairs or not snap.heldout:
             raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
                              f"pairs: a round needs at least {cfg.min_pairs} and some held out; "
                              "collect more judgements first")
-        rounds.set_round_votes(db, round_id, snap.vote_ids)
+        rounds.set_round_votes(db, round_id, snap.vote_ids, snap.summary)
         rl_prompts = random.Random(round_id).sample(snap.train_prompts,
                                                     min(cfg.max_rl_prompts, len(snap.train_prompts)))
 

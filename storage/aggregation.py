@@ -1,0 +1,113 @@
+"""How judgements become training rows, a round setting.
+
+- `every`: each decisive vote is its own row, as if every annotator were right.
+- `majority`: one row per pair, for the verdict most of its annotators gave; a pair whose top
+  verdicts tie (an even split) says nothing and is left out, as is a pair whose majority found
+  neither answer better.
+- `weighted`: the majority's row, weighted by the share of the pair's annotators who gave it:
+  a 2-of-3 verdict counts two thirds as much as a unanimous one in the reward model's fit. (DPO
+  has no per-row weight in TRL; it trains on the majority's rows alone.)
+
+Under every rule, votes on gold pairs never become rows (they measure annotators), annotators
+below `min_gold_accuracy` can be left out, and each corrected answer is a row of its own: the
+correction chosen over the answer it replaced. The summary says how many judgements each step
+left out, and is recorded with the round.
+"""
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from . import queries
+from .agreement import gold_accuracy
+
+RULES = ("every", "majority", "weighted")
+
+
+@dataclass
+class Aggregation:
+    rule: str = "every"
+    # Annotators whose gold accuracy is below this (on at least `min_gold_votes` gold votes)
+    # are left out; 0 keeps everyone.
+    min_gold_accuracy: float = 0.0
+    min_gold_votes: int = 3
+
+
+@dataclass
+class TrainingRows:
+    rows: list[dict]
+    vote_ids: list[int]  # the judgements the rows came from
+    summary: dict = field(default_factory=dict)
+
+
+def _row(j: dict, chosen: str, rejected: str, **extra) -> dict:
+    return {"prompt": j["prompt"], "chosen": chosen, "rejected": rejected, "margin": 0.0,
+            "score_chosen": None, "score_rejected": None, "weight": 1.0, "kind": "vote",
+            "vote_id": j["vote_id"], "pair_id": j["pair_id"], "prompt_id": j["prompt_id"],
+            "version_id": j["version_id"], "annotator": j["annotator"]} | extra
+
+
+def vote_row(j: dict) -> dict:
+    """A decisive vote as chosen and rejected text; the margin is the 1-10 score difference where
+    both sides were scored, else 0."""
+    win = j["verdict"]
+    lose = "1" if win == "0" else "0"
+    scored = j["score_0"] is not None and j["score_1"] is not None
+    return _row(j, j[f"completion_{win}"], j[f"completion_{lose}"],
+                margin=float(abs(j["score_0"] - j["score_1"])) if scored else 0.0,
+                score_chosen=j[f"score_{win}"] if scored else None,
+                score_rejected=j[f"score_{lose}"] if scored else None)
+
+
+def _by_majority(votes: list[dict], weighted: bool, dropped: Counter) -> tuple[list[dict], list[int]]:
+    pairs = defaultdict(list)
+    for j in votes:
+        pairs[j["pair_id"]].append(j)
+    rows, used = [], []
+    for pair_votes in pairs.values():
+        counts = Counter(j["verdict"] for j in pair_votes).most_common()
+        if len(counts) > 1 and counts[0][1] == counts[1][1]:
+            dropped["split_pairs"] += 1
+            dropped["split"] += len(pair_votes)
+            continue
+        verdict, n = counts[0]
+        if verdict not in ("0", "1"):
+            dropped["no_preference"] += len(pair_votes)
+            continue
+        dropped["outvoted"] += len(pair_votes) - n
+        first = vote_row(next(j for j in pair_votes if j["verdict"] == verdict))
+        rows.append(first | {"weight": n / len(pair_votes) if weighted else 1.0})
+        used += [j["vote_id"] for j in pair_votes]
+    return rows, used
+
+
+def training_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -> TrainingRows:
+    if agg.rule not in RULES:
+        raise ValueError(f"the aggregation rule must be one of {', '.join(RULES)}, not {agg.rule!r}")
+    judged = queries.judgements(db)
+    dropped = Counter()
+    accuracy = gold_accuracy(judged)
+    excluded = sorted(a for a, (right, total) in accuracy.items()
+                      if total >= agg.min_gold_votes
+                      and right / total < agg.min_gold_accuracy)
+    votes = []
+    for j in judged:
+        if j["gold"] is not None:
+            dropped["gold"] += 1
+        elif j["annotator"] in excluded:
+            dropped["low_gold_accuracy"] += 1
+        else:
+            votes.append(j)
+    if agg.rule == "every":
+        decisive = [j for j in votes if j["verdict"] in ("0", "1")]
+        dropped["no_preference"] = len(votes) - len(decisive)
+        rows, used = [vote_row(j) for j in decisive], [j["vote_id"] for j in decisive]
+    else:
+        rows, used = _by_majority(votes, agg.rule == "weighted", dropped)
+    corrections = [d for d in queries.demonstrations(db) if d["gold"] is None and d["annotator"] not in excluded]
+    rows += [_row(d, d["text"], d["replaced_text"], kind="correction") for d in corrections]
+    used = sorted(set(used) | {d["vote_id"] for d in corrections})
+    summary = {"rule": agg.rule, "min_gold_accuracy": agg.min_gold_accuracy, "judgements": len(judged),
+               "rows": len(rows), "corrections": len(corrections), "excluded_annotators": excluded,
+               "dropped": dict(dropped)}
+    return TrainingRows(rows, used, summary)

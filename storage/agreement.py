@@ -1,0 +1,114 @@
+"""Agreement between annotators and each annotator's quality figures, from the votes alone.
+
+Agreement is Krippendorff's alpha (nominal) over pairs judged by two or more annotators, the
+verdict being which stored answer won, a tie, or both bad: 1 is perfect agreement, 0 what
+chance gives, below 0 systematic disagreement. Unlike raw percent agreement it allows for how
+often each verdict is given, and unlike Fleiss' kappa it takes pairs judged by different numbers
+of annotators.
+"""
+import statistics
+from collections import Counter, defaultdict
+
+import krippendorff
+import numpy as np
+import sqlite_utils
+
+from . import queries
+from .migrations import VERDICTS
+
+
+def alpha(units: dict[object, list[str]]) -> float | None:
+    """Krippendorff's alpha on {unit: [verdict, ...]}; units with one verdict carry no agreement.
+    None where it is undefined: no unit judged twice, or a single verdict given throughout."""
+    units = [values for values in units.values() if len(values) >= 2]
+    if not units or len({v for values in units for v in values}) < 2:
+        return None
+    # krippendorff wants coders x units, NaN where a coder did not judge a unit; the coder's
+    # identity does not enter nominal alpha, so each unit's verdicts fill the first rows.
+    data = np.full((max(map(len, units)), len(units)), np.nan)
+    for column, values in enumerate(units):
+        data[:len(values), column] = [VERDICTS.index(v) for v in values]
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+
+
+def gold_accuracy(judged: list[dict]) -> dict[str, tuple[int, int]]:
+    """{annotator: (right, gold votes)} over votes on gold pairs."""
+    tally = defaultdict(lambda: [0, 0])
+    for j in judged:
+        if j["gold"] is not None:
+            tally[j["annotator"]][0] += j["verdict"] == j["gold"]
+            tally[j["annotator"]][1] += 1
+    return {a: (right, total) for a, (right, total) in tally.items()}
+
+
+def _majority_of_others(pair_votes: list[dict], me: dict) -> str | None:
+    """The verdict most of the pair's other annotators gave, if one verdict leads."""
+    counts = Counter(j["verdict"] for j in pair_votes if j is not me).most_common(2)
+    if not counts or (len(counts) == 2 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0][0]
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 3) if whole else None
+
+
+def annotator_rows(judged: list[dict], skips: dict[str, int]) -> list[dict]:
+    """One row of figures per annotator (see `quality`)."""
+    by_pair, by_annotator = defaultdict(list), defaultdict(list)
+    for j in judged:
+        by_pair[j["pair_id"]].append(j)
+        by_annotator[j["annotator"]].append(j)
+    gold = gold_accuracy(judged)
+    rows = []
+    for name in sorted(set(by_annotator) | set(skips)):
+        votes = by_annotator[name]
+        majorities = [(_majority_of_others(by_pair[j["pair_id"]], j), j["verdict"]) for j in votes]
+        compared = [(m, v) for m, v in majorities if m is not None]
+        decisive = [j for j in votes if j["choice"] in ("a", "b")]
+        seconds = [j["seconds_on_task"] for j in votes if j["seconds_on_task"] is not None]
+        right, gold_votes = gold.get(name, (0, 0))
+        rows.append({
+            "annotator": name, "judgements": len(votes), "skips": skips.get(name, 0),
+            "median_seconds": round(statistics.median(seconds), 1) if seconds else None,
+            "overlapped": len(compared),
+            "majority_agreement": _share(sum(m == v for m, v in compared), len(compared)),
+            "gold_votes": gold_votes, "gold_accuracy": _share(right, gold_votes),
+            "tie_or_both_bad": _share(sum(j["choice"] in ("tie", "both_bad") for j in votes), len(votes)),
+            "left_picks": _share(sum(j["choice"] == "a" for j in decisive), len(decisive)),
+        })
+    return rows
+
+
+def _alpha_by(judged: list[dict], key: str) -> dict[str, dict]:
+    groups = defaultdict(list)
+    for j in judged:
+        groups[str(j[key]) if j[key] is not None else "none"].append(j)
+    return {name: _agreement(group) for name, group in sorted(groups.items())}
+
+
+def _agreement(judged: list[dict]) -> dict:
+    units = defaultdict(list)
+    for j in judged:
+        units[j["pair_id"]].append(j["verdict"])
+    overlapped = [u for u in units.values() if len(u) >= 2]
+    value = alpha(units)
+    return {"alpha": round(value, 3) if value is not None else None, "overlapped_pairs": len(overlapped),
+            "judgements": sum(map(len, overlapped))}
+
+
+def skip_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    return dict(db.execute("SELECT annotator, count(*) FROM shows WHERE skipped_at IS NOT NULL "
+                           "GROUP BY annotator").fetchall())
+
+
+def quality(db: sqlite_utils.Database) -> dict:
+    """Agreement overall, by prompt category and by policy version, and per annotator: judgements,
+    skips, median seconds on task, agreement with the other annotators' majority on overlapped
+    pairs, gold accuracy, share of ties and both-bad, and share of decisive picks that went to
+    the left answer (0.5 is no side bias)."""
+    judged = queries.judgements(db)
+    return {"overlap": queries.overlap(db), "gold_rate": queries.gold_rate(db),
+            "agreement": _agreement(judged), "by_category": _alpha_by(judged, "category"),
+            "by_version": _alpha_by(judged, "version_id"),
+            "annotators": annotator_rows(judged, skip_counts(db))}
