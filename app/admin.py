@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from storage import accounts, guidelines, inputs, queries, rounds
+from storage.aggregation import RULES
 from storage.db import thread_db
 from storage.migrations import ROLES
 
@@ -44,11 +45,18 @@ class Admin:
             raise gr.Error("only admin accounts can do this")
         return request.username
 
-    def launch_round(self, algo: str, request: gr.Request) -> int:
-        """Start `python -m trainer round` in the background; returns its process id."""
+    def launch_round(self, algo: str, request: gr.Request, rule: str = "every",
+                     min_gold_accuracy: float = 0.0) -> int:
+        """Start `python -m trainer round` in the background; returns its process id. `rule` is
+        how several judgements of a pair become training rows (every, majority or weighted);
+        annotators whose gold accuracy is below `min_gold_accuracy` are left out."""
         self._require_admin(request)
         if algo not in rounds.ALGOS:
             raise gr.Error(f"algorithm must be one of {rounds.ALGOS}")
+        if rule not in RULES:
+            raise gr.Error(f"the aggregation rule must be one of {', '.join(RULES)}")
+        if not isinstance(min_gold_accuracy, (int, float)) or not 0 <= min_gold_accuracy <= 1:
+            raise gr.Error("the minimum gold accuracy must be a number from 0 to 1")
         with self._launching:
             if (self._launched and self._launched.poll() is None) or rounds.round_running(self.data_dir):
                 raise gr.Error("a round is already starting or running; wait for it to finish")
@@ -58,7 +66,8 @@ class Admin:
             with open(log_path, "w") as log:
                 self._launched = subprocess.Popen(
                     [sys.executable, "-m", "trainer", "--data-dir", str(self.data_dir), "round",
-                     "--algo", algo, "--log", str(log_path)],
+                     "--algo", algo, "--log", str(log_path), "--set", f"aggregation.rule={rule}",
+                     "--set", f"aggregation.min_gold_accuracy={float(min_gold_accuracy)}"],
                     cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True)
             return self._launched.pid
@@ -163,6 +172,10 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     with gr.Tab("Admin", visible=False) as tab:
         with gr.Row():
             algo = gr.Radio(list(rounds.ALGOS), value=rounds.DEFAULT_ALGO, label="Algorithm")
+            rule = gr.Radio(list(RULES), value="every", label="Several judgements of a pair become",
+                            info="every vote a row · the majority's verdict · the majority's, "
+                                 "weighted by agreement")
+            min_gold = gr.Slider(0, 1, value=0, step=0.05, label="Leave out annotators below this gold accuracy")
             launch = gr.Button("Launch a round", variant="primary")
         status = gr.Markdown()
         log = gr.Code(label="Round log (tail)", language=None, lines=12, max_lines=12)
@@ -213,8 +226,8 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     def save_guide_text(text, request: gr.Request) -> str:
         return f"Guidelines version {admin.save_guidelines(text, request)} is in force."
 
-    def start(algo_name: str, request: gr.Request) -> str:
-        return f"Started round process {admin.launch_round(algo_name, request)}."
+    def start(algo_name: str, rule_name: str, gold: float, request: gr.Request) -> str:
+        return f"Started round process {admin.launch_round(algo_name, request, rule_name, gold)}."
 
     def make_live(version_id: int, request: gr.Request) -> str:
         return f"Version {admin.promote(version_id, request)} is live."
@@ -235,7 +248,7 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     save_guide.click(save_guide_text, [guide_text], guide_done, api_visibility="private")
     set_goal.click(set_goal_to, [goal], guide_done, api_visibility="private")
     timer.tick(refresh, None, views, api_visibility="private", show_progress="hidden")
-    launch.click(start, [algo], done, api_visibility="private")
+    launch.click(start, [algo, rule, min_gold], done, api_visibility="private")
     promote.click(make_live, [version], done, api_visibility="private").success(
         refresh, None, views, api_visibility="private")
     rollback.click(roll_back, None, done, api_visibility="private").success(

@@ -14,6 +14,8 @@ from .users import logged_in
 
 MODES = ("pick", "score", "both")
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
+CUT_OFF_NOTE = ('<p class="cut-off">✂ Cut off at the length limit: this answer did not finish. '
+                'Judge what is there, not how it ends.</p>')
 SHORTCUTS = {"1": "btn-a", "2": "btn-b", "3": "btn-tie", "4": "btn-bad", "s": "btn-skip"}
 
 # Digits and "s" press the buttons, except while typing in a text field.
@@ -35,23 +37,30 @@ class Annotation:
     def __init__(self, db_path, queue: PairQueue):
         self.db_path, self.queue = db_path, queue
 
-    def next_pair(self, request: gr.Request) -> tuple[int, str, str, str]:
-        """A new pair for the logged-in annotator: (pair id, prompt, completion A, completion B)."""
+    def claim(self, request: gr.Request) -> dict:
         try:
-            pair = self.queue.next_pair(logged_in(request))
+            return self.queue.next_pair(logged_in(request))
         except LookupError as e:
             raise refusal(e) from None
-        return pair["pair_id"], pair["prompt"], pair["a"], pair["b"]
+
+    def next_pair(self, request: gr.Request) -> tuple[int, str, str, str, bool, bool]:
+        """A new pair for the logged-in annotator: (pair id, prompt, completion A, completion B,
+        A cut off, B cut off); an answer is cut off when it ran into the length limit."""
+        pair = self.claim(request)
+        return pair["pair_id"], pair["prompt"], pair["a"], pair["b"], pair["a_cut_off"], pair["b_cut_off"]
 
     def vote(self, pair_id: int, choice: str, score_a: int | None, score_b: int | None,
-             rationale: str | None, request: gr.Request) -> int:
+             rationale: str | None, request: gr.Request, correction: str | None = None,
+             corrected: str | None = None) -> int:
         """Judge a pair shown to you: choice is a, b, tie or both_bad; scores 1-10 or empty.
+        Optionally a better answer of your own (`correction`), replacing answer `corrected` (a
+        or b; the one you chose if empty).
 
         Returns the stored vote id; sending the same vote again returns the same id.
         """
         try:
             return queries.record_vote(thread_db(self.db_path), logged_in(request), pair_id,
-                                       choice, score_a, score_b, rationale)
+                                       choice, score_a, score_b, rationale, correction, corrected)
         except inputs.InputError as e:
             raise refusal(e) from None
 
@@ -101,6 +110,14 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
             b = text_box(container=True, elem_id="completion-b")
             score_b = gr.Slider(1, 10, value=5, step=1, label="Score B", visible=score)
     rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_length=queries.MAX_RATIONALE_CHARS)
+    with gr.Accordion("Write a better answer (optional)", open=False):
+        with gr.Row():
+            from_a = gr.Button("Start from A", size="sm", elem_id="edit-a")
+            from_b = gr.Button("Start from B", size="sm", elem_id="edit-b")
+        correction = gr.Textbox(label="Your answer: saved with your verdict, to teach the model by "
+                                "example", lines=6, max_length=queries.MAX_CORRECTION_CHARS,
+                                elem_id="correction")
+    texts, corrected = gr.State(("", "")), gr.State("")  # the answers as sent, and the side edited
     with gr.Row():
         buttons = {
             choice: gr.Button(f"{CHOICE_LABELS[choice]} [{key}]", elem_id=elem_id, visible=pick,
@@ -118,12 +135,17 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     score_a.input(lambda: True, None, touched_a, api_visibility="private")
     score_b.input(lambda: True, None, touched_b, api_visibility="private")
 
-    pair_outputs = [pair_id, prompt, a, b]
-    reset_outputs = [score_a, score_b, touched_a, touched_b, rationale]
+    pair_outputs = [pair_id, prompt, a, b, texts]
+    reset_outputs = [score_a, score_b, touched_a, touched_b, rationale, correction, corrected]
 
     def load_next(request: gr.Request):
-        pid, *texts = annotation.next_pair(request)
-        return pid, *map(text_html, texts), 5, 5, False, False, "", annotation.count_line(request)
+        pair = annotation.claim(request)
+        answers = [text_html(pair[side]) + (CUT_OFF_NOTE if pair[f"{side}_cut_off"] else "") for side in "ab"]
+        return (pair["pair_id"], text_html(pair["prompt"]), *answers, (pair["a"], pair["b"]),
+                5, 5, False, False, "", "", "", annotation.count_line(request))
+
+    from_a.click(lambda t: (t[0], "a"), [texts], [correction, corrected], api_visibility="private")
+    from_b.click(lambda t: (t[1], "b"), [texts], [correction, corrected], api_visibility="private")
 
     def load_guidelines(request: gr.Request):
         """Read at every page load and vote, so a new version reaches annotators mid-session."""
@@ -133,17 +155,18 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
         return gr.Accordion(label=f"Guidelines (version {version})"), text_html(text)
 
     def make_vote(choice):
-        def submit(pid, sa, sb, ta, tb, why, request: gr.Request):
+        def submit(pid, sa, sb, ta, tb, why, better, side, request: gr.Request):
             if choice is None:  # score-only: the scores decide
                 pick_ = "a" if sa > sb else "b" if sb > sa else "tie"
             else:
                 pick_ = choice
-            vote_id = annotation.vote(pid, pick_, sa if ta else None, sb if tb else None, why, request)
+            vote_id = annotation.vote(pid, pick_, sa if ta else None, sb if tb else None, why, request,
+                                      better, side)
             return f"Saved vote #{vote_id} on pair #{int(pid)}."
         return submit
 
     all_outputs = pair_outputs + reset_outputs + [count]
-    vote_inputs = [pair_id, score_a, score_b, touched_a, touched_b, rationale]
+    vote_inputs = [pair_id, score_a, score_b, touched_a, touched_b, rationale, correction, corrected]
     quick = {"api_visibility": "private", "concurrency_limit": None}  # see server.build_blocks
     for choice, button in [*buttons.items(), (None, submit_scores)]:
         voted = button.click(make_vote(choice), vote_inputs, saved, **quick)

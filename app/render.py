@@ -28,10 +28,12 @@ def _link_open(renderer, tokens, idx, options, env):
 
 MARKDOWN.add_render_rule("link_open", _link_open)
 
-# Long words and code stay inside the answer's box rather than widening the page.
+# Long words and code stay inside the answer's box rather than widening the page; a cut-off
+# answer's note stands out from the answer.
 CSS = """
 .untrusted { overflow-wrap: anywhere; }
 .untrusted pre { white-space: pre-wrap; overflow-x: auto; }
+.cut-off { color: #b45309; font-style: italic; margin-top: 0.5em; }
 """
 
 

@@ -14,6 +14,7 @@ from storage.paths import data_dir
 
 from . import render, users
 from .admin import Admin, admin_tab
+from .annotators import Annotators, annotators_tab
 from .annotate import MODES, SHORTCUT_JS, Annotation, annotate_tab
 from .compare import Compare, compare_tab
 from .leaderboard import leaderboard_tab
@@ -76,6 +77,7 @@ def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
     annotation = Annotation(cfg.db_path, queue)
     admin = Admin(cfg.data_dir, cfg.db_path)
     compare = Compare(cfg.db_path, queue, cfg.queue.sampling)
+    annotators = Annotators(admin)
     with gr.Blocks(title="prefloop") as demo:
         gr.Markdown("# prefloop\nJudge which answer is better. Your judgements train the next model.")
         with gr.Tab("Annotate"):
@@ -83,6 +85,7 @@ def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
         compare_tab(demo, compare)
         leaderboard_tab(demo, cfg.db_path)
         admin_tab(demo, admin)
+        annotators_tab(demo, annotators)
         # Claims and votes are quick reads and writes (a claim waits only on an empty stock), so
         # they never queue behind each other or behind generation in Compare.
         gr.api(annotation.next_pair, api_name="next_pair", concurrency_limit=None)
@@ -98,6 +101,9 @@ def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
         gr.api(admin.set_daily_goal, api_name="set_daily_goal")
         gr.api(admin.save_account, api_name="save_account")
         gr.api(admin.set_disabled, api_name="set_disabled")
+        gr.api(annotators.set_assignment, api_name="set_assignment")
+        gr.api(annotators.mark_gold, api_name="mark_gold")
+        gr.api(annotators.quality, api_name="annotator_stats")
     return demo.queue(default_concurrency_limit=8)
 
 

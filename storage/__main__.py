@@ -1,9 +1,12 @@
-"""python -m storage: import prompts, export preferences for training, print counts."""
+"""python -m storage: import prompts, export preferences and corrected answers for training,
+print counts and annotator agreement, set how pairs are assigned, mark gold pairs."""
 import argparse
 import json
 import sys
 
-from . import exports, imports, queries
+from . import agreement, exports, imports, inputs, queries
+from .aggregation import RULES, Aggregation
+from .migrations import VERDICTS
 from .db import open_db
 from .paths import default_db_path
 
@@ -15,10 +18,22 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_import = sub.add_parser("import", help="import prompts from JSONL, CSV or a datasets folder")
     p_import.add_argument("file")
-    p_export = sub.add_parser("export", help="export decisive votes as preference pairs")
-    p_export.add_argument("--format", choices=["trl"], default="trl")
-    p_export.add_argument("--out", required=True, help="folder for preferences.jsonl and dataset/")
-    sub.add_parser("stats", help="counts of prompts, pairs and votes")
+    p_export = sub.add_parser("export", help="export preference pairs (trl) or corrected answers (sft)")
+    p_export.add_argument("--format", choices=["trl", "sft"], default="trl",
+                          help="trl: prompt/chosen/rejected; sft: conversational messages")
+    p_export.add_argument("--out", required=True, help="folder for the .jsonl file and dataset/")
+    p_export.add_argument("--rule", choices=RULES, default="every",
+                          help="how several judgements of a pair become rows (trl; default: every)")
+    p_export.add_argument("--min-gold-accuracy", type=float, default=0.0,
+                          help="leave out annotators below this gold accuracy (trl)")
+    sub.add_parser("stats", help="counts, annotator agreement and each annotator's figures")
+    p_assign = sub.add_parser("assign", help="how many annotators judge each pair, and the gold rate")
+    p_assign.add_argument("--overlap", type=int, help="different annotators per pair (1-10)")
+    p_assign.add_argument("--gold-rate", type=float, help="share of pairs shown that are gold (0-0.5)")
+    p_gold = sub.add_parser("gold", help="mark a pair as a gold pair with its expected verdict")
+    p_gold.add_argument("pair", type=int)
+    p_gold.add_argument("expected", choices=VERDICTS,
+                        help="0: the pair's first stored answer is better; 1: the second; tie; both_bad")
     args = parser.parse_args(argv)
 
     db = open_db(args.db)
@@ -30,11 +45,27 @@ def main(argv=None) -> int:
             return 1
         print(f"imported {result.added} prompts; dropped {result.exact_duplicates} exact and "
               f"{result.near_duplicates} case/whitespace duplicates")
+    elif args.command == "export" and args.format == "sft":
+        n = exports.export_sft(db, args.out)
+        print(f"wrote {n} corrected answers to {args.out}/demonstrations.jsonl and {args.out}/dataset")
     elif args.command == "export":
-        n = exports.export_trl(db, args.out)
+        n = exports.export_trl(db, args.out, Aggregation(args.rule, args.min_gold_accuracy))
         print(f"wrote {n} preference rows to {args.out}/preferences.jsonl and {args.out}/dataset")
+    elif args.command in ("assign", "gold"):
+        try:
+            if args.command == "gold":
+                queries.mark_gold(db, args.pair, args.expected, by="cli")
+            if getattr(args, "overlap", None) is not None:
+                queries.set_overlap(db, args.overlap)
+            if getattr(args, "gold_rate", None) is not None:
+                queries.set_gold_rate(db, args.gold_rate)
+        except inputs.InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"overlap {queries.overlap(db)}, gold rate {queries.gold_rate(db)}, "
+              f"{db['gold_pairs'].count} gold pairs")
     else:
-        print(json.dumps(queries.stats(db), indent=2))
+        print(json.dumps(queries.stats(db) | {"quality": agreement.quality(db)}, indent=2))
     return 0
 
 

@@ -111,3 +111,23 @@ def training_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -
                "rows": len(rows), "corrections": len(corrections), "excluded_annotators": excluded,
                "dropped": dict(dropped)}
     return TrainingRows(rows, used, summary)
+
+
+LEFT_OUT = {"gold": "on gold pairs", "low_gold_accuracy": "below the gold accuracy",
+            "no_preference": "tie or both bad", "split": "in even splits", "outvoted": "outvoted"}
+
+
+def describe(summary: dict | None) -> str:
+    """A round's aggregation in one line, e.g. "majority: 40 rows from 90 judgements (2 corrected
+    answers); left out 6 on gold pairs, 4 in even splits (2 pairs)"."""
+    if not summary:
+        return ""
+    dropped = summary["dropped"]
+    parts = [f"{dropped[k]} {words}" + (f" ({dropped['split_pairs']} pairs)" if k == "split" else "")
+             for k, words in LEFT_OUT.items() if dropped.get(k)]
+    line = f"{summary['rule']}: {summary['rows']} rows from {summary['judgements']} judgements"
+    if summary["corrections"]:
+        line += f" ({summary['corrections']} corrected answers)"
+    if summary["excluded_annotators"]:
+        line += f"; left out annotators {', '.join(summary['excluded_annotators'])}"
+    return line + ("; left out " + ", ".join(parts) if parts else "")

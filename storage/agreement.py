@@ -112,3 +112,31 @@ def quality(db: sqlite_utils.Database) -> dict:
             "agreement": _agreement(judged), "by_category": _alpha_by(judged, "category"),
             "by_version": _alpha_by(judged, "version_id"),
             "annotators": annotator_rows(judged, skip_counts(db))}
+
+
+def _alpha_line(name: str, a: dict) -> str:
+    value = "not yet measurable" if a["alpha"] is None else f"**{a['alpha']:.2f}**"
+    return f"{name}: {value} ({a['overlapped_pairs']} pairs judged by two or more)"
+
+
+def summary_markdown(q: dict) -> str:
+    """The assignment and agreement part of `quality` in Markdown, for the app and the report."""
+    lines = [f"Each pair goes to **{q['overlap']}** annotator{'s' * (q['overlap'] > 1)}; "
+             f"**{q['gold_rate']:.0%}** of pairs shown are gold.",
+             "", "Krippendorff's alpha (1: full agreement, 0: what chance gives):", "",
+             "- " + _alpha_line("all pairs", q["agreement"])]
+    lines += ["- " + _alpha_line(f"category {name}", a) for name, a in q["by_category"].items()]
+    lines += ["- " + _alpha_line(f"version {name}", a) for name, a in q["by_version"].items()]
+    return "\n".join(lines)
+
+
+COLUMNS = ("annotator", "judgements", "skips", "median_seconds", "overlapped", "majority_agreement",
+           "gold_votes", "gold_accuracy", "tie_or_both_bad", "left_picks")
+
+
+def annotators_markdown(rows: list[dict]) -> str:
+    """The per-annotator figures as a Markdown table (names are plain: see `accounts.NAME`)."""
+    def cell(v):
+        return "–" if v is None else str(v)
+    return ("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+            + "".join("| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |\n" for r in rows))

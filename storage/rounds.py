@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from .aggregation import describe
 from .queries import immediate, live_version_id, now
 
 
@@ -164,11 +165,12 @@ def versions_table(db: sqlite_utils.Database) -> list[dict]:
     """Every version with its lineage, whether it is live, and the figures measured on it."""
     live = live_version_id(db)
     rows = []
-    for v in db.query("SELECT v.id, v.parent_id, v.algo, v.round_id, v.created_at, r.decision "
+    for v in db.query("SELECT v.id, v.parent_id, v.algo, v.round_id, v.created_at, r.decision, r.aggregation "
                       "FROM policy_versions v LEFT JOIN rounds r ON r.id = v.round_id ORDER BY v.id"):
         rows.append({"version": v["id"], "parent": v["parent_id"], "algo": v["algo"] or "base",
                      "round": v["round_id"], "live": v["id"] == live,
                      "created_at": v["created_at"], "decision": v["decision"],
+                     "data": describe(json.loads(v["aggregation"]) if v["aggregation"] else None),
                      **version_metrics(db, v["id"])})
     return rows
 

@@ -1,6 +1,7 @@
 """`python -m trainer report --out DIR`: the Leaderboard tab's figures as PNG files plus a
 Markdown summary, for sharing outside the app. The numbers come from `storage.dashboard`,
 the same functions the tab plots."""
+import json
 from pathlib import Path
 
 import matplotlib
@@ -8,7 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt  # noqa: E402
 
-from storage import dashboard, evaluations, rounds  # noqa: E402
+from storage import agreement, dashboard, evaluations, rounds  # noqa: E402
+from storage.aggregation import describe  # noqa: E402
 
 RATING_HEADER = "| version | rating | 95% interval | votes | win-rate vs base |\n|---|---|---|---|---|\n"
 
@@ -45,10 +47,13 @@ def _ratings_table(rows: list[dict]) -> str:
 
 
 def _rounds_table(rows: list[dict]) -> str:
-    """Each round's outcome, and the gate's decision in its own words."""
+    """Each round's outcome, the gate's decision in its own words, and how judgements became rows."""
     body = "".join(f"| {r['id']} | {r['algo']} | {r['status']} | {r['version_id'] or '–'} "
-                   f"| {r['decision'] or r['error'] or '–'} |\n" for r in reversed(rows))
-    return "| round | algorithm | status | version | decision |\n|---|---|---|---|---|\n" + body
+                   f"| {r['decision'] or r['error'] or '–'} "
+                   f"| {describe(json.loads(r['aggregation'])) if r['aggregation'] else '–'} |\n"
+                   for r in reversed(rows))
+    return ("| round | algorithm | status | version | decision | data |\n|---|---|---|---|---|---|\n"
+            + body)
 
 
 def write_report(db, out: Path) -> list[Path]:
@@ -73,6 +78,7 @@ def write_report(db, out: Path) -> list[Path]:
         draw(out / name)
         written.append(out / name)
     versions = rounds.versions_table(db)
+    quality = agreement.quality(db)
     live = next(v["version"] for v in versions if v["live"])
     summary = [
         "# prefloop report\n",
@@ -80,6 +86,8 @@ def write_report(db, out: Path) -> list[Path]:
         "## Leaderboard from blind human votes\n", _ratings_table(dashboard.leaderboard(db, "human")),
         "## Leaderboard judged by the reward model\n", _ratings_table(dashboard.leaderboard(db, "reward_model")),
         "## Rounds\n", _rounds_table(rounds.list_rounds(db, limit=1000)),
+        "## Annotators\n", agreement.summary_markdown(quality) + "\n",
+        agreement.annotators_markdown(quality["annotators"]),
         "## Figures\n", *(f"![{p.stem}]({p.name})\n" for p in written),
     ]
     if evaluations.gallery(db):

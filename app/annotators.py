@@ -1,0 +1,116 @@
+"""The Annotators tab, for admins: how much each pair is overlapped, gold pairs, and the
+agreement and quality figures that tell a careless annotator from a hard pair.
+
+Shown only to admin accounts; every action and every read checks the role on the database.
+"""
+import gradio as gr
+
+from storage import agreement, inputs, queries
+from storage.db import thread_db
+
+from .admin import Admin, as_frame
+from .render import refusal, text_box, text_html
+
+# The expected verdict as an admin picks it, on the pair's stored answers.
+EXPECTED = {"Answer 1 is better": "0", "Answer 2 is better": "1", "Tie": "tie", "Both bad": "both_bad"}
+
+
+class Annotators:
+    def __init__(self, admin: Admin):
+        self.admin = admin
+
+    def _db(self):
+        return thread_db(self.admin.db_path)
+
+    def set_assignment(self, overlap: int, gold_rate: float, request: gr.Request) -> str:
+        """How many different annotators judge each pair (1-10), and the share of shown pairs
+        that are gold pairs (0-0.5); both count from the next pair shown."""
+        self.admin._require_admin(request)
+        try:
+            k = queries.set_overlap(self._db(), overlap)
+            rate = queries.set_gold_rate(self._db(), gold_rate)
+        except inputs.InputError as e:
+            raise refusal(e) from None
+        return f"Each pair goes to {k} annotator{'s' * (k > 1)}; {rate:.0%} of pairs shown are gold."
+
+    def mark_gold(self, pair_id: int, expected: str, request: gr.Request) -> str:
+        """Make a pair a gold pair: expected is 0 (its first stored answer is better), 1, tie
+        or both_bad. Its votes then measure annotators and never train a round."""
+        who = self.admin._require_admin(request)
+        try:
+            queries.mark_gold(self._db(), pair_id, expected, by=who)
+        except inputs.InputError as e:
+            raise refusal(e) from None
+        return f"Pair {int(pair_id)} is a gold pair."
+
+    def quality(self, request: gr.Request) -> dict:
+        """Agreement (Krippendorff's alpha) overall, by prompt category and by policy version,
+        and each annotator's figures; see `storage.agreement.quality`."""
+        self.admin._require_admin(request)
+        return agreement.quality(self._db())
+
+    def pair(self, pair_id: int, request: gr.Request) -> tuple[str, str, str]:
+        self.admin._require_admin(request)
+        try:
+            p = queries.get_pair(self._db(), pair_id)
+        except inputs.InputError as e:
+            raise refusal(e) from None
+        return text_html(p["prompt"]), text_html(p["completion_0"]), text_html(p["completion_1"])
+
+
+def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
+    with gr.Tab("Annotators", visible=False) as tab:
+        summary = gr.Markdown()
+        table = gr.Dataframe(label="Per annotator: judgements, skips, median seconds on task, agreement "
+                             "with the others' majority, gold accuracy, share of ties and both-bad, "
+                             "share of decisive picks on the left (0.5: no side bias)",
+                             interactive=False, wrap=True)
+        plot = gr.BarPlot(x="annotator", y="value", color="figure", label="Quality figures",
+                          y_lim=[0, 1])
+        refresh = gr.Button("Refresh")
+        with gr.Accordion("Assignment", open=False):
+            with gr.Row():
+                overlap = gr.Number(label="Annotators per pair", precision=0, minimum=1,
+                                    maximum=queries.MAX_OVERLAP)
+                gold_rate = gr.Number(label="Share of gold pairs shown", minimum=0,
+                                      maximum=queries.MAX_GOLD_RATE, step=0.05)
+                save = gr.Button("Save", variant="primary")
+        with gr.Accordion("Gold pairs", open=False):
+            with gr.Row():
+                pair_id = gr.Number(label="Pair", precision=0, minimum=1)
+                show = gr.Button("Show the pair")
+            prompt = text_box(label="Prompt", container=True, show_label=True)
+            with gr.Row():
+                first = text_box(label="Answer 1", container=True, show_label=True)
+                second = text_box(label="Answer 2", container=True, show_label=True)
+            expected = gr.Radio(list(EXPECTED), label="Expected verdict")
+            mark = gr.Button("Mark as a gold pair", variant="primary")
+        done = gr.Markdown()
+
+    def view(request: gr.Request):
+        if not annotators.admin.is_admin(request):
+            return gr.Tab(visible=False), "", None, None, None, None
+        q = annotators.quality(request)
+        figures = [{"annotator": row["annotator"], "figure": name, "value": row[key]}
+                   for row in q["annotators"] for key, name in
+                   (("majority_agreement", "agreement with majority"), ("gold_accuracy", "gold accuracy"),
+                    ("left_picks", "left picks")) if row[key] is not None]
+        return (gr.Tab(visible=True), agreement.summary_markdown(q), as_frame(q["annotators"]), as_frame(figures),
+                q["overlap"], q["gold_rate"])
+
+    def save_it(k, rate, request: gr.Request) -> str:
+        return annotators.set_assignment(k, rate, request)
+
+    def mark_it(pid, verdict, request: gr.Request) -> str:
+        if verdict not in EXPECTED:
+            raise gr.Error("pick the expected verdict first")
+        return annotators.mark_gold(pid, EXPECTED[verdict], request)
+
+    outputs = [tab, summary, table, plot, overlap, gold_rate]
+    private = {"api_visibility": "private"}
+    demo.load(view, None, outputs, **private)
+    refresh.click(view, None, outputs, **private)
+    save.click(save_it, [overlap, gold_rate], done, **private).success(view, None, outputs, **private)
+    show.click(annotators.pair, [pair_id], [prompt, first, second], **private)
+    mark.click(mark_it, [pair_id, expected], done, **private).success(view, None, outputs, **private)
+    return tab
