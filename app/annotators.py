@@ -62,7 +62,7 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
     with gr.Tab("Annotators", visible=False) as tab:
         summary = gr.Markdown()
         table = gr.Dataframe(label="Per annotator: judgements, skips, median seconds on task, agreement "
-                             "with the others' majority, gold accuracy, share of ties and both-bad, "
+                             "with the majority, gold accuracy, share of ties and both-bad, "
                              "share of decisive picks on the left (0.5: no side bias)",
                              interactive=False, wrap=True)
         plot = gr.BarPlot(x="annotator", y="value", color="figure", label="Quality figures",

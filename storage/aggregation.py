@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from . import queries
-from .agreement import gold_accuracy
+from .agreement import gold_accuracy, majority
 
 RULES = ("every", "majority", "weighted")
 
@@ -65,12 +65,12 @@ def _by_majority(votes: list[dict], weighted: bool, dropped: Counter) -> tuple[l
         pairs[j["pair_id"]].append(j)
     rows, used = [], []
     for pair_votes in pairs.values():
-        counts = Counter(j["verdict"] for j in pair_votes).most_common()
-        if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        verdict = majority(pair_votes)
+        if verdict is None:
             dropped["split_pairs"] += 1
             dropped["split"] += len(pair_votes)
             continue
-        verdict, n = counts[0]
+        n = sum(j["verdict"] == verdict for j in pair_votes)
         if verdict not in ("0", "1"):
             dropped["no_preference"] += len(pair_votes)
             continue

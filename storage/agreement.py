@@ -41,9 +41,9 @@ def gold_accuracy(judged: list[dict]) -> dict[str, tuple[int, int]]:
     return {a: (right, total) for a, (right, total) in tally.items()}
 
 
-def _majority_of_others(pair_votes: list[dict], me: dict) -> str | None:
-    """The verdict most of the pair's other annotators gave, if one verdict leads."""
-    counts = Counter(j["verdict"] for j in pair_votes if j is not me).most_common(2)
+def majority(pair_votes: list[dict]) -> str | None:
+    """The verdict most of a pair's annotators gave, if one verdict leads (None on an even split)."""
+    counts = Counter(j["verdict"] for j in pair_votes).most_common(2)
     if not counts or (len(counts) == 2 and counts[0][1] == counts[1][1]):
         return None
     return counts[0][0]
@@ -63,7 +63,8 @@ def annotator_rows(judged: list[dict], skips: dict[str, int]) -> list[dict]:
     rows = []
     for name in sorted(set(by_annotator) | set(skips)):
         votes = by_annotator[name]
-        majorities = [(_majority_of_others(by_pair[j["pair_id"]], j), j["verdict"]) for j in votes]
+        majorities = [(majority(by_pair[j["pair_id"]]), j["verdict"]) for j in votes
+                      if len(by_pair[j["pair_id"]]) >= 2]
         compared = [(m, v) for m, v in majorities if m is not None]
         decisive = [j for j in votes if j["choice"] in ("a", "b")]
         seconds = [j["seconds_on_task"] for j in votes if j["seconds_on_task"] is not None]
@@ -104,8 +105,8 @@ def skip_counts(db: sqlite_utils.Database) -> dict[str, int]:
 
 def quality(db: sqlite_utils.Database) -> dict:
     """Agreement overall, by prompt category and by policy version, and per annotator: judgements,
-    skips, median seconds on task, agreement with the other annotators' majority on overlapped
-    pairs, gold accuracy, share of ties and both-bad, and share of decisive picks that went to
+    skips, median seconds on task, agreement with the pair's majority verdict on overlapped
+    pairs that have one, gold accuracy, share of ties and both-bad, and share of decisive picks that went to
     the left answer (0.5 is no side bias)."""
     judged = queries.judgements(db)
     return {"overlap": queries.overlap(db), "gold_rate": queries.gold_rate(db),

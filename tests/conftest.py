@@ -134,3 +134,14 @@ def log_in_browser():
             return page
         yield log_in
         browser.close()
+
+
+def judge(db, annotator: str, verdict: str, seconds_seed: int = 0, **kwargs) -> int:
+    """Show `annotator` their next pair of version 0 and vote so that the verdict on its stored
+    answers is `verdict` ("0", "1", "tie", "both_bad"), whichever side each was shown on."""
+    shown = queries.show_next_pair(db, annotator, 0, random.Random(seconds_seed))
+    assert shown is not None, f"nothing to show {annotator}"
+    order = db.execute("SELECT shown_order FROM shows WHERE pair_id = ? AND annotator = ?",
+                       [shown["pair_id"], annotator]).fetchone()[0]
+    choice = {order[0]: "a", order[1]: "b"}.get(verdict, verdict)
+    return queries.record_vote(db, annotator, shown["pair_id"], choice, **kwargs)

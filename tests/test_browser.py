@@ -1,7 +1,7 @@
 """A real browser: Debian's Chromium logs in, reads a pair, votes with a shortcut key."""
 import pytest
 
-from storage import queries
+from storage import guidelines, queries
 from storage.db import open_db
 
 from .conftest import add_pair, start_app
@@ -45,3 +45,48 @@ def test_login_vote_by_keyboard_and_find_the_vote(app_with_hostile_pair, log_in_
     assert [(v["annotator"], v["choice"]) for v in votes] == [("alice", "a")]
     assert queries.annotator_progress(open_db(cfg.db_path), "alice")["total"] == 1
     assert (tmp_path / "annotate.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def app_with_guidelines(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    db = open_db(data / "prefloop.db")
+    first = add_pair(db, prompt="Describe the sea.", completions=("The sea is wide and", "Blue, deep and cold."))
+    db.execute("UPDATE pairs SET cut_off_0 = 1 WHERE id = ?", [first])  # as if it ran out of tokens
+    add_pair(db, prompt="Name a fruit.", completions=("Rocks.", "A pear."))
+    guidelines.save_guideline(db, "Prefer answers that **finish their thought**.", author="root")
+    queries.put_setting(db, "daily_goal", "2")
+    cfg, demo, queue = start_app(data, ready=0)
+    yield cfg
+    queue.stop()
+    demo.close()
+
+
+def test_read_the_guidelines_vote_correct_an_answer_and_see_progress(app_with_guidelines, log_in_browser):
+    from playwright.sync_api import expect
+
+    cfg = app_with_guidelines
+    page = log_in_browser(cfg.port, "alice")
+    expect(page.get_by_text("Describe the sea.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Cut off at the length limit")).to_have_count(1)  # under "The sea is wide and"
+    page.get_by_text("Guidelines (version 1)").click()
+    expect(page.get_by_text("finish their thought")).to_be_visible()
+    page.get_by_role("button", name="B is better [2]").click()  # B may be either answer: see the votes
+    expect(page.get_by_text("you have judged 1 pair · today 1 of your goal of 2 (50%).")).to_be_visible(timeout=30_000)
+
+    expect(page.get_by_text("Name a fruit.")).to_be_visible(timeout=30_000)
+    page.get_by_text("Write a better answer (optional)").click()
+    page.get_by_role("button", name="Start from B").click()
+    box = page.locator("#correction textarea")
+    expect(box).not_to_have_value("", timeout=10_000)
+    started_from = box.input_value()
+    box.fill("A pear: ripe, sweet, and in season now.")
+    page.get_by_role("button", name="B is better [2]").click()
+    expect(page.get_by_text("you have judged 2 pairs · today 2 of your goal of 2 (100%).")).to_be_visible(timeout=30_000)
+
+    db = open_db(cfg.db_path)
+    [demo] = db["demonstrations"].rows
+    pair = db["pairs"].get(demo["pair_id"])
+    assert demo["author"] == "alice" and demo["text"] == "A pear: ripe, sweet, and in season now."
+    assert pair[f"completion_{demo['replaced']}"] == started_from  # it replaced answer B as shown
+    assert [v["guideline_id"] for v in db["votes"].rows] == [1, 1]

@@ -53,6 +53,9 @@ def test_the_worker_speaks_the_openai_api_the_app_uses(worker, tmp_path):
     assert [m["id"] for m in httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]] == ["tiny"]
     answers = chat(port, model="tiny", n=2, seed=3).json()["choices"]
     assert len(answers) == 2 and all(a["message"]["content"] for a in answers)
+    assert [a["finish_reason"] for a in answers] == ["stop", "stop"]  # the tiny model's answers end
+    short = chat(port, model="tiny", n=2, seed=3, max_tokens=2).json()["choices"]
+    assert [a["finish_reason"] for a in short] == ["length", "length"]
     missing = chat(port, model="policy-v1", seed=3)
     assert missing.status_code == 404 and "does not exist" in missing.json()["error"]["message"]
     adapter = random_adapter(tmp_path / "adapter")
@@ -77,6 +80,10 @@ def test_pairs_a_promotion_and_a_killed_worker(worker, tmp_path):
     try:
         pair = queue.next_pair("alice")
         assert pair["version_id"] == 0 and pair["a"] and pair["b"]
+        # Read from the endpoint's finish_reason: two tokens cut every answer off.
+        [cut] = policy.sample_pairs(0, ["Suggest a snack."], SamplingConfig(max_new_tokens=2), seed=1)
+        [whole] = policy.sample_pairs(0, ["Suggest a snack."], SamplingConfig(max_new_tokens=24), seed=1)
+        assert cut.cut_off == (True, True) and whole.cut_off == (False, False)
         v1 = rounds.add_version(db, parent_id=0, adapter_path=str(random_adapter(tmp_path / "v1")), algo="dpo")
         rounds.promote(db, v1, by="test")
         wait_for(lambda: queries.ready_pair_count(db, v1) >= 4)

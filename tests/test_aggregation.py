@@ -1,0 +1,92 @@
+"""How judgements become training rows: every vote, majority, agreement-weighted; gold votes
+and low-accuracy annotators left out; and the round records what its rule did."""
+import json
+
+import pytest
+
+from storage import exports, queries, rounds
+from storage.aggregation import Aggregation, training_rows
+from storage.db import open_db
+from trainer.rounds import run_round
+
+from .conftest import add_pair, judge, show
+from .test_round import config, data  # noqa: F401 - the fixture
+
+
+def three_annotators(db, verdicts: dict[str, list[str]]):
+    """Pairs p0.. judged by each annotator in turn with an overlap of 3."""
+    for i in range(len(next(iter(verdicts.values())))):
+        add_pair(db, prompt=f"p{i}", completions=(f"first {i}", f"second {i}"))
+    queries.set_overlap(db, 3)
+    for name, theirs in verdicts.items():
+        for v in theirs:
+            judge(db, name, v)
+
+
+def test_every_vote_is_a_row_by_default(db):
+    three_annotators(db, {"alice": ["0", "0", "tie"], "bob": ["0", "1", "tie"], "carol": ["1", "1", "0"]})
+    made = training_rows(db)
+    assert len(made.rows) == 7 and made.summary["dropped"] == {"no_preference": 2}
+
+
+def test_majority_keeps_the_majority_verdict_and_drops_even_splits(db):
+    three_annotators(db, {"alice": ["0", "0", "tie", "0"], "bob": ["0", "1", "tie", "1"],
+                          "carol": ["1", "1", "0", "both_bad"]})
+    made = training_rows(db, Aggregation("majority"))
+    assert [(r["chosen"], r["rejected"]) for r in made.rows] == [("first 0", "second 0"), ("second 1", "first 1")]
+    assert made.summary["dropped"] == {"outvoted": 2, "no_preference": 3, "split_pairs": 1, "split": 3}
+    assert len(made.vote_ids) == 6  # the judgements behind the two rows
+    assert all(r["weight"] == 1.0 for r in made.rows)
+    weighted = training_rows(db, Aggregation("weighted"))
+    assert [r["weight"] for r in weighted.rows] == [pytest.approx(2 / 3)] * 2
+
+
+def test_gold_votes_never_become_training_rows(db):
+    three_annotators(db, {"alice": ["0", "1"], "bob": ["0", "1"]})
+    gold_pair = db.execute("SELECT min(id) FROM pairs").fetchone()[0]
+    queries.mark_gold(db, gold_pair, "0", by="lead")
+    for agg in (Aggregation(), Aggregation("majority")):
+        made = training_rows(db, agg)
+        assert all(r["pair_id"] != gold_pair for r in made.rows)
+        assert made.summary["dropped"]["gold"] == 2
+    assert all(r["pair_id"] != gold_pair for r in exports.trl_rows(db))
+
+
+def test_annotators_below_the_gold_accuracy_threshold_are_left_out(db):
+    gold = [add_pair(db, prompt=f"g{i}") for i in range(3)]
+    for pair in gold:
+        show(db, "lead")
+        queries.record_vote(db, "lead", pair, "a")
+        order = db.execute("SELECT shown_order FROM shows WHERE pair_id = ?", [pair]).fetchone()[0]
+        queries.mark_gold(db, pair, order[0], by="lead")  # the lead's choice is the gold verdict
+    queries.set_overlap(db, 2)
+    for name, right in (("alice", True), ("bob", False)):
+        for pair in gold:  # the gold pairs are shown like any other
+            db["shows"].insert({"pair_id": pair, "annotator": name, "shown_order": "01",
+                                "shown_at": queries.now()})
+            expected = db.execute("SELECT expected FROM gold_pairs WHERE pair_id = ?", [pair]).fetchone()[0]
+            queries.record_vote(db, name, pair, "a" if (expected == "0") == right else "b")
+    add_pair(db, prompt="ordinary")
+    judge(db, "alice", "0")
+    judge(db, "bob", "1")
+    kept = training_rows(db, Aggregation(min_gold_accuracy=0.7))
+    assert [r["annotator"] for r in kept.rows] == ["alice"]
+    assert kept.summary["excluded_annotators"] == ["bob"] and kept.summary["dropped"]["low_gold_accuracy"] == 1
+    assert len(training_rows(db).rows) == 2  # no threshold: both
+
+
+def test_a_majority_round_records_its_rule_and_what_it_dropped(data):
+    db = open_db(data / "prefloop.db")
+    queries.set_overlap(db, 2)
+    # The fixture's alice picked the banana on all 40 pairs; bob agrees on 30 and not on 10.
+    for i, pair in enumerate(r["id"] for r in db.query("SELECT id FROM pairs ORDER BY id")):
+        db["shows"].insert({"pair_id": pair, "annotator": "bob", "shown_order": "01", "shown_at": queries.now()})
+        queries.record_vote(db, "bob", pair, "a" if i % 4 else "b")  # completion_0 is the banana
+    result = run_round(config(data, "dpo", "aggregation.rule=majority", "gate.min_win_rate=-1"))
+    record = rounds.get_round(db, result.round_id)
+    summary = json.loads(record["aggregation"])
+    assert summary["rule"] == "majority" and summary["rows"] == 30
+    assert summary["dropped"]["split_pairs"] == 10 and summary["dropped"]["split"] == 20
+    assert len(json.loads(record["vote_ids"])) == 60
+    [version] = [v for v in rounds.versions_table(db) if v["round"] == result.round_id]
+    assert "majority: 30 rows from 80 judgements" in version["data"] and "(10 pairs)" in version["data"]
