@@ -95,7 +95,8 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
                    for row in q["annotators"] for key, name in
                    (("majority_agreement", "agreement with majority"), ("gold_accuracy", "gold accuracy"),
                     ("left_picks", "left picks")) if row[key] is not None]
-        return (gr.Tab(visible=True), agreement.summary_markdown(q), as_frame(q["annotators"]), as_frame(figures),
+        return (gr.Tab(visible=True), agreement.summary_markdown(q), as_frame(q["annotators"]),
+                as_frame(figures) if figures else None,
                 q["overlap"], q["gold_rate"])
 
     def save_it(k, rate, request: gr.Request) -> str:

@@ -59,6 +59,29 @@ def judged(taste, prompts: list[dict], answers: dict[int, list[str]], first: int
     return rows
 
 
+def load(model: str) -> tuple[PolicyRegistry, Path, list[dict]]:
+    """The model, its checkpoint folder, and the shipped prompts with the ids an import gives them
+    (which decide the held-out split)."""
+    cache = models.checkpoint_dir(model, data_dir() / "models").parent
+    with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
+        db = open_db(Path(tmp) / "prefloop.db")
+        imports.import_prompt_file(db, ASSETS / "prompts.jsonl")
+        prompts = queries.all_prompts(db)
+    return PolicyRegistry.load(model, cache), models.checkpoint_dir(model, cache), prompts
+
+
+def four_answers(registry, prompts: list[dict]) -> dict[int, list[str]]:
+    """The base model's four answers to each prompt, at the app's sampling settings."""
+    print(f"sampling 4 answers to each of {len(prompts)} prompts ...", flush=True)
+    answers = {}
+    for i in range(0, len(prompts), 16):
+        batch = prompts[i:i + 16]
+        for p, a, b in zip(batch, registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=i),
+                           registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=10_000 + i)):
+            answers[p["id"]] = [*a.completions, *b.completions]
+    return answers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["dpo", "reward"])
@@ -68,23 +91,11 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--judgements", type=int, default=128)
     args = parser.parse_args()
-    cache = models.checkpoint_dir(args.model, data_dir() / "models").parent
-    registry = PolicyRegistry.load(args.model, cache)
-    base_path = models.checkpoint_dir(args.model, cache)
-    with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
-        db = open_db(Path(tmp) / "prefloop.db")
-        imports.import_prompt_file(db, ASSETS / "prompts.jsonl")
-        prompts = queries.all_prompts(db)
+    registry, base_path, prompts = load(args.model)
     heldout = [p for p in prompts if is_heldout(p["id"], HELDOUT_FRACTION)]
     train_prompts = random.Random(0).sample([p for p in prompts if p not in heldout],
                                             round(args.judgements * (1 - HELDOUT_FRACTION)))
-    print(f"sampling 4 answers to each of {len(prompts)} prompts ...", flush=True)
-    answers = {}
-    for i in range(0, len(prompts), 16):
-        batch = prompts[i:i + 16]
-        for p, a, b in zip(batch, registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=i),
-                           registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=10_000 + i)):
-            answers[p["id"]] = [*a.completions, *b.completions]
+    answers = four_answers(registry, prompts)
     cfg = RoundConfig()
     judge = Judge(registry, cfg, cfg.eval.questions([p["text"] for p in heldout]))
     base = answer(registry, 0, judge.questions, cfg.eval)

@@ -18,6 +18,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_import = sub.add_parser("import", help="import prompts from JSONL, CSV or a datasets folder")
     p_import.add_argument("file")
+    p_import_gold = sub.add_parser("import-gold", help="import gold pairs: prompt, chosen, rejected (JSONL, CSV "
+                                   "or a datasets folder); chosen is the expected verdict")
+    p_import_gold.add_argument("file")
     p_export = sub.add_parser("export", help="export preference pairs (trl) or corrected answers (sft)")
     p_export.add_argument("--format", choices=["trl", "sft"], default="trl",
                           help="trl: prompt/chosen/rejected; sft: conversational messages")
@@ -45,6 +48,13 @@ def main(argv=None) -> int:
             return 1
         print(f"imported {result.added} prompts; dropped {result.exact_duplicates} exact and "
               f"{result.near_duplicates} case/whitespace duplicates")
+    elif args.command == "import-gold":
+        try:
+            n = imports.import_gold_file(db, args.file, by="cli")
+        except imports.ImportFileError as e:
+            print(e, file=sys.stderr)
+            return 1
+        print(f"imported {n} gold pairs")
     elif args.command == "export" and args.format == "sft":
         n = exports.export_sft(db, args.out)
         print(f"wrote {n} corrected answers to {args.out}/demonstrations.jsonl and {args.out}/dataset")

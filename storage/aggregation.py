@@ -36,7 +36,7 @@ class Aggregation:
 @dataclass
 class TrainingRows:
     rows: list[dict]
-    vote_ids: list[int]  # the judgements the rows came from
+    vote_ids: list[int]  # the judgements the rows came from (not the outvoted ones)
     summary: dict = field(default_factory=dict)
 
 
@@ -77,7 +77,7 @@ def _by_majority(votes: list[dict], weighted: bool, dropped: Counter) -> tuple[l
         dropped["outvoted"] += len(pair_votes) - n
         first = vote_row(next(j for j in pair_votes if j["verdict"] == verdict))
         rows.append(first | {"weight": n / len(pair_votes) if weighted else 1.0})
-        used += [j["vote_id"] for j in pair_votes]
+        used += [j["vote_id"] for j in pair_votes if j["verdict"] == verdict]
     return rows, used
 
 

@@ -1,4 +1,5 @@
-"""Reading prompt files (JSONL, CSV or a `datasets` folder) with every bad line reported at once.
+"""Reading prompt files, and gold pairs in TRL's preference format (JSONL, CSV or a `datasets`
+folder), with every bad line reported at once.
 
 A file is imported whole or not at all, so a fixed file can simply be imported again.
 """
@@ -103,28 +104,79 @@ def _records(path: Path):
         raise ImportFileError("unknown format; use .jsonl, .csv or a datasets folder")
 
 
-def read_prompt_file(path: str | Path) -> list[dict]:
-    """All prompts in the file, or ImportFileError naming each bad line."""
+def _read(path: str | Path, parse, what: str) -> list:
+    """Every record of the file as `parse` makes it, or ImportFileError naming each bad line."""
     path = Path(path)
     if not path.exists():
         raise ImportFileError(f"{path}: no such file")
-    prompts, errors = [], []
+    rows, errors = [], []
     try:
         for where, record in _records(path):
             if isinstance(record, Exception):
                 errors.append(f"{where}: {record}")
                 continue
-            prompt, error = _record_text(record, where)
-            errors.append(error) if error else prompts.append(prompt)
+            row, error = parse(record, where)
+            errors.append(error) if error else rows.append(row)
     except ImportFileError as e:
         raise ImportFileError(f"{path}: {e}; nothing imported") from None
-    if not prompts and not errors:
-        raise ImportFileError(f"{path}: no prompts in it; the file is empty")
+    if not rows and not errors:
+        raise ImportFileError(f"{path}: no {what} in it; the file is empty")
     if errors:
         shown = "\n  ".join(errors[:20]) + ("\n  ..." if len(errors) > 20 else "")
         raise ImportFileError(f"{path}: {len(errors)} bad line(s), nothing imported:\n  {shown}")
-    return prompts
+    return rows
+
+
+def read_prompt_file(path: str | Path) -> list[dict]:
+    """All prompts in the file, or ImportFileError naming each bad line."""
+    return _read(path, _record_text, "prompts")
 
 
 def import_prompt_file(db: sqlite_utils.Database, path: str | Path) -> queries.PromptImport:
     return queries.add_prompts(db, read_prompt_file(path), source=Path(path).name)
+
+
+def _content(value):
+    """Text, or the last message's content in TRL's conversational format."""
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return value[-1].get("content")
+    return value
+
+
+def _gold_record(record, where: str) -> tuple[dict | None, str | None]:
+    """A gold pair in TRL's preference format: a prompt, the chosen and the rejected answer."""
+    if not isinstance(record, dict):
+        return None, f"{where}: expected an object with prompt, chosen and rejected"
+    prompt, error = _record_text({**record, "prompt": _content(record.get("prompt"))}, where)
+    if error:
+        return None, error
+    answers = {}
+    for key in ("chosen", "rejected"):
+        text = _content(record.get(key))
+        if not isinstance(text, str) or not text.strip():
+            return None, f"{where}: no '{key}' answer"
+        if len(text) > queries.MAX_CORRECTION_CHARS:
+            return None, f"{where}: the {key} answer is longer than {queries.MAX_CORRECTION_CHARS} characters"
+        answers[key] = text.strip()
+    if answers["chosen"] == answers["rejected"]:
+        return None, f"{where}: chosen and rejected are the same answer"
+    return {**prompt, **answers}, None
+
+
+def import_gold_file(db: sqlite_utils.Database, path: str | Path, by: str) -> int:
+    """Gold pairs from a preference file (TRL's prompt / chosen / rejected, JSONL, CSV or a
+    `datasets` folder): each becomes a pair whose first answer is the chosen one, marked gold.
+    Made by no policy version, they are filed under the base (version 0), their sampling
+    recording the file. All or nothing; returns how many."""
+    if not db.execute("SELECT 1 FROM policy_versions WHERE id = 0").fetchone():
+        raise ImportFileError("this database has no base model yet: start the app on it once, then import")
+    rows = _read(path, _gold_record, "gold pairs")
+    source = Path(path).name
+    with queries.immediate(db):
+        queries.add_prompts(db, rows, source=source)
+        for row in rows:
+            prompt_id = db.execute("SELECT id FROM prompts WHERE norm = ?", [queries.normalise(row["text"])]).fetchone()[0]
+            pair = queries.add_pair(db, prompt_id=prompt_id, version_id=0, completions=(row["chosen"], row["rejected"]),
+                                    sampling={"imported": source}, seed=0, prompt_truncated=False, gen_seconds=0)
+            queries.mark_gold(db, pair, "0", by=by)
+    return len(rows)

@@ -1,16 +1,11 @@
 """How judgements become training rows: every vote, majority, agreement-weighted; gold votes
-and low-accuracy annotators left out; and the round records what its rule did."""
-import json
-
+and low-accuracy annotators left out. (tests/test_round.py checks that a round records it.)"""
 import pytest
 
-from storage import exports, queries, rounds
+from storage import exports, queries
 from storage.aggregation import Aggregation, training_rows
-from storage.db import open_db
-from trainer.rounds import run_round
 
 from .conftest import add_pair, judge, show
-from .test_round import config, data  # noqa: F401 - the fixture
 
 
 def three_annotators(db, verdicts: dict[str, list[str]]):
@@ -35,7 +30,7 @@ def test_majority_keeps_the_majority_verdict_and_drops_even_splits(db):
     made = training_rows(db, Aggregation("majority"))
     assert [(r["chosen"], r["rejected"]) for r in made.rows] == [("first 0", "second 0"), ("second 1", "first 1")]
     assert made.summary["dropped"] == {"outvoted": 2, "no_preference": 3, "split_pairs": 1, "split": 3}
-    assert len(made.vote_ids) == 6  # the judgements behind the two rows
+    assert len(made.vote_ids) == 4  # the judgements behind the two rows; the outvoted trained nothing
     assert all(r["weight"] == 1.0 for r in made.rows)
     weighted = training_rows(db, Aggregation("weighted"))
     assert [r["weight"] for r in weighted.rows] == [pytest.approx(2 / 3)] * 2
@@ -73,20 +68,3 @@ def test_annotators_below_the_gold_accuracy_threshold_are_left_out(db):
     assert [r["annotator"] for r in kept.rows] == ["alice"]
     assert kept.summary["excluded_annotators"] == ["bob"] and kept.summary["dropped"]["low_gold_accuracy"] == 1
     assert len(training_rows(db).rows) == 2  # no threshold: both
-
-
-def test_a_majority_round_records_its_rule_and_what_it_dropped(data):
-    db = open_db(data / "prefloop.db")
-    queries.set_overlap(db, 2)
-    # The fixture's alice picked the banana on all 40 pairs; bob agrees on 30 and not on 10.
-    for i, pair in enumerate(r["id"] for r in db.query("SELECT id FROM pairs ORDER BY id")):
-        db["shows"].insert({"pair_id": pair, "annotator": "bob", "shown_order": "01", "shown_at": queries.now()})
-        queries.record_vote(db, "bob", pair, "a" if i % 4 else "b")  # completion_0 is the banana
-    result = run_round(config(data, "dpo", "aggregation.rule=majority", "gate.min_win_rate=-1"))
-    record = rounds.get_round(db, result.round_id)
-    summary = json.loads(record["aggregation"])
-    assert summary["rule"] == "majority" and summary["rows"] == 30
-    assert summary["dropped"]["split_pairs"] == 10 and summary["dropped"]["split"] == 20
-    assert len(json.loads(record["vote_ids"])) == 60
-    [version] = [v for v in rounds.versions_table(db) if v["round"] == result.round_id]
-    assert "majority: 30 rows from 80 judgements" in version["data"] and "(10 pairs)" in version["data"]

@@ -133,3 +133,32 @@ def test_positions_count_the_byte_order_mark_and_blank_lines(db, tmp_path):
     (tmp_path / "mac.jsonl").write_bytes(b'{"prompt": "one"}\r{"prompt": "two"}\r')
     imports.import_prompt_file(db, tmp_path / "mac.jsonl")
     assert texts(db) == ["one", "two"]
+
+
+def test_gold_pairs_import_from_a_trl_preference_file(db, tmp_path):
+    path = tmp_path / "gold.jsonl"
+    with pytest.raises(imports.ImportFileError, match="no base model yet"):
+        imports.import_gold_file(db, path, by="lead")
+    queries.ensure_base_version(db, "tiny")
+    path.write_text(json.dumps({"prompt": "Name a fruit.", "chosen": "A pear.", "rejected": "Rocks."}) + "\n"
+                    + json.dumps({"prompt": [{"role": "user", "content": "2+2?"}],
+                                  "chosen": [{"role": "assistant", "content": "4"}],
+                                  "rejected": [{"role": "assistant", "content": "5"}]}) + "\n")
+    assert imports.import_gold_file(db, path, by="lead") == 2
+    gold = list(db.query("SELECT pr.text, p.completion_0, p.completion_1, g.expected FROM gold_pairs g "
+                         "JOIN pairs p ON p.id = g.pair_id JOIN prompts pr ON pr.id = p.prompt_id ORDER BY g.id"))
+    assert [tuple(g.values()) for g in gold] == [("Name a fruit.", "A pear.", "Rocks.", "0"), ("2+2?", "4", "5", "0")]
+    assert queries.ready_pair_count(db, 0) == 0  # gold pairs are mixed in, never stock
+
+
+def test_a_bad_gold_file_names_its_lines_and_imports_nothing(db, tmp_path):
+    queries.ensure_base_version(db, "tiny")
+    path = tmp_path / "gold.jsonl"
+    path.write_text(json.dumps({"prompt": "Fine.", "chosen": "Yes.", "rejected": "No."}) + "\n"
+                    + json.dumps({"prompt": "No rejected.", "chosen": "Yes."}) + "\n"
+                    + json.dumps({"prompt": "Same.", "chosen": "Yes.", "rejected": "Yes."}) + "\n")
+    with pytest.raises(imports.ImportFileError) as refused:
+        imports.import_gold_file(db, path, by="lead")
+    assert "line 2: no 'rejected' answer" in str(refused.value)
+    assert "line 3: chosen and rejected are the same answer" in str(refused.value)
+    assert db["gold_pairs"].count == 0 and db["pairs"].count == 0 and db["prompts"].count == 0

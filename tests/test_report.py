@@ -1,5 +1,6 @@
 """`python -m trainer report` writes every figure and a summary someone can read outside the app."""
 from storage import evaluations, queries, rounds
+from storage.aggregation import training_rows
 from storage.db import open_db
 from trainer.__main__ import main
 
@@ -12,6 +13,8 @@ def test_report_writes_figures_and_a_summary_with_the_leaderboard(tmp_path):
     show(db)
     queries.record_vote(db, "alice", pair_id, "a", 8, 3)
     round_id = rounds.start_round(db, "dpo", {}, pid=1)
+    made = training_rows(db)
+    rounds.set_round_votes(db, round_id, made.vote_ids, made.summary)
     v1 = rounds.add_version(db, parent_id=0, adapter_path=str(tmp_path), algo="dpo", round_id=round_id)
     rounds.add_metrics(db, {"rm_accuracy": 0.8, "rm_win_rate_vs_base": 0.7, "kl_to_ref": 2.0,
                             "rm_score": 0.3}, round_id=round_id, version_id=v1)
@@ -34,3 +37,6 @@ def test_report_writes_figures_and_a_summary_with_the_leaderboard(tmp_path):
     assert "A tie worth showing" in summary
     assert f"| {round_id} | dpo | done | {v1} | kept as a candidate: its lower end does not clear 0.5 |" in summary
     assert all(f"({p})" in summary for p in pngs)
+    assert "| every: 1 rows from 1 judgements |" in summary  # how the round's rows were made
+    assert "## Annotators" in summary and "all pairs: not yet measurable" in summary
+    assert "| alice | 1 | 0 |" in summary

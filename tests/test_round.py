@@ -132,3 +132,20 @@ def test_a_second_busy_round_is_refused(data):
     with rounds.round_lock(data):
         with pytest.raises(rounds.RoundBusy):
             run_round(config(data))
+
+
+def test_a_majority_round_records_its_rule_and_what_it_dropped(data):
+    db = open_db(data / "prefloop.db")
+    queries.set_overlap(db, 2)
+    # The fixture's alice picked the banana on all 40 pairs; bob agrees on 30 and not on 10.
+    for i, pair in enumerate(r["id"] for r in db.query("SELECT id FROM pairs ORDER BY id")):
+        db["shows"].insert({"pair_id": pair, "annotator": "bob", "shown_order": "01", "shown_at": queries.now()})
+        queries.record_vote(db, "bob", pair, "a" if i % 4 else "b")  # completion_0 is the banana
+    result = run_round(config(data, "dpo", "aggregation.rule=majority", "gate.min_win_rate=-1"))
+    record = rounds.get_round(db, result.round_id)
+    summary = json.loads(record["aggregation"])
+    assert summary["rule"] == "majority" and summary["rows"] == 30
+    assert summary["dropped"]["split_pairs"] == 10 and summary["dropped"]["split"] == 20
+    assert len(json.loads(record["vote_ids"])) == 60
+    [version] = [v for v in rounds.versions_table(db) if v["round"] == result.round_id]
+    assert "majority: 30 rows from 80 judgements" in version["data"] and "(10 pairs)" in version["data"]
