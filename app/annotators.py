@@ -11,6 +11,8 @@ from storage.db import thread_db
 from .admin import Admin, as_frame
 from .render import refusal, text_box, text_html
 
+PLOTTED = {"majority_agreement": "Agreement with the majority", "gold_accuracy": "Gold accuracy",
+           "left_picks": "Share of picks on the left (0.5: no side bias)"}
 # The expected verdict as an admin picks it, on the pair's stored answers.
 EXPECTED = {"Answer 1 is better": "0", "Answer 2 is better": "1", "Tie": "tie", "Both bad": "both_bad"}
 
@@ -65,8 +67,9 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
                              "with the majority, gold accuracy, share of ties and both-bad, "
                              "share of decisive picks on the left (0.5: no side bias)",
                              interactive=False, wrap=True)
-        plot = gr.BarPlot(x="annotator", y="value", color="figure", label="Quality figures",
-                          y_lim=[0, 1])
+        with gr.Row():
+            plots = [gr.BarPlot(x="annotator", y=key, label=label, y_lim=[0, 1], min_width=240)
+                     for key, label in PLOTTED.items()]
         refresh = gr.Button("Refresh")
         with gr.Accordion("Assignment", open=False):
             with gr.Row():
@@ -89,15 +92,12 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
 
     def view(request: gr.Request):
         if not annotators.admin.is_admin(request):
-            return gr.Tab(visible=False), "", None, None, None, None
+            return gr.Tab(visible=False), "", None, *[None] * len(PLOTTED), None, None
         q = annotators.quality(request)
-        figures = [{"annotator": row["annotator"], "figure": name, "value": row[key]}
-                   for row in q["annotators"] for key, name in
-                   (("majority_agreement", "agreement with majority"), ("gold_accuracy", "gold accuracy"),
-                    ("left_picks", "left picks")) if row[key] is not None]
+        figures = [[{"annotator": row["annotator"], key: row[key]} for row in q["annotators"]
+                    if row[key] is not None] for key in PLOTTED]
         return (gr.Tab(visible=True), agreement.summary_markdown(q), as_frame(q["annotators"]),
-                as_frame(figures) if figures else None,
-                q["overlap"], q["gold_rate"])
+                *(as_frame(rows) if rows else None for rows in figures), q["overlap"], q["gold_rate"])
 
     def save_it(k, rate, request: gr.Request) -> str:
         return annotators.set_assignment(k, rate, request)
@@ -107,7 +107,7 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
             raise gr.Error("pick the expected verdict first")
         return annotators.mark_gold(pid, EXPECTED[verdict], request)
 
-    outputs = [tab, summary, table, plot, overlap, gold_rate]
+    outputs = [tab, summary, table, *plots, overlap, gold_rate]
     private = {"api_visibility": "private"}
     demo.load(view, None, outputs, **private)
     refresh.click(view, None, outputs, **private)

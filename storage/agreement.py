@@ -117,7 +117,8 @@ def quality(db: sqlite_utils.Database) -> dict:
 
 def _alpha_line(name: str, a: dict) -> str:
     value = "not yet measurable" if a["alpha"] is None else f"**{a['alpha']:.2f}**"
-    return f"{name}: {value} ({a['overlapped_pairs']} pairs judged by two or more)"
+    n = a["overlapped_pairs"]
+    return f"{name}: {value} ({n} pair{'s' * (n != 1)} judged by two or more)"
 
 
 def summary_markdown(q: dict) -> str:
