@@ -80,7 +80,7 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
                 save = gr.Button("Save", variant="primary")
         with gr.Accordion("Gold pairs", open=False):
             with gr.Row():
-                pair_id = gr.Number(label="Pair", precision=0, minimum=1)
+                pair_id = gr.Number(label="Pair", precision=0, minimum=1, elem_id="gold-pair")
                 show = gr.Button("Show the pair")
             prompt = text_box(label="Prompt", container=True, show_label=True)
             with gr.Row():

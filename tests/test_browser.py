@@ -90,3 +90,32 @@ def test_read_the_guidelines_vote_correct_an_answer_and_see_progress(app_with_gu
     assert demo["author"] == "alice" and demo["text"] == "A pear: ripe, sweet, and in season now."
     assert pair[f"completion_{demo['replaced']}"] == started_from  # it replaced answer B as shown
     assert [v["guideline_id"] for v in db["votes"].rows] == [1, 1]
+
+
+def test_an_admin_sets_the_overlap_and_marks_a_gold_pair_in_the_annotators_tab(app_with_guidelines, log_in_browser):
+    from playwright.sync_api import expect
+
+    cfg = app_with_guidelines
+    db = open_db(cfg.db_path)
+    page = log_in_browser(cfg.port, "root")
+    page.get_by_role("tab", name="Annotators").click()
+    expect(page.get_by_text("Each pair goes to 1 annotator;")).to_be_visible(timeout=30_000)
+    page.get_by_text("Assignment").click()
+    page.get_by_label("Annotators per pair").fill("3")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Each pair goes to 3 annotators;").first).to_be_visible(timeout=30_000)
+    assert queries.overlap(db) == 3
+    queries.set_overlap(db, 1)
+
+    page.get_by_text("Gold pairs", exact=True).click()
+    page.locator("#gold-pair input").fill("1")
+    page.get_by_role("button", name="Show the pair").click()
+    expect(page.get_by_text("Blue, deep and cold.")).to_be_visible(timeout=30_000)
+    page.get_by_label("Answer 2 is better").check()
+    page.get_by_role("button", name="Mark as a gold pair").click()
+    expect(page.get_by_text("Pair 1 is a gold pair.")).to_be_visible(timeout=30_000)
+    assert [(g["pair_id"], g["expected"], g["marked_by"]) for g in db["gold_pairs"].rows] == [(1, "1", "root")]
+    expect(page.get_by_role("tab", name="Annotators")).to_be_visible()
+    alice = log_in_browser(cfg.port, "alice")
+    expect(alice.get_by_role("tab", name="Annotate")).to_be_visible(timeout=30_000)
+    expect(alice.get_by_role("tab", name="Annotators")).to_have_count(0)
