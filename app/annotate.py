@@ -43,11 +43,16 @@ class Annotation:
         except LookupError as e:
             raise refusal(e) from None
 
-    def next_pair(self, request: gr.Request) -> tuple[int, str, str, str, bool, bool]:
-        """A new pair for the logged-in annotator: (pair id, prompt, completion A, completion B,
-        A cut off, B cut off); an answer is cut off when it ran into the length limit."""
+    def next_pair(self, request: gr.Request) -> tuple[int, str, str, str]:
+        """A new pair for the logged-in annotator: (pair id, prompt, completion A, completion B)."""
         pair = self.claim(request)
-        return pair["pair_id"], pair["prompt"], pair["a"], pair["b"], pair["a_cut_off"], pair["b_cut_off"]
+        return pair["pair_id"], pair["prompt"], pair["a"], pair["b"]
+
+    def next_pair_details(self, request: gr.Request) -> dict:
+        """The same pair as `next_pair`, as a dict that also says whether each answer was cut
+        off at the length limit (`a_cut_off`, `b_cut_off`)."""
+        pair = self.claim(request)
+        return {k: pair[k] for k in ("pair_id", "prompt", "a", "b", "a_cut_off", "b_cut_off")}
 
     def vote(self, pair_id: int, choice: str, score_a: int | None, score_b: int | None,
              rationale: str | None, request: gr.Request, correction: str | None = None,
@@ -60,7 +65,8 @@ class Annotation:
         """
         try:
             return queries.record_vote(thread_db(self.db_path), logged_in(request), pair_id,
-                                       choice, score_a, score_b, rationale, correction, corrected)
+                                       choice, score_a, score_b, rationale, correction, corrected,
+                                       self.queue.cfg.claim_seconds)
         except inputs.InputError as e:
             raise refusal(e) from None
 
@@ -98,7 +104,8 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     with gr.Accordion("Guidelines", open=False) as panel:
         guide = text_box(elem_id="guidelines")
     with gr.Row():
-        pair_id = gr.Number(label="Pair", precision=0, interactive=False, scale=0, min_width=120)
+        # Kept on the page for the vote, not shown: a gold pair's old id would give it away.
+        pair_id = gr.Number(label="Pair", precision=0, interactive=False, visible="hidden")
         prompt = text_box(label="Prompt", container=True, show_label=True)
     with gr.Row():
         with gr.Column():
@@ -162,7 +169,7 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
                 pick_ = choice
             vote_id = annotation.vote(pid, pick_, sa if ta else None, sb if tb else None, why, request,
                                       better, side)
-            return f"Saved vote #{vote_id} on pair #{int(pid)}."
+            return f"Saved vote #{vote_id}."
         return submit
 
     all_outputs = pair_outputs + reset_outputs + [count]

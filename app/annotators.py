@@ -29,8 +29,7 @@ class Annotators:
         that are gold pairs (0-0.5); both count from the next pair shown."""
         self.admin._require_admin(request)
         try:
-            k = queries.set_overlap(self._db(), overlap)
-            rate = queries.set_gold_rate(self._db(), gold_rate)
+            k, rate = queries.set_assignment(self._db(), overlap, gold_rate)
         except inputs.InputError as e:
             raise refusal(e) from None
         return f"Each pair goes to {k} annotator{'s' * (k > 1)}; {rate:.0%} of pairs shown are gold."

@@ -1,8 +1,9 @@
 """The pair queue: pairs are generated ahead, in the database, so annotators never wait.
 
-The stock is simply the live version's pairs that nobody holds, so it survives a restart; a
-background thread tops it up in batches, as much as the annotators active lately need, and
-sleeps until a claim wakes it. The live version is read from the database on every call, so a
+The stock is simply the live version's pairs that still need judgements and that nobody holds
+(with an overlap of k, a pair needs k annotators), so it survives a restart; a background
+thread keeps enough pairs that nobody has touched yet for the annotators active lately, makes
+more at once for anyone who has seen everything in stock, and sleeps until a claim wakes it. The live version is read from the database on every call, so a
 promotion made by another process (a training round, the admin tab, the CLI) reaches the app
 at the next claim, or within `idle_seconds`: a batch still being made for the old version is
 abandoned, and annotators are served the old version's stock until the new version's first
@@ -172,7 +173,7 @@ class PairQueue:
                 ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
                 if ready and self._draining is not None:
                     self._retire_old_stock(db)
-                if ready < self.target_stock(db) or (ready < self.cfg.max_ready and self._starved()):
+                if ready < self.target_stock(db) or self._starved():
                     self._making = (version, threading.Event())
                     self.generate(version, self._batch_size(ready), self._making[1])
                     continue  # the old version's stock is retired at the top, now there is stock

@@ -89,6 +89,7 @@ def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
         # Claims and votes are quick reads and writes (a claim waits only on an empty stock), so
         # they never queue behind each other or behind generation in Compare.
         gr.api(annotation.next_pair, api_name="next_pair", concurrency_limit=None)
+        gr.api(annotation.next_pair_details, api_name="next_pair_details", concurrency_limit=None)
         gr.api(annotation.vote, api_name="vote", concurrency_limit=None)
         gr.api(annotation.skip, api_name="skip", concurrency_limit=None)
         gr.api(annotation.guidelines, api_name="guidelines", concurrency_limit=None)

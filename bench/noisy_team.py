@@ -34,7 +34,7 @@ RULES = {"every vote": Aggregation("every"), "majority": Aggregation("majority")
 def team_votes(db, taste, prompts: list[dict], answers: dict[int, list[str]], gold: int, rng: random.Random) -> None:
     """Pairs of answers 1-2 for `prompts`, the first `gold` of them gold, judged by the whole team."""
     queries.ensure_base_version(db, "bench")
-    queries.set_overlap(db, len(TEAM))
+    queries.set_assignment(db, k=len(TEAM))
     pairs = {}
     for p in prompts:
         pairs[p["id"]] = queries.add_pair(db, prompt_id=p["id"], version_id=0, completions=tuple(answers[p["id"]][:2]),

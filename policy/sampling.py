@@ -120,10 +120,11 @@ def distinct_pairs(sample: Callable[[list[int], int], list[list[Answer]]], n: in
 
 def _answers(model, tokenizer, inputs: list[torch.Tensor], cfg: SamplingConfig, seed: int,
              copies: int, cancel: threading.Event | None = None) -> list[list[Answer]]:
-    """`copies` answers to each input, grouped by input. An answer whose tokens all count (no
-    end-of-sequence among them) ran into `max_new_tokens`: it is cut off."""
+    """`copies` answers to each input, grouped by input. An answer that took all `max_new_tokens`
+    tokens, none of them an end of sequence, ran into the limit: it is cut off."""
     texts, _, mask, start = _generate(model, tokenizer, inputs, cfg, seed, copies, cancel)
-    cut = mask[:, start:].bool().all(dim=1).tolist()
+    full = mask.shape[1] - start == cfg.max_new_tokens
+    cut = (mask[:, start:].bool().all(dim=1) & full).tolist()
     answers = [Answer(text, c) for text, c in zip(texts, cut)]
     return [answers[i:i + copies] for i in range(0, len(answers), copies)]
 

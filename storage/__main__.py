@@ -50,11 +50,11 @@ def main(argv=None) -> int:
               f"{result.near_duplicates} case/whitespace duplicates")
     elif args.command == "import-gold":
         try:
-            n = imports.import_gold_file(db, args.file, by="cli")
+            added, known = imports.import_gold_file(db, args.file, by="cli")
         except imports.ImportFileError as e:
             print(e, file=sys.stderr)
             return 1
-        print(f"imported {n} gold pairs")
+        print(f"imported {added} gold pairs; {known} were already gold pairs")
     elif args.command == "export" and args.format == "sft":
         n = exports.export_sft(db, args.out)
         print(f"wrote {n} corrected answers to {args.out}/demonstrations.jsonl and {args.out}/dataset")
@@ -65,10 +65,8 @@ def main(argv=None) -> int:
         try:
             if args.command == "gold":
                 queries.mark_gold(db, args.pair, args.expected, by="cli")
-            if getattr(args, "overlap", None) is not None:
-                queries.set_overlap(db, args.overlap)
-            if getattr(args, "gold_rate", None) is not None:
-                queries.set_gold_rate(db, args.gold_rate)
+            else:
+                queries.set_assignment(db, args.overlap, args.gold_rate)
         except inputs.InputError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

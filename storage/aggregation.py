@@ -3,7 +3,8 @@
 - `every`: each decisive vote is its own row, as if every annotator were right.
 - `majority`: one row per pair, for the verdict most of its annotators gave; a pair whose top
   verdicts tie (an even split) says nothing and is left out, as is a pair whose majority found
-  neither answer better.
+  neither answer better, and a pair of the live version that has not yet had its k judgements
+  (it waits for the next round).
 - `weighted`: the majority's row, weighted by the share of the pair's annotators who gave it:
   a 2-of-3 verdict counts two thirds as much as a unanimous one in the reward model's fit. (DPO
   has no per-row weight in TRL; it trains on the majority's rows alone.)
@@ -38,6 +39,7 @@ class TrainingRows:
     rows: list[dict]
     vote_ids: list[int]  # the judgements the rows came from (not the outvoted ones)
     summary: dict = field(default_factory=dict)
+    last_vote_id: int | None = None  # the newest judgement considered, used or not
 
 
 def _row(j: dict, chosen: str, rejected: str, **extra) -> dict:
@@ -59,10 +61,14 @@ def vote_row(j: dict) -> dict:
                 score_rejected=j[f"score_{lose}"] if scored else None)
 
 
-def _by_majority(votes: list[dict], weighted: bool, dropped: Counter) -> tuple[list[dict], list[int]]:
+def _by_majority(votes: list[dict], weighted: bool, collecting: set[int],
+                 dropped: Counter) -> tuple[list[dict], list[int]]:
     pairs = defaultdict(list)
     for j in votes:
-        pairs[j["pair_id"]].append(j)
+        if j["pair_id"] in collecting:
+            dropped["incomplete"] += 1
+        else:
+            pairs[j["pair_id"]].append(j)
     rows, used = [], []
     for pair_votes in pairs.values():
         verdict = majority(pair_votes)
@@ -103,17 +109,19 @@ def training_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -
         dropped["no_preference"] = len(votes) - len(decisive)
         rows, used = [vote_row(j) for j in decisive], [j["vote_id"] for j in decisive]
     else:
-        rows, used = _by_majority(votes, agg.rule == "weighted", dropped)
+        rows, used = _by_majority(votes, agg.rule == "weighted", queries.collecting_pair_ids(db), dropped)
     corrections = [d for d in queries.demonstrations(db) if d["gold"] is None and d["annotator"] not in excluded]
     rows += [_row(d, d["text"], d["replaced_text"], kind="correction") for d in corrections]
+    rows.sort(key=lambda r: r["vote_id"])  # in time order: DPO keeps the newest rows when it must cut
     used = sorted(set(used) | {d["vote_id"] for d in corrections})
     summary = {"rule": agg.rule, "min_gold_accuracy": agg.min_gold_accuracy, "judgements": len(judged),
                "rows": len(rows), "corrections": len(corrections), "excluded_annotators": excluded,
                "dropped": dict(dropped)}
-    return TrainingRows(rows, used, summary)
+    return TrainingRows(rows, used, summary, max((j["vote_id"] for j in judged), default=None))
 
 
 LEFT_OUT = {"gold": "on gold pairs", "low_gold_accuracy": "below the gold accuracy",
+            "incomplete": "on pairs still collecting judgements",
             "no_preference": "tie or both bad", "split": "in even splits", "outvoted": "outvoted"}
 
 
@@ -122,8 +130,8 @@ def describe(summary: dict | None) -> str:
     answers); left out 6 on gold pairs, 4 in even splits (2 pairs)"."""
     if not summary:
         return ""
-    dropped = summary["dropped"]
-    parts = [f"{dropped[k]} {words}" + (f" ({dropped['split_pairs']} pairs)" if k == "split" else "")
+    dropped, n = summary["dropped"], summary["dropped"].get("split_pairs", 0)
+    parts = [f"{dropped[k]} {words}" + (f" ({n} pair{'s' * (n != 1)})" if k == "split" else "")
              for k, words in LEFT_OUT.items() if dropped.get(k)]
     line = f"{summary['rule']}: {summary['rows']} rows from {summary['judgements']} judgements"
     if summary["corrections"]:

@@ -63,8 +63,8 @@ def annotator_rows(judged: list[dict], skips: dict[str, int]) -> list[dict]:
     rows = []
     for name in sorted(set(by_annotator) | set(skips)):
         votes = by_annotator[name]
-        majorities = [(majority(by_pair[j["pair_id"]]), j["verdict"]) for j in votes
-                      if len(by_pair[j["pair_id"]]) >= 2]
+        majorities = [(majority([o for o in by_pair[j["pair_id"]] if o is not j]), j["verdict"])
+                      for j in votes if j["gold"] is None and len(by_pair[j["pair_id"]]) >= 2]
         compared = [(m, v) for m, v in majorities if m is not None]
         decisive = [j for j in votes if j["choice"] in ("a", "b")]
         seconds = [j["seconds_on_task"] for j in votes if j["seconds_on_task"] is not None]
@@ -89,9 +89,12 @@ def _alpha_by(judged: list[dict], key: str) -> dict[str, dict]:
 
 
 def _agreement(judged: list[dict]) -> dict:
+    """Alpha over ordinary pairs: gold pairs, judged by everyone and picked for being clear,
+    would make agreement look better than it is (they have gold accuracy instead)."""
     units = defaultdict(list)
     for j in judged:
-        units[j["pair_id"]].append(j["verdict"])
+        if j["gold"] is None:
+            units[j["pair_id"]].append(j["verdict"])
     overlapped = [u for u in units.values() if len(u) >= 2]
     value = alpha(units)
     return {"alpha": round(value, 3) if value is not None else None, "overlapped_pairs": len(overlapped),
@@ -105,8 +108,8 @@ def skip_counts(db: sqlite_utils.Database) -> dict[str, int]:
 
 def quality(db: sqlite_utils.Database) -> dict:
     """Agreement overall, by prompt category and by policy version, and per annotator: judgements,
-    skips, median seconds on task, agreement with the pair's majority verdict on overlapped
-    pairs that have one, gold accuracy, share of ties and both-bad, and share of decisive picks that went to
+    skips, median seconds on task, agreement with the verdict most of the pair's other annotators
+    gave (on ordinary overlapped pairs where the others do not split evenly), gold accuracy, share of ties and both-bad, and share of decisive picks that went to
     the left answer (0.5 is no side bias)."""
     judged = queries.judgements(db)
     return {"overlap": queries.overlap(db), "gold_rate": queries.gold_rate(db),

@@ -163,20 +163,27 @@ def _gold_record(record, where: str) -> tuple[dict | None, str | None]:
     return {**prompt, **answers}, None
 
 
-def import_gold_file(db: sqlite_utils.Database, path: str | Path, by: str) -> int:
+def import_gold_file(db: sqlite_utils.Database, path: str | Path, by: str) -> tuple[int, int]:
     """Gold pairs from a preference file (TRL's prompt / chosen / rejected, JSONL, CSV or a
     `datasets` folder): each becomes a pair whose first answer is the chosen one, marked gold.
     Made by no policy version, they are filed under the base (version 0), their sampling
-    recording the file. All or nothing; returns how many."""
+    recording the file. A gold pair already there (same prompt and answers) is not added again,
+    so nobody meets it twice. All or nothing; returns (added, already there)."""
     if not db.execute("SELECT 1 FROM policy_versions WHERE id = 0").fetchone():
         raise ImportFileError("this database has no base model yet: start the app on it once, then import")
     rows = _read(path, _gold_record, "gold pairs")
     source = Path(path).name
     with queries.immediate(db):
         queries.add_prompts(db, rows, source=source)
+        added = 0
         for row in rows:
             prompt_id = db.execute("SELECT id FROM prompts WHERE norm = ?", [queries.normalise(row["text"])]).fetchone()[0]
+            if db.execute("""SELECT 1 FROM gold_pairs g JOIN pairs p ON p.id = g.pair_id WHERE p.prompt_id = ?
+                             AND p.completion_0 = ? AND p.completion_1 = ?""",
+                          [prompt_id, row["chosen"], row["rejected"]]).fetchone():
+                continue
             pair = queries.add_pair(db, prompt_id=prompt_id, version_id=0, completions=(row["chosen"], row["rejected"]),
                                     sampling={"imported": source}, seed=0, prompt_truncated=False, gen_seconds=0)
             queries.mark_gold(db, pair, "0", by=by)
-    return len(rows)
+            added += 1
+    return added, len(rows) - added

@@ -103,10 +103,12 @@ def all_prompts(db: sqlite_utils.Database) -> list[dict]:
 
 
 def prompts_needing_pairs(db: sqlite_utils.Database, version_id: int, n: int) -> list[dict]:
-    """The n prompts with the fewest pairs from this version, ties broken at random."""
+    """The n prompts with the fewest pairs from this version, ties broken at random. Prompts of
+    gold pairs get none: meeting a gold pair's prompt twice would give the gold pair away."""
     return list(db.query(
         """SELECT pr.id, pr.text FROM prompts pr
            LEFT JOIN pairs p ON p.prompt_id = pr.id AND p.version_id = :v
+           WHERE pr.id NOT IN (SELECT gp.prompt_id FROM gold_pairs g JOIN pairs gp ON gp.id = g.pair_id)
            GROUP BY pr.id ORDER BY count(p.id), random() LIMIT :n""",
         {"v": version_id, "n": n}))
 
@@ -176,21 +178,27 @@ MAX_OVERLAP = 10
 MAX_GOLD_RATE = 0.5  # more would make gold the bulk of the work
 
 
-def set_overlap(db: sqlite_utils.Database, k) -> int:
-    k = whole_number("the overlap", k, 1, MAX_OVERLAP)
-    put_setting(db, "overlap", str(k))
-    return k
-
-
-def set_gold_rate(db: sqlite_utils.Database, rate) -> float:
+def _checked_rate(rate) -> float:
     try:
         rate = float(rate)
     except (TypeError, ValueError):
         raise InputError(f"the gold rate must be a number from 0 to {MAX_GOLD_RATE}, not {rate!r}") from None
     if not 0 <= rate <= MAX_GOLD_RATE:  # NaN fails this too
         raise InputError(f"the gold rate must be from 0 to {MAX_GOLD_RATE}, not {rate}")
-    put_setting(db, "gold_rate", repr(rate))
     return rate
+
+
+def set_assignment(db: sqlite_utils.Database, k=None, rate=None) -> tuple[int, float]:
+    """Change the overlap (k annotators per pair), the gold rate or both (None keeps one); both
+    are checked before either is written. Returns what is in force."""
+    k = None if k is None else whole_number("the overlap", k, 1, MAX_OVERLAP)
+    rate = None if rate is None else _checked_rate(rate)
+    with immediate(db):
+        if k is not None:
+            put_setting(db, "overlap", str(k))
+        if rate is not None:
+            put_setting(db, "gold_rate", repr(rate))
+    return overlap(db), gold_rate(db)
 
 
 def since(seconds: float) -> str:
@@ -199,10 +207,23 @@ def since(seconds: float) -> str:
 
 
 def ready_pair_count(db: sqlite_utils.Database, version_id: int, claim_seconds: float = CLAIM_SECONDS) -> int:
-    """Pairs of this version waiting for an annotator: the queue's stock."""
-    return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK}",
+    """Pairs of this version in stock that nobody has judged or holds: the queue's stock, which
+    anyone can be given. (With an overlap above 1, pairs some have judged stay in stock too, for
+    the others; they are served first, but do not count here, as they cannot serve everyone.)"""
+    return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK} AND {TAKEN} = 0",
                       {"v": version_id, "cutoff": since(claim_seconds), "k": overlap(db),
                        "me": ""}).fetchone()[0]
+
+
+def collecting_pair_ids(db: sqlite_utils.Database) -> set[int]:
+    """Judged pairs of the live version that still wait for judgements (fewer than the overlap's
+    k): a majority of one of three is no majority yet."""
+    return {r[0] for r in db.execute(
+        """SELECT p.id FROM pairs p WHERE p.version_id = :v
+           AND (SELECT count(*) FROM votes v WHERE v.pair_id = p.id) BETWEEN 1 AND :k - 1
+           AND (SELECT count(*) FROM shows s WHERE s.pair_id = p.id AND s.skipped_at IS NOT NULL) < :k
+           AND p.id NOT IN (SELECT pair_id FROM gold_pairs)""",
+        {"v": live_version_id(db), "k": overlap(db)})}
 
 
 def active_annotators(db: sqlite_utils.Database, minutes: float) -> int:
@@ -310,12 +331,14 @@ def _checked_correction(correction, corrected: str | None, choice: str) -> tuple
 
 def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
                 score_a=None, score_b=None, rationale: str | None = None,
-                correction: str | None = None, corrected: str | None = None) -> int:
+                correction: str | None = None, corrected: str | None = None,
+                claim_seconds: float = CLAIM_SECONDS) -> int:
     """Store one judgement, and the annotator's corrected answer if they wrote one, and return
     the vote's id; the same vote sent twice returns the first id.
 
-    A pair takes votes from as many different annotators as the overlap asks for (any number,
-    if it is a gold pair); a vote beyond that, from an annotator whose claim lapsed, is refused.
+    A vote on a pair the annotator still holds is taken. One whose claim lapsed is taken only
+    if the pair still has room: fewer than the overlap's k annotators have judged it or hold it
+    now (a gold pair always has room).
     """
     vote = _checked_vote(choice, score_a, score_b, rationale)
     correction, corrected = _checked_correction(correction, corrected, choice)
@@ -342,11 +365,11 @@ def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
             raise VoteError(f"pair {pair_id} is already judged; your first vote stands")
         if show["skipped_at"]:
             raise VoteError(f"pair {pair_id} was skipped; ask for the next pair")
-        others = db.execute("SELECT count(*) FROM votes WHERE pair_id = ?", [pair_id]).fetchone()[0]
-        gold = db.execute("SELECT 1 FROM gold_pairs WHERE pair_id = ?", [pair_id]).fetchone()
-        if others >= overlap(db) and not gold:
-            raise VoteError(f"pair {pair_id} was left unjudged too long and someone else judged it; "
-                            "ask for the next pair")
+        if show["shown_at"] <= since(claim_seconds) and not db.execute(
+                f"SELECT p.id IN (SELECT pair_id FROM gold_pairs) OR {TAKEN} < :k FROM pairs p WHERE p.id = :pair",
+                {"pair": pair_id, "me": annotator, "cutoff": since(claim_seconds), "k": overlap(db)}).fetchone()[0]:
+            raise VoteError(f"pair {pair_id} was left unjudged too long and someone else judged it "
+                            "or holds it now; ask for the next pair")
         seconds = (datetime.fromisoformat(now()) - datetime.fromisoformat(show["shown_at"]))
         guideline_id = db.execute("SELECT max(id) FROM guidelines").fetchone()[0]  # the version in force
         vote_id = db["votes"].insert({

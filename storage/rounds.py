@@ -82,11 +82,12 @@ def set_round_phase(db: sqlite_utils.Database, round_id: int, phase: str) -> Non
 
 
 def set_round_votes(db: sqlite_utils.Database, round_id: int, vote_ids: list[int],
-                    aggregation: dict | None = None) -> None:
-    """The judgements a round trained on, and how they became rows (see `storage.aggregation`)."""
+                    aggregation: dict | None = None, last_vote_id: int | None = None) -> None:
+    """The judgements a round trained on, how they became rows (see `storage.aggregation`), and
+    the newest judgement it considered, used or not: the watcher counts new judgements from it."""
     with immediate(db):
         db["rounds"].update(round_id, {"vote_ids": json.dumps(vote_ids),
-                                       "last_vote_id": max(vote_ids, default=None),
+                                       "last_vote_id": last_vote_id or max(vote_ids, default=None),
                                        "aggregation": json.dumps(aggregation) if aggregation else None})
 
 

@@ -12,7 +12,7 @@ def three_annotators(db, verdicts: dict[str, list[str]]):
     """Pairs p0.. judged by each annotator in turn with an overlap of 3."""
     for i in range(len(next(iter(verdicts.values())))):
         add_pair(db, prompt=f"p{i}", completions=(f"first {i}", f"second {i}"))
-    queries.set_overlap(db, 3)
+    queries.set_assignment(db, k=3)
     for name, theirs in verdicts.items():
         for v in theirs:
             judge(db, name, v)
@@ -54,7 +54,7 @@ def test_annotators_below_the_gold_accuracy_threshold_are_left_out(db):
         queries.record_vote(db, "lead", pair, "a")
         order = db.execute("SELECT shown_order FROM shows WHERE pair_id = ?", [pair]).fetchone()[0]
         queries.mark_gold(db, pair, order[0], by="lead")  # the lead's choice is the gold verdict
-    queries.set_overlap(db, 2)
+    queries.set_assignment(db, k=2)
     for name, right in (("alice", True), ("bob", False)):
         for pair in gold:  # the gold pairs are shown like any other
             db["shows"].insert({"pair_id": pair, "annotator": name, "shown_order": "01",
@@ -68,3 +68,22 @@ def test_annotators_below_the_gold_accuracy_threshold_are_left_out(db):
     assert [r["annotator"] for r in kept.rows] == ["alice"]
     assert kept.summary["excluded_annotators"] == ["bob"] and kept.summary["dropped"]["low_gold_accuracy"] == 1
     assert len(training_rows(db).rows) == 2  # no threshold: both
+
+
+def test_pairs_still_collecting_judgements_wait_for_the_next_round(db):
+    three_annotators(db, {"alice": ["0", "1"], "bob": ["0"], "carol": ["0"]})  # pair 2: one of three
+    made = training_rows(db, Aggregation("majority"))
+    assert [r["chosen"] for r in made.rows] == ["first 0"]
+    assert made.summary["dropped"]["incomplete"] == 1
+    assert len(training_rows(db).rows) == 4  # every vote counts at once under `every`
+
+
+def test_rows_come_in_time_order_and_the_newest_judgement_considered_is_kept(db):
+    three_annotators(db, {"alice": ["0", "1"]})
+    first, second = (r["id"] for r in db.query("SELECT id FROM pairs ORDER BY id"))
+    show(db, "bob")
+    queries.record_vote(db, "bob", first, "a", correction="A fixed first answer.")  # a late correction
+    queries.mark_gold(db, second, "1", by="lead")
+    made = training_rows(db)
+    assert [r["vote_id"] for r in made.rows] == sorted(r["vote_id"] for r in made.rows)
+    assert made.last_vote_id == max(v["id"] for v in db["votes"].rows)  # a gold vote, trained on or not

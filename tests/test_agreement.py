@@ -26,7 +26,7 @@ def test_gold_accuracy_counts_right_and_wrong(db):
         show(db, "lead")
         queries.record_vote(db, "lead", pair, "a")
         queries.mark_gold(db, pair, expected, by="lead")
-    queries.set_gold_rate(db, 0.5)
+    queries.set_assignment(db, rate=0.5)
     # alice gives every gold pair its expected verdict; bob always says the second answer is
     # better, which is right on one of the three.
     for name in ("alice", "bob"):
@@ -59,7 +59,7 @@ class _AlwaysGold:
 def test_per_annotator_figures(db):
     for i in range(5):
         add_pair(db, prompt=f"p{i}")
-    queries.set_overlap(db, 3)
+    queries.set_assignment(db, k=3)
     # Pairs 1-3: alice and bob agree; carol goes against them on the first two.
     for name, verdicts in (("alice", ["0", "1", "0"]), ("bob", ["0", "1", "0"]), ("carol", ["1", "0", "0"])):
         for v in verdicts:
@@ -68,10 +68,23 @@ def test_per_annotator_figures(db):
     judge(db, "dave", "tie")
     q = agreement.quality(db)
     rows = {r["annotator"]: r for r in q["annotators"]}
-    assert rows["alice"]["majority_agreement"] == 1.0 and rows["alice"]["overlapped"] == 3
-    assert rows["carol"]["majority_agreement"] == pytest.approx(0.333)
+    # Each is compared with the others' majority: on pairs 1-2 alice's others split (bob with
+    # her, carol against), so only pair 3 counts for her; carol's others agree on all three.
+    assert rows["alice"]["majority_agreement"] == 1.0 and rows["alice"]["overlapped"] == 1
+    assert rows["carol"]["majority_agreement"] == pytest.approx(0.333) and rows["carol"]["overlapped"] == 3
     assert rows["dave"]["skips"] == 1 and rows["dave"]["tie_or_both_bad"] == 1.0
     assert rows["dave"]["majority_agreement"] is None  # the pair he judged had no other judgement
     assert 0 <= rows["alice"]["left_picks"] <= 1 and rows["alice"]["median_seconds"] >= 0
     assert q["agreement"]["overlapped_pairs"] == 3 and q["agreement"]["alpha"] < 1
     assert set(q["by_version"]) == {"0"}
+
+
+def test_with_two_annotators_per_pair_disagreement_shows(db):
+    for i in range(4):
+        add_pair(db, prompt=f"p{i}")
+    queries.set_assignment(db, k=2)
+    for name, verdicts in (("alice", ["0", "1", "0", "1"]), ("bob", ["0", "1", "1", "0"])):
+        for v in verdicts:
+            judge(db, name, v)
+    rows = {r["annotator"]: r for r in agreement.quality(db)["annotators"]}
+    assert rows["alice"]["majority_agreement"] == rows["bob"]["majority_agreement"] == 0.5

@@ -20,7 +20,10 @@ def test_annotators_cannot_change_assignment_mark_gold_or_read_figures(live_app)
 def test_an_admin_sets_assignment_marks_gold_and_reads_the_figures(live_app):
     root, alice = api_client(live_app, "root"), api_client(live_app, "alice")
     db = open_db(live_app.db_path)
-    pair_id, prompt, a, b, *_ = alice.predict(api_name="/next_pair")
+    details = alice.predict(api_name="/next_pair_details")
+    assert alice.predict(api_name="/next_pair") == (details["pair_id"], details["prompt"], details["a"], details["b"])
+    assert isinstance(details["a_cut_off"], bool) and isinstance(details["b_cut_off"], bool)
+    pair_id = details["pair_id"]
     alice.predict(pair_id, "a", None, None, "", "A, but shorter.", "a", api_name="/vote")
     [demo] = [d for d in db["demonstrations"].rows if d["pair_id"] == pair_id]
     assert demo["text"] == "A, but shorter." and demo["author"] == "alice"
@@ -38,5 +41,5 @@ def test_an_admin_sets_assignment_marks_gold_and_reads_the_figures(live_app):
         alice_row = next(r for r in figures["annotators"] if r["annotator"] == "alice")
         assert alice_row["gold_votes"] >= 1 and figures["overlap"] == 2
     finally:
-        queries.set_overlap(db, 1)
-        queries.set_gold_rate(db, 0)
+        queries.set_assignment(db, k=1)
+        queries.set_assignment(db, rate=0)

@@ -19,7 +19,7 @@ def test_login_is_required(live_app):
 
 
 def test_next_pair_then_vote_lands_in_the_database(live_app, alice):
-    pair_id, prompt, a, b, *_ = alice.predict(api_name="/next_pair")
+    pair_id, prompt, a, b = alice.predict(api_name="/next_pair")
     assert prompt and a and b and a != b
     vote_id = alice.predict(pair_id, "a", 8, 4, "A is on topic", api_name="/vote")
     row = open_db(live_app.db_path)["votes"].get(vote_id)

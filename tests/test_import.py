@@ -144,11 +144,14 @@ def test_gold_pairs_import_from_a_trl_preference_file(db, tmp_path):
                     + json.dumps({"prompt": [{"role": "user", "content": "2+2?"}],
                                   "chosen": [{"role": "assistant", "content": "4"}],
                                   "rejected": [{"role": "assistant", "content": "5"}]}) + "\n")
-    assert imports.import_gold_file(db, path, by="lead") == 2
+    assert imports.import_gold_file(db, path, by="lead") == (2, 0)
+    assert imports.import_gold_file(db, path, by="lead") == (0, 2)  # a second import adds nothing
     gold = list(db.query("SELECT pr.text, p.completion_0, p.completion_1, g.expected FROM gold_pairs g "
                          "JOIN pairs p ON p.id = g.pair_id JOIN prompts pr ON pr.id = p.prompt_id ORDER BY g.id"))
     assert [tuple(g.values()) for g in gold] == [("Name a fruit.", "A pear.", "Rocks.", "0"), ("2+2?", "4", "5", "0")]
     assert queries.ready_pair_count(db, 0) == 0  # gold pairs are mixed in, never stock
+    queries.add_prompts(db, [{"text": "Ordinary."}], source="t")
+    assert [p["text"] for p in queries.prompts_needing_pairs(db, 0, 5)] == ["Ordinary."]  # none for gold prompts
 
 
 def test_a_bad_gold_file_names_its_lines_and_imports_nothing(db, tmp_path):

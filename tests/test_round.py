@@ -136,7 +136,7 @@ def test_a_second_busy_round_is_refused(data):
 
 def test_a_majority_round_records_its_rule_and_what_it_dropped(data):
     db = open_db(data / "prefloop.db")
-    queries.set_overlap(db, 2)
+    queries.set_assignment(db, k=2)
     # The fixture's alice picked the banana on all 40 pairs; bob agrees on 30 and not on 10.
     for i, pair in enumerate(r["id"] for r in db.query("SELECT id FROM pairs ORDER BY id")):
         db["shows"].insert({"pair_id": pair, "annotator": "bob", "shown_order": "01", "shown_at": queries.now()})

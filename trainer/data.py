@@ -17,6 +17,7 @@ class Snapshot:
     train_prompts: list[str]
     heldout_prompts: list[str]
     summary: dict  # the rule used and what it left out, recorded with the round
+    last_vote_id: int | None  # the newest judgement considered
 
 
 def snapshot(db: sqlite_utils.Database, heldout_fraction: float, agg: Aggregation) -> Snapshot:
@@ -30,4 +31,4 @@ def snapshot(db: sqlite_utils.Database, heldout_fraction: float, agg: Aggregatio
         train=train, heldout=heldout, vote_ids=made.vote_ids,
         train_prompts=[p["text"] for p in prompts if not is_heldout(p["id"], heldout_fraction)],
         heldout_prompts=[p["text"] for p in prompts if is_heldout(p["id"], heldout_fraction)],
-        summary=made.summary)
+        summary=made.summary, last_vote_id=made.last_vote_id)

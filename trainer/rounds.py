@@ -189,7 +189,7 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
             raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
                              f"pairs: a round needs at least {cfg.min_pairs} and some held out; "
                              "collect more judgements first")
-        rounds.set_round_votes(db, round_id, snap.vote_ids, snap.summary)
+        rounds.set_round_votes(db, round_id, snap.vote_ids, snap.summary, snap.last_vote_id)
         rl_prompts = random.Random(round_id).sample(snap.train_prompts,
                                                     min(cfg.max_rl_prompts, len(snap.train_prompts)))
 
