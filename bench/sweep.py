@@ -14,6 +14,7 @@ the held-out prompts' pairs of answers 1-2 and 3-4, a larger set than a round ho
 """
 import argparse
 import itertools
+import json
 import random
 import sys
 import tempfile
@@ -71,7 +72,13 @@ def load(model: str) -> tuple[PolicyRegistry, Path, list[dict]]:
 
 
 def four_answers(registry, prompts: list[dict]) -> dict[int, list[str]]:
-    """The base model's four answers to each prompt, at the app's sampling settings."""
+    """The base model's four answers to each prompt, at the app's sampling settings; kept in the
+    data directory (the same seeds give the same answers), so a second bench starts at once."""
+    cache = data_dir() / "bench" / f"four-answers-{registry.base_model}.json"
+    if cache.exists():
+        known = json.loads(cache.read_text())
+        if all(p["text"] in known for p in prompts):
+            return {p["id"]: known[p["text"]] for p in prompts}
     print(f"sampling 4 answers to each of {len(prompts)} prompts ...", flush=True)
     answers = {}
     for i in range(0, len(prompts), 16):
@@ -79,6 +86,8 @@ def four_answers(registry, prompts: list[dict]) -> dict[int, list[str]]:
         for p, a, b in zip(batch, registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=i),
                            registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=10_000 + i)):
             answers[p["id"]] = [*a.completions, *b.completions]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({p["text"]: answers[p["id"]] for p in prompts}))
     return answers
 
 
