@@ -135,7 +135,7 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
         submit_scores = gr.Button("Submit scores", variant="primary", visible=mode == "score")
         skip = gr.Button("Skip [S]", elem_id="btn-skip")
     gr.Markdown("Shortcuts: **1** A better · **2** B better · **3** tie · **4** both bad · "
-                "**S** skip (not while typing in the rationale).")
+                "**S** skip (not while typing in a text box).")
     saved = gr.Markdown()
     # Scores count only if the annotator moved the slider; untouched sliders send nothing.
     touched_a, touched_b = gr.State(False), gr.State(False)
