@@ -18,6 +18,10 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_import = sub.add_parser("import", help="import prompts from JSONL, CSV or a datasets folder")
     p_import.add_argument("file")
+    p_import.add_argument("--near-dup-threshold", type=float, default=queries.DEFAULT_THRESHOLD,
+                          help="skip prompts this similar to a known one (0-1, character 5-gram Jaccard; "
+                               "default %(default)s; 1 skips only copies with the same words)")
+    p_import.add_argument("--dry-run", action="store_true", help="report what would be imported and skipped, import nothing")
     p_import_gold = sub.add_parser("import-gold", help="import gold pairs: prompt, chosen, rejected (JSONL, CSV "
                                    "or a datasets folder); chosen is the expected verdict")
     p_import_gold.add_argument("file")
@@ -42,12 +46,16 @@ def main(argv=None) -> int:
     db = open_db(args.db)
     if args.command == "import":
         try:
-            result = imports.import_prompt_file(db, args.file)
-        except imports.ImportFileError as e:
+            result = imports.import_prompt_file(db, args.file, args.near_dup_threshold, args.dry_run)
+        except (imports.ImportFileError, ValueError) as e:
             print(e, file=sys.stderr)
             return 1
-        print(f"imported {result.added} prompts; dropped {result.exact_duplicates} exact and "
-              f"{result.near_duplicates} case/whitespace duplicates")
+        for copy in result.near_copies:
+            print(f"near-copy ({copy.similarity:.2f}): {copy.text!r}\n    of: {copy.similar_to!r}")
+        print(f"{'would import' if args.dry_run else 'imported'} {result.added} prompts; "
+              f"{'would drop' if args.dry_run else 'dropped'} {result.exact_duplicates} exact copies, "
+              f"{result.case_duplicates} case/whitespace copies and {len(result.near_copies)} near-copies "
+              f"(similarity >= {args.near_dup_threshold})")
     elif args.command == "import-gold":
         try:
             added, known = imports.import_gold_file(db, args.file, by="cli")

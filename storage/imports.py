@@ -132,8 +132,12 @@ def read_prompt_file(path: str | Path) -> list[dict]:
     return _read(path, _record_text, "prompts")
 
 
-def import_prompt_file(db: sqlite_utils.Database, path: str | Path) -> queries.PromptImport:
-    return queries.add_prompts(db, read_prompt_file(path), source=Path(path).name)
+def import_prompt_file(db: sqlite_utils.Database, path: str | Path,
+                       near_threshold: float | None = queries.DEFAULT_THRESHOLD,
+                       dry_run: bool = False) -> queries.PromptImport:
+    """Import the file's new prompts; see `queries.add_prompts` for what is dropped."""
+    return queries.add_prompts(db, read_prompt_file(path), source=Path(path).name,
+                               near_threshold=near_threshold, dry_run=dry_run)
 
 
 def _content(value):
@@ -174,7 +178,7 @@ def import_gold_file(db: sqlite_utils.Database, path: str | Path, by: str) -> tu
     rows = _read(path, _gold_record, "gold pairs")
     source = Path(path).name
     with queries.immediate(db):
-        queries.add_prompts(db, rows, source=source)
+        queries.add_prompts(db, rows, source=source, near_threshold=None)  # a gold pair keeps its own prompt
         added = 0
         for row in rows:
             prompt_id = db.execute("SELECT id FROM prompts WHERE norm = ?", [queries.normalise(row["text"])]).fetchone()[0]

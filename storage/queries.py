@@ -2,13 +2,14 @@
 import contextlib
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import sqlite_utils
 
 from .inputs import InputError, checked_text, whole_number
 from .migrations import CHOICES, VERDICTS
+from .near_duplicates import DEFAULT_THRESHOLD, NearCopy, PromptIndex
 
 MAX_RATIONALE_CHARS = 5000
 MAX_CORRECTION_CHARS = 8000  # twice what the longest answer the app samples could be
@@ -65,30 +66,44 @@ def immediate(db: sqlite_utils.Database) -> Iterator[None]:
 class PromptImport:
     added: int = 0
     exact_duplicates: int = 0
-    near_duplicates: int = 0
+    case_duplicates: int = 0  # the same but for case and runs of whitespace
+    near_copies: list[NearCopy] = field(default_factory=list)  # reworded copies of a known prompt
 
 
-def add_prompts(db: sqlite_utils.Database, prompts: Iterable[dict], source: str) -> PromptImport:
-    """Insert prompts ({"text", "category"?}), dropping ones already known, all in one transaction."""
+def add_prompts(db: sqlite_utils.Database, prompts: Iterable[dict], source: str,
+                near_threshold: float | None = DEFAULT_THRESHOLD, dry_run: bool = False) -> PromptImport:
+    """Insert prompts ({"text", "category"?}), dropping ones already known (or known earlier in
+    the same batch): exact copies, copies but for case and spacing, and near-copies at or above
+    `near_threshold` (see `storage.near_duplicates`; None checks no near-copies). All in one
+    transaction; `dry_run` reports what would happen and inserts nothing."""
     result = PromptImport()
     seen_text, seen_norm = set(), set()
-    for row in db.query("SELECT text, norm FROM prompts"):
+    index = PromptIndex(near_threshold) if near_threshold is not None else None
+    known = list(db.query("SELECT text, norm FROM prompts"))
+    for row in known:
         seen_text.add(row["text"])
         seen_norm.add(row["norm"])
+    if index:
+        index.add_all(row["text"] for row in known)
     rows, created = [], now()
     for prompt in prompts:
         text, norm = prompt["text"], normalise(prompt["text"])
         if text in seen_text:
             result.exact_duplicates += 1
         elif norm in seen_norm:
-            result.near_duplicates += 1
+            result.case_duplicates += 1
+        elif index and (copy := index.copy_of(text)):
+            result.near_copies.append(copy)
         else:
             rows.append({"text": text, "norm": norm, "category": prompt.get("category"),
                          "source": source, "created_at": created})
+            if index:
+                index.add(text)
         seen_text.add(text)
         seen_norm.add(norm)
-    with immediate(db):
-        db["prompts"].insert_all(rows)
+    if not dry_run:
+        with immediate(db):
+            db["prompts"].insert_all(rows)
     result.added = len(rows)
     return result
 

@@ -23,7 +23,7 @@ def test_jsonl_with_exact_and_normalised_duplicates(db, tmp_path):
         {"prompt": "Write a haiku."},
     ]) + "\n")
     result = imports.import_prompt_file(db, f)
-    assert (result.added, result.exact_duplicates, result.near_duplicates) == (2, 1, 1)
+    assert (result.added, result.exact_duplicates, result.case_duplicates) == (2, 1, 1)
     assert texts(db) == ["Explain tides.", "Write a haiku."]
     again = imports.import_prompt_file(db, f)
     assert again.added == 0 and texts(db) == ["Explain tides.", "Write a haiku."]
