@@ -66,8 +66,8 @@ class Admin:
             with open(log_path, "w") as log:
                 self._launched = subprocess.Popen(
                     [sys.executable, "-m", "trainer", "--data-dir", str(self.data_dir), "round",
-                     "--algo", algo, "--log", str(log_path), "--set", f"aggregation.rule={rule}",
-                     "--set", f"aggregation.min_gold_accuracy={float(min_gold_accuracy)}"],
+                     "--algo", algo, "--log", str(log_path), "--set", f"data.rule={rule}",
+                     "--set", f"data.min_gold_accuracy={float(min_gold_accuracy)}"],
                     cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True)
             return self._launched.pid

@@ -22,6 +22,13 @@ def main(argv=None) -> int:
                           help="skip prompts this similar to a known one (0-1, character 5-gram Jaccard; "
                                "default %(default)s; 1 skips only copies with the same words)")
     p_import.add_argument("--dry-run", action="store_true", help="report what would be imported and skipped, import nothing")
+    p_import_prefs = sub.add_parser(
+        "import-preferences", help="import an existing preference set: TRL (explicit or implicit prompt), "
+        "HH-RLHF transcripts, or two answers and a winner (JSONL, CSV, Parquet or a datasets folder)")
+    p_import_prefs.add_argument("file")
+    p_import_prefs.add_argument("--source", help="the set's name, kept with every row (default: the file's name)")
+    p_import_prefs.add_argument("--columns", help="the file's column names, e.g. "
+                                "prompt=Question,response_a=Answer1,response_b=Answer2,winner=Preference")
     p_import_gold = sub.add_parser("import-gold", help="import gold pairs: prompt, chosen, rejected (JSONL, CSV "
                                    "or a datasets folder); chosen is the expected verdict")
     p_import_gold.add_argument("file")
@@ -56,6 +63,14 @@ def main(argv=None) -> int:
               f"{'would drop' if args.dry_run else 'dropped'} {result.exact_duplicates} exact copies, "
               f"{result.case_duplicates} case/whitespace copies and {len(result.near_copies)} near-copies "
               f"(similarity >= {args.near_dup_threshold})")
+    elif args.command == "import-preferences":
+        try:
+            added, ties = imports.import_preference_file(db, args.file, args.source, args.columns)
+        except (imports.ImportFileError, inputs.InputError) as e:
+            print(e, file=sys.stderr)
+            return 1
+        print(f"imported {added} preference pairs ({ties} ties skipped); rounds include them unless "
+              "--set data.imported=exclude (or weight:W)")
     elif args.command == "import-gold":
         try:
             added, known = imports.import_gold_file(db, args.file, by="cli")

@@ -10,10 +10,12 @@
   has no per-row weight in TRL; it trains on the majority's rows alone.)
 
 Under every rule, votes on gold pairs never become rows (they measure annotators), annotators
-below `min_gold_accuracy` can be left out, and each corrected answer is a row of its own: the
-correction chosen over the answer it replaced. The summary says how many judgements each step
+below `min_gold_accuracy` can be left out, each corrected answer is a row of its own: the
+correction chosen over the answer it replaced, and imported preference pairs are included,
+excluded or weighted as `imported` says. The summary says how many judgements each step
 left out, and is recorded with the round.
 """
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -27,11 +29,29 @@ RULES = ("every", "majority", "weighted")
 
 @dataclass
 class Aggregation:
+    """A round's `data` settings: `--set data.rule=majority`, `data.imported=weight:0.5`."""
     rule: str = "every"
     # Annotators whose gold accuracy is below this (on at least `min_gold_votes` gold votes)
     # are left out; 0 keeps everyone.
     min_gold_accuracy: float = 0.0
     min_gold_votes: int = 3
+    # Imported preference sets (`python -m storage import-preferences`): include, exclude, or
+    # weight:W to count each of their rows W times as much as a judgement made here.
+    imported: str = "include"
+
+    def imported_weight(self) -> float | None:
+        """The weight of an imported row; None leaves them out."""
+        if self.imported in ("include", "exclude"):
+            return 1.0 if self.imported == "include" else None
+        kind, _, value = self.imported.partition(":")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if kind != "weight" or not 0 < weight <= 10:
+            raise ValueError(f"data.imported must be include, exclude or weight:W (0 < W <= 10), "
+                             f"not {self.imported!r}")
+        return weight
 
 
 @dataclass
@@ -46,7 +66,7 @@ def _row(j: dict, chosen: str, rejected: str, **extra) -> dict:
     return {"prompt": j["prompt"], "chosen": chosen, "rejected": rejected, "margin": 0.0,
             "score_chosen": None, "score_rejected": None, "weight": 1.0, "kind": "vote",
             "vote_id": j["vote_id"], "pair_id": j["pair_id"], "prompt_id": j["prompt_id"],
-            "version_id": j["version_id"], "annotator": j["annotator"]} | extra
+            "version_id": j["version_id"], "annotator": j["annotator"], "source": None} | extra
 
 
 def vote_row(j: dict) -> dict:
@@ -59,6 +79,17 @@ def vote_row(j: dict) -> dict:
                 margin=float(abs(j["score_0"] - j["score_1"])) if scored else 0.0,
                 score_chosen=j[f"score_{win}"] if scored else None,
                 score_rejected=j[f"score_{lose}"] if scored else None)
+
+
+def imported_row(r: dict, weight: float) -> dict:
+    """An imported pair as a training row: its prompt is a conversation (a list of messages)."""
+    scored = r["score_chosen"] is not None and r["score_rejected"] is not None
+    return {"prompt": json.loads(r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"],
+            "margin": float(abs(r["score_chosen"] - r["score_rejected"])) if scored else 0.0,
+            "score_chosen": r["score_chosen"] if scored else None,
+            "score_rejected": r["score_rejected"] if scored else None, "weight": weight,
+            "kind": "imported", "vote_id": None, "pair_id": None, "prompt_id": None, "version_id": None,
+            "annotator": None, "source": r["source"]}
 
 
 def _by_majority(votes: list[dict], weighted: bool, collecting: set[int],
@@ -112,16 +143,24 @@ def training_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -
         rows, used = _by_majority(votes, agg.rule == "weighted", queries.collecting_pair_ids(db), dropped)
     corrections = [d for d in queries.demonstrations(db) if d["gold"] is None and d["annotator"] not in excluded]
     rows += [_row(d, d["text"], d["replaced_text"], kind="correction") for d in corrections]
-    rows.sort(key=lambda r: r["vote_id"])  # in time order: DPO keeps the newest rows when it must cut
+    weight = agg.imported_weight()
+    imported = list(db.query("SELECT * FROM imported_preferences ORDER BY id"))
+    if weight is None:
+        dropped["imported"] = len(imported)
+    else:
+        rows += [imported_row(r, weight) for r in imported]
+    # Imported rows first, then in time order: DPO keeps the newest rows when it must cut.
+    rows.sort(key=lambda r: -1 if r["vote_id"] is None else r["vote_id"])
     used = sorted(set(used) | {d["vote_id"] for d in corrections})
     summary = {"rule": agg.rule, "min_gold_accuracy": agg.min_gold_accuracy, "judgements": len(judged),
+               "imported": agg.imported, "imported_rows": 0 if weight is None else len(imported),
                "rows": len(rows), "corrections": len(corrections), "excluded_annotators": excluded,
                "dropped": dict(dropped)}
     return TrainingRows(rows, used, summary, max((j["vote_id"] for j in judged), default=None))
 
 
 LEFT_OUT = {"gold": "on gold pairs", "low_gold_accuracy": "below the gold accuracy",
-            "incomplete": "on pairs still collecting judgements",
+            "incomplete": "on pairs still collecting judgements", "imported": "imported pairs",
             "no_preference": "tie or both bad", "split": "in even splits", "outvoted": "outvoted"}
 
 
@@ -136,6 +175,8 @@ def describe(summary: dict | None) -> str:
     line = f"{summary['rule']}: {summary['rows']} rows from {summary['judgements']} judgements"
     if summary["corrections"]:
         line += f" ({summary['corrections']} corrected answers)"
+    if summary.get("imported_rows"):
+        line += f", {summary['imported_rows']} imported ({summary['imported']})"
     if summary["excluded_annotators"]:
         line += f"; left out annotators {', '.join(summary['excluded_annotators'])}"
     return line + ("; left out " + ", ".join(parts) if parts else "")

@@ -29,9 +29,10 @@ def is_heldout(prompt_id: int, fraction: float = HELDOUT_FRACTION) -> bool:
 
 
 def conversational(row: dict) -> dict:
-    """A preference row in TRL's conversational format."""
+    """A preference row in TRL's conversational format (an imported row's prompt already is)."""
+    prompt = row["prompt"]
     return {**row,
-            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "prompt": prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}],
             "chosen": [{"role": "assistant", "content": row["chosen"]}],
             "rejected": [{"role": "assistant", "content": row["rejected"]}]}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from . import queries
+from . import preference_files, queries
 
 TEXT_KEYS = ("prompt", "text")
 
@@ -90,6 +90,14 @@ def _records(path: Path):
     if path.is_dir():
         for i, row in enumerate(_dataset_rows(path), start=1):
             yield f"row {i}", row
+    elif path.suffix.lower() == ".parquet":
+        import pyarrow.parquet
+        try:
+            table = pyarrow.parquet.read_table(path)
+        except pyarrow.ArrowInvalid as e:
+            raise ImportFileError(f"not a Parquet file ({e})") from None
+        for i, row in enumerate(table.to_pylist(), start=1):
+            yield f"row {i}", row
     elif path.suffix.lower() == ".csv":
         yield from _csv_rows(_decoded(path))
     elif path.suffix.lower() in (".jsonl", ".json"):
@@ -101,7 +109,7 @@ def _records(path: Path):
             except json.JSONDecodeError as e:
                 yield f"line {i}", ValueError(f"not valid JSON ({e.msg})")
     else:
-        raise ImportFileError("unknown format; use .jsonl, .csv or a datasets folder")
+        raise ImportFileError("unknown format; use .jsonl, .csv, .parquet or a datasets folder")
 
 
 def _read(path: str | Path, parse, what: str) -> list:
@@ -191,3 +199,29 @@ def import_gold_file(db: sqlite_utils.Database, path: str | Path, by: str) -> tu
             queries.mark_gold(db, pair, "0", by=by)
             added += 1
     return added, len(rows) - added
+
+
+def import_preference_file(db: sqlite_utils.Database, path: str | Path, source: str | None = None,
+                           columns: str | None = None) -> tuple[int, int]:
+    """Preference pairs from an existing set (see `storage.preference_files` for the layouts),
+    kept apart from votes with their provenance. All or nothing; returns (added, ties skipped)."""
+    path = Path(path)
+    mapping = preference_files.parse_columns(columns)
+
+    def parse(record, where: str):
+        try:
+            row = preference_files.parse(record, where, mapping)
+        except preference_files.Skipped:
+            return {"tie": where}, None
+        except (ValueError, KeyError, TypeError) as e:
+            return None, f"{where}: {e}"
+        return row | {"row": int(where.split()[-1])}, None
+
+    rows = _read(path, parse, "preference pairs")
+    pairs = [r for r in rows if "tie" not in r]
+    created = queries.now()
+    with queries.immediate(db):
+        db["imported_preferences"].insert_all(
+            {**r, "prompt": json.dumps(r["prompt"], ensure_ascii=False), "source": source or path.stem,
+             "file": path.name, "created_at": created} for r in pairs)
+    return len(pairs), len(rows) - len(pairs)

@@ -256,3 +256,27 @@ def m008_annotation_quality(db):
     db["pairs"].add_column("cut_off_0", int)
     db["pairs"].add_column("cut_off_1", int)
     db["rounds"].add_column("aggregation", str)
+
+
+@migrations()
+def m009_imported_preferences(db):
+    """Preference pairs imported from existing sets (TRL, HH-RLHF, arena exports), apart from
+    votes: they are nobody's judgement here, so agreement, annotator figures, progress and the
+    leaderboard never see them, and a round includes, excludes or weights them by its setting.
+    The prompt is the conversation before the judged answer, as a JSON list of messages; each row
+    keeps where it came from (source name, file, row). Append-only like votes."""
+    db.execute("""
+        CREATE TABLE imported_preferences (
+            id INTEGER PRIMARY KEY,
+            prompt TEXT NOT NULL,
+            chosen TEXT NOT NULL,
+            rejected TEXT NOT NULL,
+            score_chosen INTEGER CHECK (score_chosen BETWEEN 1 AND 10),
+            score_rejected INTEGER CHECK (score_rejected BETWEEN 1 AND 10),
+            category TEXT,
+            source TEXT NOT NULL,
+            file TEXT NOT NULL,
+            row INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    _append_only(db, "imported_preferences", "imported preferences are append-only")

@@ -490,4 +490,5 @@ def stats(db: sqlite_utils.Database) -> dict:
         "votes_by_annotator": dict(db.execute(
             "SELECT annotator, count(*) FROM votes GROUP BY annotator ORDER BY annotator").fetchall()),
         "skipped": scalar("SELECT count(*) FROM shows WHERE skipped_at IS NOT NULL"),
+        "imported_preferences": scalar("SELECT count(*) FROM imported_preferences"),
     }

@@ -141,7 +141,7 @@ def test_a_majority_round_records_its_rule_and_what_it_dropped(data):
     for i, pair in enumerate(r["id"] for r in db.query("SELECT id FROM pairs ORDER BY id")):
         db["shows"].insert({"pair_id": pair, "annotator": "bob", "shown_order": "01", "shown_at": queries.now()})
         queries.record_vote(db, "bob", pair, "a" if i % 4 else "b")  # completion_0 is the banana
-    result = run_round(config(data, "dpo", "aggregation.rule=majority", "gate.min_win_rate=-1"))
+    result = run_round(config(data, "dpo", "data.rule=majority", "gate.min_win_rate=-1"))
     record = rounds.get_round(db, result.round_id)
     summary = json.loads(record["aggregation"])
     assert summary["rule"] == "majority" and summary["rows"] == 30

@@ -24,8 +24,10 @@ def snapshot(db: sqlite_utils.Database, heldout_fraction: float, agg: Aggregatio
     """Every training row so far, and every prompt, on the side of the split its prompt falls."""
     made = training_rows(db, agg)
     rows = [exports.conversational(row) for row in made.rows]
-    train = [r for r in rows if not is_heldout(r["prompt_id"], heldout_fraction)]
-    heldout = [r for r in rows if is_heldout(r["prompt_id"], heldout_fraction)]
+    def held_out(row: dict) -> bool:  # imported pairs always train: rounds are measured on our prompts
+        return row["prompt_id"] is not None and is_heldout(row["prompt_id"], heldout_fraction)
+    train = [r for r in rows if not held_out(r)]
+    heldout = [r for r in rows if held_out(r)]
     prompts = queries.all_prompts(db)
     return Snapshot(
         train=train, heldout=heldout, vote_ids=made.vote_ids,

@@ -82,7 +82,7 @@ class RoundConfig:
     min_pairs: int = 8             # fewer decisive votes than this is not worth a round
     max_rl_prompts: int = 64       # training prompts PPO and RLOO sample from, drawn anew each round
     auto_promote: bool = True
-    aggregation: Aggregation = field(default_factory=Aggregation)
+    data: Aggregation = field(default_factory=Aggregation)  # how judgements become training rows
     reward: RewardModelConfig = field(default_factory=RewardModelConfig)
     dpo: DPOSettings = field(default_factory=DPOSettings)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -184,7 +184,7 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
 
     with PhaseClock(db, round_id) as clock:
         clock.start("snapshot")
-        snap = data.snapshot(db, cfg.heldout_fraction, cfg.aggregation)
+        snap = data.snapshot(db, cfg.heldout_fraction, cfg.data)
         if len(snap.train) < cfg.min_pairs or not snap.heldout:
             raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
                              f"pairs: a round needs at least {cfg.min_pairs} and some held out; "

@@ -1,0 +1,180 @@
+"""Preference sets in the layouts teams have, read into one shape: a prompt (the conversation
+before the judged answer, as messages), the chosen and the rejected answer, optional 1-10
+scores and a category.
+
+- TRL's explicit prompt: `prompt` / `chosen` / `rejected`, text or conversational messages;
+- TRL's implicit prompt: `chosen` / `rejected` only, the prompt being what they share, split the
+  way TRL's `extract_prompt` splits it (the longest common prefix, of messages or of text);
+- Anthropic HH-RLHF: `chosen` / `rejected` transcripts ("\\n\\nHuman: ... \\n\\nAssistant: ..."),
+  read into messages, then split as above (what TRL's hh-rlhf script does);
+- two answers and a winner: `prompt`, `response_a`, `response_b` and `winner` (`model_a`,
+  `model_b`, `tie`...; or Kaggle's `winner_model_a` / `winner_model_b` / `winner_tie` flags),
+  multi-turn when the prompt and responses are JSON lists of turns, as Chatbot Arena exports are.
+  Ties carry no preference and are skipped. Other column names map with `--columns`.
+
+TRL's own helpers import torch, which `storage` never does; these few lines follow them.
+"""
+import json
+import re
+
+from .inputs import InputError, whole_number
+from .queries import MAX_CORRECTION_CHARS, MAX_PROMPT_CHARS
+
+FIELDS = ("prompt", "chosen", "rejected", "response_a", "response_b", "winner", "score_a", "score_b",
+          "score_chosen", "score_rejected", "category")
+HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+WINNER = {"model_a": "a", "a": "a", "response_a": "a", "1": "a", "answer1": "a", "answer_a": "a",
+          "model_b": "b", "b": "b", "response_b": "b", "2": "b", "answer2": "b", "answer_b": "b",
+          "tie": "tie", "tie (bothbad)": "tie", "both_bad": "tie", "both bad": "tie", "0": "tie"}
+MAX_CONVERSATION_CHARS = 4 * MAX_PROMPT_CHARS  # a multi-turn prompt carries earlier answers too
+
+
+class Skipped(Exception):
+    """A row that is valid but holds no preference (a tie)."""
+
+
+def parse_columns(spec: str | None) -> dict[str, str]:
+    """`--columns prompt=Question,response_a=Answer1,...` as {our name: the file's column}."""
+    mapping = {}
+    for item in filter(None, (spec or "").split(",")):
+        ours, _, theirs = item.partition("=")
+        if ours.strip() not in FIELDS or not theirs.strip():
+            raise InputError(f"--columns takes NAME=COLUMN pairs, NAME one of {', '.join(FIELDS)}; not {item!r}")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
+def _hh_messages(text: str) -> list[dict] | None:
+    parts = HH_TURN.split("\n\n" + text.lstrip("\n"))
+    if len(parts) < 3 or parts[0].strip():
+        return None
+    return [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
+            for who, said in zip(parts[1::2], parts[2::2])]
+
+
+def _messages(value) -> list[dict] | str:
+    """Messages from a conversational list or an HH transcript; plain text stays text."""
+    if isinstance(value, list) and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in value):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    if isinstance(value, str):
+        return _hh_messages(value) or value
+    raise ValueError("expected text or a list of {role, content} messages")
+
+
+def _shared(a, b) -> int:
+    """Length of the common prefix, as TRL's extract_prompt finds it (a space before the split
+    belongs to the answer)."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n - 1 if isinstance(a, str) and n and a[n - 1] == " " else n
+
+
+def _answer(value) -> str:
+    """The judged answer: text, or the last message (an assistant's)."""
+    if isinstance(value, list):
+        if len(value) != 1 or value[0]["role"] != "assistant":
+            raise ValueError("each answer must be one assistant message after the shared prompt")
+        return value[0]["content"]
+    return value
+
+
+def _explicit(record: dict) -> tuple[list[dict], str, str]:
+    prompt = _messages(record["prompt"])
+    prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    answers = []
+    for key in ("chosen", "rejected"):
+        value = _messages(record[key])
+        answers.append(value[-1]["content"] if isinstance(value, list) else value)
+    return prompt, answers[0], answers[1]
+
+
+def _implicit(record: dict) -> tuple[list[dict], str, str]:
+    chosen, rejected = _messages(record["chosen"]), _messages(record["rejected"])
+    if type(chosen) is not type(rejected):
+        raise ValueError("chosen and rejected must both be text or both be conversations")
+    n = _shared(chosen, rejected)
+    prompt = chosen[:n]
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt.strip()}]
+    return prompt, _answer(chosen[n:]), _answer(rejected[n:])
+
+
+def _turns(value) -> list[str]:
+    """Arena exports write multi-turn prompts and answers as JSON lists of strings."""
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            turns = json.loads(value)
+        except json.JSONDecodeError:
+            return [value]
+        if isinstance(turns, list) and all(isinstance(t, str) for t in turns):
+            return turns
+    if isinstance(value, list) and all(isinstance(t, str) for t in value):
+        return value
+    return [value]
+
+
+def _winner(record: dict) -> str:
+    if "winner" in record:
+        winner = WINNER.get(str(record["winner"]).strip().casefold())
+        if winner is None:
+            raise ValueError(f"winner {record['winner']!r} is not one of model_a, model_b, tie (or a, b, 1, 2)")
+        return winner
+    flags = {k: str(record.get(f"winner_model_{k}", record.get(f"winner_{k}", ""))).strip() for k in ("a", "b", "tie")}
+    winners = [k for k, v in flags.items() if v in ("1", "True", "true", "1.0")]
+    if len(winners) != 1:
+        raise ValueError("no winner: give `winner`, or exactly one of winner_model_a, winner_model_b, winner_tie")
+    return winners[0]
+
+
+def _two_answers(record: dict) -> tuple[list[dict], str, str, bool]:
+    """(prompt, chosen, rejected, whether A won), with earlier turns kept in the prompt."""
+    winner = _winner(record)
+    if winner == "tie":
+        raise Skipped()
+    prompts, a, b = _turns(record["prompt"]), _turns(record["response_a"]), _turns(record["response_b"])
+    if not (len(prompts) == len(a) == len(b)):
+        raise ValueError("the prompt and both responses must have as many turns")
+    if a[:-1] != b[:-1]:
+        raise ValueError("the responses differ before their last turn, so no one answer was judged")
+    history = [m for user, said in zip(prompts[:-1], a[:-1])
+               for m in ({"role": "user", "content": user}, {"role": "assistant", "content": said})]
+    prompt = history + [{"role": "user", "content": prompts[-1]}]
+    return (prompt, a[-1], b[-1], True) if winner == "a" else (prompt, b[-1], a[-1], False)
+
+
+def _score(record: dict, key: str):
+    value = record.get(key)
+    return None if value in (None, "") else whole_number(key, value, 1, 10)
+
+
+def parse(record, where: str, columns: dict[str, str]) -> dict:
+    """One row as {prompt (messages), chosen, rejected, score_chosen, score_rejected, category};
+    raises Skipped for a tie, ValueError or InputError saying what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError("expected an object with named fields")
+    record = {ours: record[theirs] for ours, theirs in columns.items() if theirs in record} | \
+             {k: v for k, v in record.items() if k not in columns.values()}
+    if {"response_a", "response_b"} <= record.keys():
+        prompt, chosen, rejected, a_won = _two_answers(record)
+        scores = (_score(record, "score_a"), _score(record, "score_b"))
+        scores = scores if a_won else scores[::-1]
+    elif {"chosen", "rejected"} <= record.keys():
+        prompt, chosen, rejected = _explicit(record) if record.get("prompt") else _implicit(record)
+        scores = (_score(record, "score_chosen"), _score(record, "score_rejected"))
+    else:
+        raise ValueError("no answers: expected chosen and rejected, or response_a, response_b and a winner")
+    chosen, rejected = (chosen or "").strip(), (rejected or "").strip()
+    if not prompt or prompt[-1]["role"] != "user" or not str(prompt[-1]["content"]).strip():
+        raise ValueError("the prompt must end with a user message that has text")
+    if sum(len(str(m["content"])) for m in prompt) > MAX_CONVERSATION_CHARS:
+        raise ValueError(f"the prompt is longer than {MAX_CONVERSATION_CHARS} characters")
+    if not chosen or not rejected:
+        raise ValueError("an answer is empty")
+    if max(len(chosen), len(rejected)) > MAX_CORRECTION_CHARS:
+        raise ValueError(f"an answer is longer than {MAX_CORRECTION_CHARS} characters")
+    if chosen == rejected:
+        raise ValueError("chosen and rejected are the same answer")
+    category = record.get("category")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "score_chosen": scores[0],
+            "score_rejected": scores[1], "category": category if isinstance(category, str) else None}

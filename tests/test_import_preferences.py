@@ -1,0 +1,119 @@
+"""Existing preference sets import in the layouts teams have, keep their provenance, never pass
+for a person's judgement, and reach a round only as configured."""
+import json
+
+import pytest
+
+from storage import agreement, imports, queries
+from storage.aggregation import Aggregation, training_rows
+from storage.inputs import InputError
+from trainer.data import snapshot
+
+from .conftest import add_pair, judge
+
+HH = "\n\nHuman: What is a cat?\n\nAssistant: A small animal.\n\nHuman: Is it friendly?\n\nAssistant: "
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def imported(db) -> list[tuple]:
+    return [(json.loads(r["prompt"]), r["chosen"], r["rejected"], r["score_chosen"], r["score_rejected"],
+             r["category"], r["source"], r["file"], r["row"])
+            for r in db.query("SELECT * FROM imported_preferences ORDER BY id")]
+
+
+def test_each_layout_imports_to_the_expected_rows(db, tmp_path):
+    user = [{"role": "user", "content": "2+2?"}]
+    path = write_jsonl(tmp_path / "mixed.jsonl", [
+        {"prompt": "Name a fruit.", "chosen": "A pear.", "rejected": "Rocks.", "category": "food"},  # explicit
+        {"prompt": user, "chosen": [{"role": "assistant", "content": "4"}],
+         "rejected": [{"role": "assistant", "content": "5"}], "score_chosen": 9, "score_rejected": 2},
+        {"chosen": user + [{"role": "assistant", "content": "Four."}],                       # implicit
+         "rejected": user + [{"role": "assistant", "content": "Five."}]},
+        {"chosen": "The sky is blue.", "rejected": "The sky is green."},                     # implicit text
+        {"chosen": HH + "Usually, yes.", "rejected": HH + "Never."},                         # HH-RLHF
+        {"prompt": '["Hi", "And 2+2?"]', "response_a": '["Hello!", "5"]',                    # arena
+         "response_b": '["Hello!", "4"]', "winner": "model_b"},
+        {"prompt": "Tie?", "response_a": "x", "response_b": "y", "winner": "tie"},           # no preference
+    ])
+    assert imports.import_preference_file(db, path, source="mixed-set") == (6, 1)
+    rows = imported(db)
+    assert rows[0] == ([{"role": "user", "content": "Name a fruit."}], "A pear.", "Rocks.", None, None,
+                       "food", "mixed-set", "mixed.jsonl", 1)
+    assert rows[1][:5] == (user, "4", "5", 9, 2)
+    assert rows[2][:3] == (user, "Four.", "Five.")
+    assert rows[3][:3] == ([{"role": "user", "content": "The sky is"}], "blue.", "green.")
+    assert rows[5][:3] == ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                            {"role": "user", "content": "And 2+2?"}], "4", "5")
+    assert [r[8] for r in rows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_hh_transcripts_split_prompt_and_answers_and_keep_the_conversation_whole(db, tmp_path):
+    path = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": HH + "Usually, yes.", "rejected": HH + "Never."}])
+    imports.import_preference_file(db, path)
+    [(prompt, chosen, rejected, *_)] = imported(db)
+    assert prompt == [{"role": "user", "content": "What is a cat?"},
+                      {"role": "assistant", "content": "A small animal."},
+                      {"role": "user", "content": "Is it friendly?"}]
+    assert (chosen, rejected) == ("Usually, yes.", "Never.")
+
+
+def test_two_answers_with_a_winner_under_other_column_names_from_csv_and_parquet(db, tmp_path):
+    csv = tmp_path / "arena.csv"
+    csv.write_text("Question,Answer1,Answer2,Preference,score_a,score_b\n"
+                   "Best pet?,A cat.,A rock.,1,8,2\nBest drink?,Mud.,Water.,2,,\n")
+    columns = "prompt=Question,response_a=Answer1,response_b=Answer2,winner=Preference"
+    assert imports.import_preference_file(db, csv, columns=columns) == (2, 0)
+    assert [r[1:5] for r in imported(db)] == [("A cat.", "A rock.", 8, 2), ("Water.", "Mud.", None, None)]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"prompt": ["Q?"], "response_a": ["no"], "response_b": ["yes"],
+                             "winner_model_a": [0], "winner_model_b": [1], "winner_tie": [0]}),
+                   tmp_path / "kaggle.parquet")
+    assert imports.import_preference_file(db, tmp_path / "kaggle.parquet") == (1, 0)
+    assert imported(db)[-1][1:3] == ("yes", "no")
+    with pytest.raises(InputError, match="--columns takes"):
+        imports.import_preference_file(db, csv, columns="question=Q")
+
+
+def test_a_bad_row_in_the_middle_imports_nothing_and_is_named(db, tmp_path):
+    path = write_jsonl(tmp_path / "bad.jsonl", [
+        {"prompt": "Fine.", "chosen": "Yes.", "rejected": "No."},
+        {"prompt": "No rejected.", "chosen": "Yes."},
+        {"prompt": "Bad score.", "chosen": "Yes.", "rejected": "No.", "score_chosen": 11},
+        {"prompt": "Arena.", "response_a": "a", "response_b": "b", "winner": "model_c"},
+        {"prompt": "Fine too.", "chosen": "Yes.", "rejected": "No."},
+    ])
+    with pytest.raises(imports.ImportFileError) as refused:
+        imports.import_preference_file(db, path)
+    message = str(refused.value)
+    assert "line 2: no answers" in message and "line 3: score_chosen" in message and "line 4: winner" in message
+    assert db["imported_preferences"].count == 0
+
+
+def test_imported_pairs_train_only_as_configured_and_never_pass_for_judgements(db, tmp_path):
+    for i in range(3):
+        add_pair(db, prompt=f"p{i}", completions=(f"first {i}", f"second {i}"))
+        judge(db, "alice", "0")
+    imports.import_preference_file(db, write_jsonl(tmp_path / "set.jsonl", [
+        {"prompt": "Name a fruit.", "chosen": "A pear.", "rejected": "Rocks."},
+        {"prompt": "2+2?", "chosen": "4", "rejected": "5"}]), source="warm-up")
+    kinds = lambda agg: [(r["kind"], r["weight"]) for r in training_rows(db, agg).rows]  # noqa: E731
+    assert kinds(Aggregation()) == [("imported", 1.0)] * 2 + [("vote", 1.0)] * 3
+    assert kinds(Aggregation(imported="exclude")) == [("vote", 1.0)] * 3
+    assert kinds(Aggregation(imported="weight:0.5")) == [("imported", 0.5)] * 2 + [("vote", 1.0)] * 3
+    with pytest.raises(ValueError, match="data.imported"):
+        training_rows(db, Aggregation(imported="sometimes"))
+    summary = training_rows(db, Aggregation(imported="exclude")).summary
+    assert summary["imported"] == "exclude" and summary["dropped"]["imported"] == 2
+    snap = snapshot(db, 0.5, Aggregation())
+    assert sum(r["kind"] == "imported" for r in snap.train) == 2  # never held out
+    assert all(r["kind"] != "imported" for r in snap.heldout)
+    assert snap.train[0]["prompt"] == [{"role": "user", "content": "Name a fruit."}]
+    # Nobody's judgement: not in votes, agreement, annotator figures or progress.
+    assert queries.stats(db)["votes"] == 3 and queries.stats(db)["imported_preferences"] == 2
+    assert [r["annotator"] for r in agreement.quality(db)["annotators"]] == ["alice"]
+    assert queries.annotator_progress(db, "alice")["total"] == 3
