@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from . import agreement, exports, imports, inputs, queries
+from . import agreement, exports, imports, inputs, near_duplicates, queries
 from .aggregation import RULES, Aggregation
 from .migrations import VERDICTS
 from .db import open_db
@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_import = sub.add_parser("import", help="import prompts from JSONL, CSV or a datasets folder")
     p_import.add_argument("file")
-    p_import.add_argument("--near-dup-threshold", type=float, default=queries.DEFAULT_THRESHOLD,
+    p_import.add_argument("--near-dup-threshold", type=float, default=near_duplicates.DEFAULT_THRESHOLD,
                           help="skip prompts this similar to a known one (0-1, character 5-gram Jaccard; "
                                "default %(default)s; 1 skips only copies with the same words)")
     p_import.add_argument("--dry-run", action="store_true", help="report what would be imported and skipped, import nothing")
@@ -29,6 +29,11 @@ def main(argv=None) -> int:
     p_import_prefs.add_argument("--source", help="the set's name, kept with every row (default: the file's name)")
     p_import_prefs.add_argument("--columns", help="the file's column names, e.g. "
                                 "prompt=Question,response_a=Answer1,response_b=Answer2,winner=Preference")
+    p_import_demos = sub.add_parser(
+        "import-demonstrations", help="import reference answers: TRL SFT (messages, or prompt/completion) or "
+        "Alpaca (instruction/input/output); JSONL, CSV, Parquet or a datasets folder")
+    p_import_demos.add_argument("file")
+    p_import_demos.add_argument("--source", help="the set's name, kept with every row (default: the file's name)")
     p_import_gold = sub.add_parser("import-gold", help="import gold pairs: prompt, chosen, rejected (JSONL, CSV "
                                    "or a datasets folder); chosen is the expected verdict")
     p_import_gold.add_argument("file")
@@ -71,6 +76,14 @@ def main(argv=None) -> int:
             return 1
         print(f"imported {added} preference pairs ({ties} ties skipped); rounds include them unless "
               "--set data.imported=exclude (or weight:W)")
+    elif args.command == "import-demonstrations":
+        try:
+            added = imports.import_demonstration_file(db, args.file, args.source)
+        except imports.ImportFileError as e:
+            print(e, file=sys.stderr)
+            return 1
+        print(f"imported {added} demonstrations; `export --format sft` includes them, and a round turns "
+              "them into preference pairs with --set data.demonstration_pairs=N")
     elif args.command == "import-gold":
         try:
             added, known = imports.import_gold_file(db, args.file, by="cli")

@@ -38,6 +38,9 @@ class Aggregation:
     # Imported preference sets (`python -m storage import-preferences`): include, exclude, or
     # weight:W to count each of their rows W times as much as a judgement made here.
     imported: str = "include"
+    # Imported reference answers (`python -m storage import-demonstrations`) made into pairs each
+    # round, the reference chosen over the live policy's own answer to its prompt; 0: none.
+    demonstration_pairs: int = 0
 
     def imported_weight(self) -> float | None:
         """The weight of an imported row; None leaves them out."""
@@ -177,6 +180,8 @@ def describe(summary: dict | None) -> str:
         line += f" ({summary['corrections']} corrected answers)"
     if summary.get("imported_rows"):
         line += f", {summary['imported_rows']} imported ({summary['imported']})"
+    if summary.get("demonstration_pairs"):
+        line += f", {summary['demonstration_pairs']} from reference answers"
     if summary["excluded_annotators"]:
         line += f"; left out annotators {', '.join(summary['excluded_annotators'])}"
     return line + ("; left out " + ", ".join(parts) if parts else "")

@@ -43,13 +43,20 @@ def trl_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -> lis
 
 
 def sft_rows(db: sqlite_utils.Database) -> list[dict]:
-    """Corrected answers in TRL's conversational SFT format (a `messages` list), with their
-    author and source pair; those on gold pairs too, since a demonstration is never a verdict."""
-    return [{"messages": [{"role": "user", "content": d["prompt"]},
-                          {"role": "assistant", "content": d["text"]}],
-             "author": d["annotator"], "pair_id": d["pair_id"], "vote_id": d["vote_id"],
-             "prompt_id": d["prompt_id"], "created_at": d["created_at"]}
-            for d in queries.demonstrations(db)]
+    """Corrected answers, then imported reference answers, in TRL's conversational SFT format (a
+    `messages` list), each with where it came from: an author and source pair, or a source set,
+    file and row. Those on gold pairs too, since a demonstration is never a verdict."""
+    corrected = [{"messages": [{"role": "user", "content": d["prompt"]},
+                               {"role": "assistant", "content": d["text"]}],
+                  "author": d["annotator"], "pair_id": d["pair_id"], "vote_id": d["vote_id"],
+                  "prompt_id": d["prompt_id"], "source": None, "file": None, "row": None,
+                  "created_at": d["created_at"]}
+                 for d in queries.demonstrations(db)]
+    imported = [{"messages": json.loads(d["prompt"]) + [{"role": "assistant", "content": d["answer"]}],
+                 "author": None, "pair_id": None, "vote_id": None, "prompt_id": None, "source": d["source"],
+                 "file": d["file"], "row": d["row"], "created_at": d["created_at"]}
+                for d in db.query("SELECT * FROM imported_demonstrations ORDER BY id")]
+    return corrected + imported
 
 
 def _write(rows: list[dict], out: Path, name: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from . import preference_files, queries
+from . import layouts, near_duplicates, queries
 
 TEXT_KEYS = ("prompt", "text")
 
@@ -141,7 +141,7 @@ def read_prompt_file(path: str | Path) -> list[dict]:
 
 
 def import_prompt_file(db: sqlite_utils.Database, path: str | Path,
-                       near_threshold: float | None = queries.DEFAULT_THRESHOLD,
+                       near_threshold: float | None = near_duplicates.DEFAULT_THRESHOLD,
                        dry_run: bool = False) -> queries.PromptImport:
     """Import the file's new prompts; see `queries.add_prompts` for what is dropped."""
     return queries.add_prompts(db, read_prompt_file(path), source=Path(path).name,
@@ -186,7 +186,7 @@ def import_gold_file(db: sqlite_utils.Database, path: str | Path, by: str) -> tu
     rows = _read(path, _gold_record, "gold pairs")
     source = Path(path).name
     with queries.immediate(db):
-        queries.add_prompts(db, rows, source=source, near_threshold=None)  # a gold pair keeps its own prompt
+        queries.add_prompts(db, rows, source=source)  # no near-copy check: a gold pair keeps its own prompt
         added = 0
         for row in rows:
             prompt_id = db.execute("SELECT id FROM prompts WHERE norm = ?", [queries.normalise(row["text"])]).fetchone()[0]
@@ -203,15 +203,15 @@ def import_gold_file(db: sqlite_utils.Database, path: str | Path, by: str) -> tu
 
 def import_preference_file(db: sqlite_utils.Database, path: str | Path, source: str | None = None,
                            columns: str | None = None) -> tuple[int, int]:
-    """Preference pairs from an existing set (see `storage.preference_files` for the layouts),
+    """Preference pairs from an existing set (see `storage.layouts` for the layouts),
     kept apart from votes with their provenance. All or nothing; returns (added, ties skipped)."""
     path = Path(path)
-    mapping = preference_files.parse_columns(columns)
+    mapping = layouts.parse_columns(columns)
 
     def parse(record, where: str):
         try:
-            row = preference_files.parse(record, where, mapping)
-        except preference_files.Skipped:
+            row = layouts.parse(record, where, mapping)
+        except layouts.Skipped:
             return {"tie": where}, None
         except (ValueError, KeyError, TypeError) as e:
             return None, f"{where}: {e}"
@@ -219,9 +219,29 @@ def import_preference_file(db: sqlite_utils.Database, path: str | Path, source: 
 
     rows = _read(path, parse, "preference pairs")
     pairs = [r for r in rows if "tie" not in r]
+    _insert_imported(db, "imported_preferences", pairs, path, source)
+    return len(pairs), len(rows) - len(pairs)
+
+
+def _insert_imported(db: sqlite_utils.Database, table: str, rows: list[dict], path: Path, source: str | None) -> None:
     created = queries.now()
     with queries.immediate(db):
-        db["imported_preferences"].insert_all(
-            {**r, "prompt": json.dumps(r["prompt"], ensure_ascii=False), "source": source or path.stem,
-             "file": path.name, "created_at": created} for r in pairs)
-    return len(pairs), len(rows) - len(pairs)
+        db[table].insert_all({**r, "prompt": json.dumps(r["prompt"], ensure_ascii=False),
+                              "source": source or path.stem, "file": path.name, "created_at": created}
+                             for r in rows)
+
+
+def import_demonstration_file(db: sqlite_utils.Database, path: str | Path, source: str | None = None) -> int:
+    """Reference answers from an existing SFT set (see `storage.layouts`), kept with their
+    provenance beside the annotators' corrected answers. All or nothing; returns how many."""
+    path = Path(path)
+
+    def parse(record, where: str):
+        try:
+            return layouts.parse_demonstration(record, where) | {"row": int(where.split()[-1])}, None
+        except (ValueError, KeyError, TypeError) as e:
+            return None, f"{where}: {e}"
+
+    rows = _read(path, parse, "demonstrations")
+    _insert_imported(db, "imported_demonstrations", rows, path, source)
+    return len(rows)

@@ -259,12 +259,13 @@ def m008_annotation_quality(db):
 
 
 @migrations()
-def m009_imported_preferences(db):
-    """Preference pairs imported from existing sets (TRL, HH-RLHF, arena exports), apart from
-    votes: they are nobody's judgement here, so agreement, annotator figures, progress and the
-    leaderboard never see them, and a round includes, excludes or weights them by its setting.
-    The prompt is the conversation before the judged answer, as a JSON list of messages; each row
-    keeps where it came from (source name, file, row). Append-only like votes."""
+def m009_imported_data(db):
+    """Preference pairs and demonstrations imported from existing sets (TRL, HH-RLHF, arena and
+    Alpaca exports), apart from votes and annotators' corrected answers: they are nobody's
+    judgement here, so agreement, annotator figures, progress and the leaderboard never see
+    them, and a round includes, excludes or weights them by its setting. A prompt is the
+    conversation before the answer, as a JSON list of messages; each row keeps where it came
+    from (source name, file, row). Append-only like votes."""
     db.execute("""
         CREATE TABLE imported_preferences (
             id INTEGER PRIMARY KEY,
@@ -280,3 +281,15 @@ def m009_imported_preferences(db):
             created_at TEXT NOT NULL
         )""")
     _append_only(db, "imported_preferences", "imported preferences are append-only")
+    db.execute("""
+        CREATE TABLE imported_demonstrations (
+            id INTEGER PRIMARY KEY,
+            prompt TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            category TEXT,
+            source TEXT NOT NULL,
+            file TEXT NOT NULL,
+            row INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    _append_only(db, "imported_demonstrations", "imported demonstrations are append-only")

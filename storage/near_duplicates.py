@@ -5,7 +5,8 @@ Similarity is the Jaccard index of character 5-grams of the prompt's words, lowe
 changed words or a reordered clause keep most 5-grams, while two prompts from one template
 ("a haiku about a cat ..." / "... about a dog ...") share fewer. MinHash LSH (`datasketch`)
 finds candidates among any number of known prompts without comparing every pair; the exact
-Jaccard of the candidates decides, so a MinHash estimate never drops a prompt on its own.
+Jaccard of the candidates decides, so a MinHash estimate never drops a prompt on its own. Two
+prompts holding different numbers are different questions, however alike their words.
 The default threshold was measured with bench/near_duplicates.py on a labelled set of reworded
 copies and template look-alikes, and on the shipped prompts, which hold no copies.
 """
@@ -26,6 +27,10 @@ SLACK = 0.15
 def shingles(text: str) -> set[bytes]:
     words = " ".join(re.findall(r"\w+", text.casefold()))
     return {words[i:i + SHINGLE].encode() for i in range(max(1, len(words) - SHINGLE + 1))}
+
+
+def _numbers(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\d+(?:[.,]\d+)?", text))
 
 
 def similarity(a: set[bytes], b: set[bytes]) -> float:
@@ -49,6 +54,7 @@ class PromptIndex:
         self._lsh = MinHashLSH(threshold=max(0.05, threshold - SLACK), num_perm=NUM_PERM)
         self._texts: list[str] = []
         self._shingles: list[set[bytes]] = []
+        self._numbers: list[frozenset[str]] = []
 
     def _minhash(self, grams: set[bytes]) -> MinHash:
         m = MinHash(num_perm=NUM_PERM, seed=1)
@@ -69,11 +75,15 @@ class PromptIndex:
         self._lsh.insert(len(self._texts), m)
         self._texts.append(text)
         self._shingles.append(grams)
+        self._numbers.append(_numbers(text))
 
     def copy_of(self, text: str) -> NearCopy | None:
-        """The known prompt this one is a near-copy of (the most similar), or None."""
-        grams = shingles(text)
-        scored = [(similarity(grams, self._shingles[i]), i) for i in self._lsh.query(self._minhash(grams))]
+        """The known prompt this one is a near-copy of (the most similar), or None. Two prompts
+        that both hold numbers, but not the same ones, are different questions ("3 km north and
+        4 km east" / "5 km north and 12 km east") however alike their words."""
+        grams, numbers = shingles(text), _numbers(text)
+        scored = [(similarity(grams, self._shingles[i]), i) for i in self._lsh.query(self._minhash(grams))
+                  if not (numbers and self._numbers[i] and numbers != self._numbers[i])]
         best = max(scored, default=(0.0, -1))
         if best[0] < self.threshold:
             return None

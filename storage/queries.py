@@ -9,7 +9,7 @@ import sqlite_utils
 
 from .inputs import InputError, checked_text, whole_number
 from .migrations import CHOICES, VERDICTS
-from .near_duplicates import DEFAULT_THRESHOLD, NearCopy, PromptIndex
+from .near_duplicates import NearCopy, PromptIndex
 
 MAX_RATIONALE_CHARS = 5000
 MAX_CORRECTION_CHARS = 8000  # twice what the longest answer the app samples could be
@@ -71,11 +71,11 @@ class PromptImport:
 
 
 def add_prompts(db: sqlite_utils.Database, prompts: Iterable[dict], source: str,
-                near_threshold: float | None = DEFAULT_THRESHOLD, dry_run: bool = False) -> PromptImport:
+                near_threshold: float | None = None, dry_run: bool = False) -> PromptImport:
     """Insert prompts ({"text", "category"?}), dropping ones already known (or known earlier in
-    the same batch): exact copies, copies but for case and spacing, and near-copies at or above
-    `near_threshold` (see `storage.near_duplicates`; None checks no near-copies). All in one
-    transaction; `dry_run` reports what would happen and inserts nothing."""
+    the same batch): exact copies, copies but for case and spacing, and, given `near_threshold`,
+    near-copies that similar or more (see `storage.near_duplicates`; file imports check them).
+    All in one transaction; `dry_run` reports what would happen and inserts nothing."""
     result = PromptImport()
     seen_text, seen_norm = set(), set()
     index = PromptIndex(near_threshold) if near_threshold is not None else None

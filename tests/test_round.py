@@ -149,3 +149,17 @@ def test_a_majority_round_records_its_rule_and_what_it_dropped(data):
     assert len(json.loads(record["vote_ids"])) == 60
     [version] = [v for v in rounds.versions_table(db) if v["round"] == result.round_id]
     assert "majority: 30 rows from 80 judgements" in version["data"] and "(10 pairs)" in version["data"]
+
+
+def test_a_round_turns_reference_answers_into_pairs_against_the_live_policy(data, tmp_path):
+    from storage import imports
+    db = open_db(data / "prefloop.db")
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text("\n".join(json.dumps({"prompt": f"Suggest a snack for night {i}.",
+                                           "completion": "Sliced apple with peanut butter."}) for i in range(3)) + "\n")
+    imports.import_demonstration_file(db, refs)
+    result = run_round(config(data, "dpo", "data.demonstration_pairs=2", "gate.min_win_rate=-1"))
+    summary = json.loads(rounds.get_round(db, result.round_id)["aggregation"])
+    assert summary["demonstration_pairs"] == 2
+    [version] = [v for v in rounds.versions_table(db) if v["round"] == result.round_id]
+    assert "2 from reference answers" in version["data"]

@@ -1,9 +1,13 @@
 """A round's data: the training rows its aggregation rule makes of the judgements so far (see
-`storage.aggregation`), split into train and held-out by prompt (see `storage.exports.is_heldout`)."""
+`storage.aggregation`), split into train and held-out by prompt (see `storage.exports.is_heldout`),
+and pairs made from imported reference answers."""
+import json
+import random
 from dataclasses import dataclass
 
 import sqlite_utils
 
+from policy.sampling import SamplingConfig
 from storage import exports, queries
 from storage.aggregation import Aggregation, training_rows
 from storage.exports import is_heldout
@@ -34,3 +38,24 @@ def snapshot(db: sqlite_utils.Database, heldout_fraction: float, agg: Aggregatio
         train_prompts=[p["text"] for p in prompts if not is_heldout(p["id"], heldout_fraction)],
         heldout_prompts=[p["text"] for p in prompts if is_heldout(p["id"], heldout_fraction)],
         summary=made.summary, last_vote_id=made.last_vote_id)
+
+
+def demonstration_pairs(db: sqlite_utils.Database, registry, version: int, n: int, seed: int,
+                        sampling: SamplingConfig = SamplingConfig(), batch: int = 16) -> list[dict]:
+    """Up to n imported reference answers to single-turn prompts, each chosen over the policy
+    version's own answer to the same prompt: the standard way to make preference pairs from an
+    SFT set. An answer the same as the reference teaches nothing and is left out."""
+    demos = [d for d in db.query("SELECT * FROM imported_demonstrations ORDER BY id")
+             if len(json.loads(d["prompt"])) == 1]
+    picked = random.Random(seed).sample(demos, min(n, len(demos)))
+    rows = []
+    for i in range(0, len(picked), batch):
+        chunk = picked[i:i + batch]
+        answers = registry.complete(version, [json.loads(d["prompt"])[0]["content"] for d in chunk],
+                                    sampling, seed + i)
+        rows += [exports.conversational({
+            "prompt": json.loads(d["prompt"]), "chosen": d["answer"], "rejected": own.text, "margin": 0.0,
+            "score_chosen": None, "score_rejected": None, "weight": 1.0, "kind": "demonstration",
+            "vote_id": None, "pair_id": None, "prompt_id": None, "version_id": version, "annotator": None,
+            "source": d["source"]}) for d, [own] in zip(chunk, answers) if own.text.strip() not in ("", d["answer"])]
+    return rows

@@ -185,6 +185,13 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
     with PhaseClock(db, round_id) as clock:
         clock.start("snapshot")
         snap = data.snapshot(db, cfg.heldout_fraction, cfg.data)
+        if cfg.data.demonstration_pairs:  # the live policy answers the reference answers' prompts
+            registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
+            registry.ensure_loaded(live, live_adapter)
+            made = data.demonstration_pairs(db, registry, live, cfg.data.demonstration_pairs, seed=round_id)
+            del registry
+            snap.train += made
+            snap.summary["demonstration_pairs"] = len(made)
         if len(snap.train) < cfg.min_pairs or not snap.heldout:
             raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
                              f"pairs: a round needs at least {cfg.min_pairs} and some held out; "

@@ -1,6 +1,7 @@
-"""Preference sets in the layouts teams have, read into one shape: a prompt (the conversation
-before the judged answer, as messages), the chosen and the rejected answer, optional 1-10
-scores and a category.
+"""Preference and demonstration sets in the layouts teams have.
+
+Preference pairs are read into one shape: a prompt (the conversation before the judged answer,
+as messages), the chosen and the rejected answer, optional 1-10 scores and a category:
 
 - TRL's explicit prompt: `prompt` / `chosen` / `rejected`, text or conversational messages;
 - TRL's implicit prompt: `chosen` / `rejected` only, the prompt being what they share, split the
@@ -11,6 +12,10 @@ scores and a category.
   `model_b`, `tie`...; or Kaggle's `winner_model_a` / `winner_model_b` / `winner_tie` flags),
   multi-turn when the prompt and responses are JSON lists of turns, as Chatbot Arena exports are.
   Ties carry no preference and are skipped. Other column names map with `--columns`.
+
+Demonstrations (a prompt and a reference answer) come as TRL's SFT formats (conversational
+`messages`, whose last message is the assistant's answer; or `prompt` / `completion`, text or
+messages) or Alpaca's `instruction` / `input` / `output`.
 
 TRL's own helpers import torch, which `storage` never does; these few lines follow them.
 """
@@ -148,6 +153,53 @@ def _score(record: dict, key: str):
     return None if value in (None, "") else whole_number(key, value, 1, 10)
 
 
+def _checked_prompt(prompt: list[dict]) -> list[dict]:
+    if not prompt or prompt[-1]["role"] != "user" or not str(prompt[-1]["content"]).strip():
+        raise ValueError("the prompt must end with a user message that has text")
+    if sum(len(str(m["content"])) for m in prompt) > MAX_CONVERSATION_CHARS:
+        raise ValueError(f"the prompt is longer than {MAX_CONVERSATION_CHARS} characters")
+    return prompt
+
+
+def _checked_answer(text) -> str:
+    text = (text or "").strip() if isinstance(text, str) or text is None else None
+    if text is None:
+        raise ValueError("an answer must be text")
+    if not text:
+        raise ValueError("an answer is empty")
+    if len(text) > MAX_CORRECTION_CHARS:
+        raise ValueError(f"an answer is longer than {MAX_CORRECTION_CHARS} characters")
+    return text
+
+
+def parse_demonstration(record, where: str) -> dict:
+    """One row as {prompt (messages), answer, category}."""
+    if not isinstance(record, dict):
+        raise ValueError("expected an object with named fields")
+    if "messages" in record:
+        messages = _messages(record["messages"])
+        if isinstance(messages, str) or len(messages) < 2 or messages[-1]["role"] != "assistant":
+            raise ValueError("messages must end with the assistant's answer after a user message")
+        prompt, answer = messages[:-1], messages[-1]["content"]
+    elif "prompt" in record and "completion" in record:
+        prompt = _messages(record["prompt"])
+        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        completion = _messages(record["completion"])
+        answer = completion[-1]["content"] if isinstance(completion, list) else completion
+    elif "instruction" in record and "output" in record:
+        extra = record.get("input") or ""
+        prompt = [{"role": "user", "content": str(record["instruction"]).strip() + (f"\n\n{extra.strip()}" if extra.strip() else "")}]
+        answer = record["output"]
+    elif "text" in record:
+        raise ValueError("a `text`-only row has no prompt to answer: give messages, prompt/completion, "
+                         "or instruction/output")
+    else:
+        raise ValueError("expected messages, prompt and completion, or instruction and output")
+    category = record.get("category")
+    return {"prompt": _checked_prompt(prompt), "answer": _checked_answer(answer),
+            "category": category if isinstance(category, str) else None}
+
+
 def parse(record, where: str, columns: dict[str, str]) -> dict:
     """One row as {prompt (messages), chosen, rejected, score_chosen, score_rejected, category};
     raises Skipped for a tie, ValueError or InputError saying what is wrong."""
@@ -164,15 +216,7 @@ def parse(record, where: str, columns: dict[str, str]) -> dict:
         scores = (_score(record, "score_chosen"), _score(record, "score_rejected"))
     else:
         raise ValueError("no answers: expected chosen and rejected, or response_a, response_b and a winner")
-    chosen, rejected = (chosen or "").strip(), (rejected or "").strip()
-    if not prompt or prompt[-1]["role"] != "user" or not str(prompt[-1]["content"]).strip():
-        raise ValueError("the prompt must end with a user message that has text")
-    if sum(len(str(m["content"])) for m in prompt) > MAX_CONVERSATION_CHARS:
-        raise ValueError(f"the prompt is longer than {MAX_CONVERSATION_CHARS} characters")
-    if not chosen or not rejected:
-        raise ValueError("an answer is empty")
-    if max(len(chosen), len(rejected)) > MAX_CORRECTION_CHARS:
-        raise ValueError(f"an answer is longer than {MAX_CORRECTION_CHARS} characters")
+    prompt, chosen, rejected = _checked_prompt(prompt), _checked_answer(chosen), _checked_answer(rejected)
     if chosen == rejected:
         raise ValueError("chosen and rejected are the same answer")
     category = record.get("category")
