@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from . import agreement, exports, imports, inputs, near_duplicates, queries
+from . import agreement, exports, imports, inputs, near_duplicates, queries, share
 from .aggregation import RULES, Aggregation
 from .migrations import VERDICTS
 from .db import open_db
@@ -38,8 +38,10 @@ def main(argv=None) -> int:
                                    "or a datasets folder); chosen is the expected verdict")
     p_import_gold.add_argument("file")
     p_export = sub.add_parser("export", help="export preference pairs (trl) or corrected answers (sft)")
-    p_export.add_argument("--format", choices=["trl", "sft"], default="trl",
-                          help="trl: prompt/chosen/rejected; sft: conversational messages")
+    p_export.add_argument("--format", choices=["trl", "sft", "hf"], default="trl",
+                          help="trl: prompt/chosen/rejected; sft: conversational messages; hf: a dataset "
+                               "to share (train/test, Parquet, a dataset card)")
+    p_export.add_argument("--real-names", action="store_true", help="hf: keep annotators' names (default: annotator-N)")
     p_export.add_argument("--out", required=True, help="folder for the .jsonl file and dataset/")
     p_export.add_argument("--rule", choices=RULES, default="every",
                           help="how several judgements of a pair become rows (trl; default: every)")
@@ -91,6 +93,10 @@ def main(argv=None) -> int:
             print(e, file=sys.stderr)
             return 1
         print(f"imported {added} gold pairs; {known} were already gold pairs")
+    elif args.command == "export" and args.format == "hf":
+        counts = share.export_hf(db, args.out, Aggregation(args.rule, args.min_gold_accuracy), args.real_names)
+        print(f"wrote a dataset ({', '.join(f'{k}: {v} rows' for k, v in counts.items())}) with its card "
+              f"to {args.out}")
     elif args.command == "export" and args.format == "sft":
         n = exports.export_sft(db, args.out)
         print(f"wrote {n} corrected answers to {args.out}/demonstrations.jsonl and {args.out}/dataset")
