@@ -26,14 +26,14 @@ def main(argv=None) -> int:
         "import-preferences", help="import an existing preference set: TRL (explicit or implicit prompt), "
         "HH-RLHF transcripts, or two answers and a winner (JSONL, CSV, Parquet or a datasets folder)")
     p_import_prefs.add_argument("file")
-    p_import_prefs.add_argument("--source", help="the set's name, kept with every row (default: the file's name)")
+    p_import_prefs.add_argument("--source", help="the set's name, kept with every row (default: the file's name without its extension)")
     p_import_prefs.add_argument("--columns", help="the file's column names, e.g. "
                                 "prompt=Question,response_a=Answer1,response_b=Answer2,winner=Preference")
     p_import_demos = sub.add_parser(
         "import-demonstrations", help="import reference answers: TRL SFT (messages, or prompt/completion) or "
         "Alpaca (instruction/input/output); JSONL, CSV, Parquet or a datasets folder")
     p_import_demos.add_argument("file")
-    p_import_demos.add_argument("--source", help="the set's name, kept with every row (default: the file's name)")
+    p_import_demos.add_argument("--source", help="the set's name, kept with every row (default: the file's name without its extension)")
     p_import_gold = sub.add_parser("import-gold", help="import gold pairs: prompt, chosen, rejected (JSONL, CSV "
                                    "or a datasets folder); chosen is the expected verdict")
     p_import_gold.add_argument("file")
@@ -72,19 +72,21 @@ def main(argv=None) -> int:
               f"(similarity >= {args.near_dup_threshold})")
     elif args.command == "import-preferences":
         try:
-            added, ties = imports.import_preference_file(db, args.file, args.source, args.columns)
+            result = imports.import_preference_file(db, args.file, args.source, args.columns)
         except (imports.ImportFileError, inputs.InputError) as e:
             print(e, file=sys.stderr)
             return 1
-        print(f"imported {added} preference pairs ({ties} ties skipped); rounds include them unless "
-              "--set data.imported=exclude (or weight:W)")
+        skipped = "; ".join(f"{n} skipped: {why}" for why, n in result.skipped.items())
+        print(f"imported {result.added} preference pairs ({result.already} already imported"
+              f"{'; ' + skipped if skipped else ''}); rounds include them unless --set data.imported=exclude "
+              "(or weight:W)")
     elif args.command == "import-demonstrations":
         try:
-            added = imports.import_demonstration_file(db, args.file, args.source)
+            added, already = imports.import_demonstration_file(db, args.file, args.source)
         except imports.ImportFileError as e:
             print(e, file=sys.stderr)
             return 1
-        print(f"imported {added} demonstrations; `export --format sft` includes them, and a round turns "
+        print(f"imported {added} demonstrations ({already} already imported); `export --format sft` includes them, and a round turns "
               "them into preference pairs with --set data.demonstration_pairs=N")
     elif args.command == "import-gold":
         try:
@@ -94,7 +96,11 @@ def main(argv=None) -> int:
             return 1
         print(f"imported {added} gold pairs; {known} were already gold pairs")
     elif args.command == "export" and args.format == "hf":
-        counts = share.export_hf(db, args.out, Aggregation(args.rule, args.min_gold_accuracy), args.real_names)
+        try:
+            counts = share.export_hf(db, args.out, Aggregation(args.rule, args.min_gold_accuracy), args.real_names)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         print(f"wrote a dataset ({', '.join(f'{k}: {v} rows' for k, v in counts.items())}) with its card "
               f"to {args.out}")
     elif args.command == "export" and args.format == "sft":

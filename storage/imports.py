@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import re
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
@@ -201,47 +203,63 @@ def import_gold_file(db: sqlite_utils.Database, path: str | Path, by: str) -> tu
     return added, len(rows) - added
 
 
+def _parsed(parse):
+    """A layouts parser as `_read` wants it: (row, None), (None, the row's error), or a
+    ({"skipped": why}, None) marker for a well-formed row without a preference."""
+    def read(record, where: str):
+        try:
+            return parse(record, where) | {"row": int(where.split()[-1])}, None
+        except layouts.Skipped as e:
+            return {"skipped": str(e)}, None
+        except KeyError as e:
+            return None, f"{where}: no {e} field"
+        except (ValueError, TypeError) as e:
+            return None, f"{where}: {e}"
+    return read
+
+
+@dataclass
+class Imported:
+    added: int
+    skipped: dict[str, int]  # rows without a preference, by reason
+    already: int             # rows the same as ones imported before
+
+
 def import_preference_file(db: sqlite_utils.Database, path: str | Path, source: str | None = None,
-                           columns: str | None = None) -> tuple[int, int]:
-    """Preference pairs from an existing set (see `storage.layouts` for the layouts),
-    kept apart from votes with their provenance. All or nothing; returns (added, ties skipped)."""
+                           columns: str | None = None) -> Imported:
+    """Preference pairs from an existing set (see `storage.layouts` for the layouts), kept apart
+    from votes with their provenance. All or nothing; a row already imported (same prompt and
+    answers) is not added again."""
     path = Path(path)
     mapping = layouts.parse_columns(columns)
-
-    def parse(record, where: str):
-        try:
-            row = layouts.parse(record, where, mapping)
-        except layouts.Skipped:
-            return {"tie": where}, None
-        except (ValueError, KeyError, TypeError) as e:
-            return None, f"{where}: {e}"
-        return row | {"row": int(where.split()[-1])}, None
-
-    rows = _read(path, parse, "preference pairs")
-    pairs = [r for r in rows if "tie" not in r]
-    _insert_imported(db, "imported_preferences", pairs, path, source)
-    return len(pairs), len(rows) - len(pairs)
+    rows = _read(path, _parsed(lambda record, where: layouts.parse(record, where, mapping)), "preference pairs")
+    skipped = Counter(r["skipped"] for r in rows if "skipped" in r)
+    added, already = _insert_imported(db, "imported_preferences", [r for r in rows if "skipped" not in r],
+                                      path, source, key=("prompt", "chosen", "rejected"))
+    return Imported(added, dict(skipped), already)
 
 
-def _insert_imported(db: sqlite_utils.Database, table: str, rows: list[dict], path: Path, source: str | None) -> None:
+def _insert_imported(db: sqlite_utils.Database, table: str, rows: list[dict], path: Path, source: str | None,
+                     key: tuple[str, ...]) -> tuple[int, int]:
+    """Insert the rows not already in the table (by `key`); returns (added, already there)."""
     created = queries.now()
+    rows = [r | {"prompt": json.dumps(r["prompt"], ensure_ascii=False)} for r in rows]
     with queries.immediate(db):
-        db[table].insert_all({**r, "prompt": json.dumps(r["prompt"], ensure_ascii=False),
-                              "source": source or path.stem, "file": path.name, "created_at": created}
-                             for r in rows)
+        known = {tuple(r[k] for k in key) for r in db[table].rows_where(select=", ".join(key))}
+        new = []
+        for r in rows:
+            if tuple(r[k] for k in key) not in known:
+                known.add(tuple(r[k] for k in key))
+                new.append({**r, "source": source or path.stem, "file": path.name, "created_at": created})
+        db[table].insert_all(new)
+    return len(new), len(rows) - len(new)
 
 
-def import_demonstration_file(db: sqlite_utils.Database, path: str | Path, source: str | None = None) -> int:
+def import_demonstration_file(db: sqlite_utils.Database, path: str | Path,
+                              source: str | None = None) -> tuple[int, int]:
     """Reference answers from an existing SFT set (see `storage.layouts`), kept with their
-    provenance beside the annotators' corrected answers. All or nothing; returns how many."""
+    provenance beside the annotators' corrected answers. All or nothing; returns (added, already
+    imported before)."""
     path = Path(path)
-
-    def parse(record, where: str):
-        try:
-            return layouts.parse_demonstration(record, where) | {"row": int(where.split()[-1])}, None
-        except (ValueError, KeyError, TypeError) as e:
-            return None, f"{where}: {e}"
-
-    rows = _read(path, parse, "demonstrations")
-    _insert_imported(db, "imported_demonstrations", rows, path, source)
-    return len(rows)
+    rows = _read(path, _parsed(layouts.parse_demonstration), "demonstrations")
+    return _insert_imported(db, "imported_demonstrations", rows, path, source, key=("prompt", "answer"))

@@ -10,8 +10,12 @@ as messages), the chosen and the rejected answer, optional 1-10 scores and a cat
   read into messages, then split as above (what TRL's hh-rlhf script does);
 - two answers and a winner: `prompt`, `response_a`, `response_b` and `winner` (`model_a`,
   `model_b`, `tie`...; or Kaggle's `winner_model_a` / `winner_model_b` / `winner_tie` flags),
-  multi-turn when the prompt and responses are JSON lists of turns, as Chatbot Arena exports are.
-  Ties carry no preference and are skipped. Other column names map with `--columns`.
+  multi-turn when the prompt and responses are JSON lists of turns, as Chatbot Arena exports are;
+  or `conversation_a` / `conversation_b` message lists and a `winner`. Other column names map
+  with `--columns`.
+
+Rows that hold no preference between two answers (a tie, the same answer twice, conversations
+that part before their last turn, as multi-turn arena battles do) are skipped and counted.
 
 Demonstrations (a prompt and a reference answer) come as TRL's SFT formats (conversational
 `messages`, whose last message is the assistant's answer; or `prompt` / `completion`, text or
@@ -25,17 +29,18 @@ import re
 from .inputs import InputError, whole_number
 from .queries import MAX_CORRECTION_CHARS, MAX_PROMPT_CHARS
 
-FIELDS = ("prompt", "chosen", "rejected", "response_a", "response_b", "winner", "score_a", "score_b",
-          "score_chosen", "score_rejected", "category")
-HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+FIELDS = ("prompt", "chosen", "rejected", "response_a", "response_b", "conversation_a", "conversation_b",
+          "winner", "score_a", "score_b", "score_chosen", "score_rejected", "category")
+HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
 WINNER = {"model_a": "a", "a": "a", "response_a": "a", "1": "a", "answer1": "a", "answer_a": "a",
           "model_b": "b", "b": "b", "response_b": "b", "2": "b", "answer2": "b", "answer_b": "b",
-          "tie": "tie", "tie (bothbad)": "tie", "both_bad": "tie", "both bad": "tie", "0": "tie"}
+          "tie": "tie", "tie (bothbad)": "tie", "both_bad": "tie", "both bad": "tie"}
 MAX_CONVERSATION_CHARS = 4 * MAX_PROMPT_CHARS  # a multi-turn prompt carries earlier answers too
 
 
 class Skipped(Exception):
-    """A row that is valid but holds no preference (a tie)."""
+    """A well-formed row that holds no preference between two answers: a tie, the same answer
+    twice, or two conversations that part before their last turn. Counted, not imported."""
 
 
 def parse_columns(spec: str | None) -> dict[str, str]:
@@ -50,11 +55,14 @@ def parse_columns(spec: str | None) -> dict[str, str]:
 
 
 def _hh_messages(text: str) -> list[dict] | None:
+    """An HH transcript as messages; a trailing empty "Assistant:" (the turn to answer, as
+    prompt columns in HH-derived sets end) is dropped. Text with no Human turn is not one."""
     parts = HH_TURN.split("\n\n" + text.lstrip("\n"))
-    if len(parts) < 3 or parts[0].strip():
+    if len(parts) < 3 or parts[0].strip() or "Human" not in parts[1::2]:
         return None
-    return [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
-            for who, said in zip(parts[1::2], parts[2::2])]
+    messages = [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
+                for who, said in zip(parts[1::2], parts[2::2])]
+    return messages[:-1] if messages[-1]["role"] == "assistant" and not messages[-1]["content"] else messages
 
 
 def _messages(value) -> list[dict] | str:
@@ -88,8 +96,8 @@ def _explicit(record: dict) -> tuple[list[dict], str, str]:
     prompt = _messages(record["prompt"])
     prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
     answers = []
-    for key in ("chosen", "rejected"):
-        value = _messages(record[key])
+    for key in ("chosen", "rejected"):  # text answers stay text, even one starting "Assistant:"
+        value = record[key] if isinstance(record[key], str) else _messages(record[key])
         answers.append(value[-1]["content"] if isinstance(value, list) else value)
     return prompt, answers[0], answers[1]
 
@@ -98,10 +106,14 @@ def _implicit(record: dict) -> tuple[list[dict], str, str]:
     chosen, rejected = _messages(record["chosen"]), _messages(record["rejected"])
     if type(chosen) is not type(rejected):
         raise ValueError("chosen and rejected must both be text or both be conversations")
+    if chosen == rejected:
+        raise Skipped("chosen and rejected are the same")
     n = _shared(chosen, rejected)
     prompt = chosen[:n]
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt.strip()}]
+    elif len(chosen) - n != 1 or len(rejected) - n != 1:
+        raise Skipped("the conversations part before their last turn")
     return prompt, _answer(chosen[n:]), _answer(rejected[n:])
 
 
@@ -109,21 +121,27 @@ def _turns(value) -> list[str]:
     """Arena exports write multi-turn prompts and answers as JSON lists of strings."""
     if isinstance(value, str) and value.startswith("["):
         try:
-            turns = json.loads(value)
+            value = json.loads(value)
         except json.JSONDecodeError:
             return [value]
-        if isinstance(turns, list) and all(isinstance(t, str) for t in turns):
-            return turns
-    if isinstance(value, list) and all(isinstance(t, str) for t in value):
+    if isinstance(value, list):
+        if not value or not all(isinstance(t, str) for t in value):
+            raise ValueError("a list of turns holds something that is not text (a null answer?)")
         return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, not {type(value).__name__}")
     return [value]
 
 
 def _winner(record: dict) -> str:
     if "winner" in record:
-        winner = WINNER.get(str(record["winner"]).strip().casefold())
+        value = record["winner"]
+        if isinstance(value, float) and value.is_integer():  # 1.0 from a Parquet or pandas column
+            value = int(value)
+        winner = None if isinstance(value, bool) else WINNER.get(str(value).strip().casefold())
         if winner is None:
-            raise ValueError(f"winner {record['winner']!r} is not one of model_a, model_b, tie (or a, b, 1, 2)")
+            raise ValueError(f"winner {record['winner']!r} is not one of model_a, model_b, tie (or a, b, 1, 2; "
+                             "map 0/1 labels to these first)")
         return winner
     flags = {k: str(record.get(f"winner_model_{k}", record.get(f"winner_{k}", ""))).strip() for k in ("a", "b", "tie")}
     winners = [k for k, v in flags.items() if v in ("1", "True", "true", "1.0")]
@@ -136,12 +154,12 @@ def _two_answers(record: dict) -> tuple[list[dict], str, str, bool]:
     """(prompt, chosen, rejected, whether A won), with earlier turns kept in the prompt."""
     winner = _winner(record)
     if winner == "tie":
-        raise Skipped()
+        raise Skipped("a tie")
     prompts, a, b = _turns(record["prompt"]), _turns(record["response_a"]), _turns(record["response_b"])
     if not (len(prompts) == len(a) == len(b)):
         raise ValueError("the prompt and both responses must have as many turns")
     if a[:-1] != b[:-1]:
-        raise ValueError("the responses differ before their last turn, so no one answer was judged")
+        raise Skipped("the answers differ before their last turn: a whole conversation was judged, not one answer")
     history = [m for user, said in zip(prompts[:-1], a[:-1])
                for m in ({"role": "user", "content": user}, {"role": "assistant", "content": said})]
     prompt = history + [{"role": "user", "content": prompts[-1]}]
@@ -187,8 +205,10 @@ def parse_demonstration(record, where: str) -> dict:
         completion = _messages(record["completion"])
         answer = completion[-1]["content"] if isinstance(completion, list) else completion
     elif "instruction" in record and "output" in record:
-        extra = record.get("input") or ""
-        prompt = [{"role": "user", "content": str(record["instruction"]).strip() + (f"\n\n{extra.strip()}" if extra.strip() else "")}]
+        instruction, extra = record["instruction"], record.get("input") or ""
+        if not isinstance(instruction, str) or not isinstance(extra, str):
+            raise ValueError("instruction and input must be text")
+        prompt = [{"role": "user", "content": instruction.strip() + (f"\n\n{extra.strip()}" if extra.strip() else "")}]
         answer = record["output"]
     elif "text" in record:
         raise ValueError("a `text`-only row has no prompt to answer: give messages, prompt/completion, "
@@ -205,9 +225,17 @@ def parse(record, where: str, columns: dict[str, str]) -> dict:
     raises Skipped for a tie, ValueError or InputError saying what is wrong."""
     if not isinstance(record, dict):
         raise ValueError("expected an object with named fields")
-    record = {ours: record[theirs] for ours, theirs in columns.items() if theirs in record} | \
-             {k: v for k, v in record.items() if k not in columns.values()}
-    if {"response_a", "response_b"} <= record.keys():
+    record = {k: v for k, v in record.items() if k not in columns.values() and k not in columns} | \
+             {ours: record[theirs] for ours, theirs in columns.items() if theirs in record}
+    if {"conversation_a", "conversation_b"} <= record.keys():  # lmsys/chatbot_arena_conversations
+        record = record | {"chosen": record["conversation_a"], "rejected": record["conversation_b"]}
+        winner = _winner(record)
+        if winner == "tie":
+            raise Skipped("a tie")
+        prompt, a, b = _implicit(record)
+        chosen, rejected = (a, b) if winner == "a" else (b, a)
+        scores = (None, None)
+    elif {"response_a", "response_b"} <= record.keys():
         prompt, chosen, rejected, a_won = _two_answers(record)
         scores = (_score(record, "score_a"), _score(record, "score_b"))
         scores = scores if a_won else scores[::-1]
@@ -215,10 +243,11 @@ def parse(record, where: str, columns: dict[str, str]) -> dict:
         prompt, chosen, rejected = _explicit(record) if record.get("prompt") else _implicit(record)
         scores = (_score(record, "score_chosen"), _score(record, "score_rejected"))
     else:
-        raise ValueError("no answers: expected chosen and rejected, or response_a, response_b and a winner")
+        raise ValueError("no answers: expected chosen and rejected, response_a and response_b with a winner, "
+                         "or conversation_a and conversation_b with a winner (--columns maps other names)")
     prompt, chosen, rejected = _checked_prompt(prompt), _checked_answer(chosen), _checked_answer(rejected)
     if chosen == rejected:
-        raise ValueError("chosen and rejected are the same answer")
+        raise Skipped("chosen and rejected are the same answer")
     category = record.get("category")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "score_chosen": scores[0],
             "score_rejected": scores[1], "category": category if isinstance(category, str) else None}

@@ -22,16 +22,15 @@ def pseudonyms(db: sqlite_utils.Database) -> dict[str, str]:
 
 
 def _card(db, rows: dict[str, list[dict]], agg: Aggregation, summary: dict, real_names: bool) -> str:
-    vote_ids = [r["vote_id"] for split in rows.values() for r in split if r["vote_id"] is not None]
-    marks = ",".join("?" * len(vote_ids))
-    guidelines = [r[0] for r in db.execute(
-        f"SELECT DISTINCT guideline_id FROM votes WHERE id IN ({marks}) ORDER BY 1", vote_ids)] if vote_ids else []
+    vote_ids = json.dumps([r["vote_id"] for split in rows.values() for r in split if r["vote_id"] is not None])
+    guidelines = [r[0] for r in db.execute("SELECT DISTINCT guideline_id FROM votes JOIN json_each(?) j "
+                                           "ON j.value = votes.id ORDER BY 1", [vote_ids])]
     versions = sorted({r["version_id"] for split in rows.values() for r in split if r["version_id"] is not None})
     kinds = {k: sum(r["kind"] == k for split in rows.values() for r in split)
              for k in ("vote", "correction", "imported")}
     annotators = sorted({r["annotator"] for split in rows.values() for r in split if r["annotator"]})
     yaml = ("---\nconfigs:\n- config_name: default\n  data_files:\n"
-            + "".join(f"  - split: {s}\n    path: data/{s}.parquet\n" for s in rows) + "---\n")
+            + "".join(f"  - split: {s}\n    path: data/{s}.parquet\n" for s, r in rows.items() if r) + "---\n")
     return yaml + f"""
 # Preference data from prefloop
 
@@ -40,7 +39,7 @@ Human judgements of two answers to one prompt, in TRL's conversational preferenc
 
 | | |
 |---|---|
-| rows | {', '.join(f'{s}: {len(r)}' for s, r in rows.items())} |
+| rows | {', '.join(f'{s}: {len(r)}' for s, r in rows.items())} (an empty split is left out of the files) |
 | from votes / corrected answers / imported sets | {kinds['vote']} / {kinds['correction']} / {kinds['imported']} |
 | annotators | {len(annotators)} ({'real names' if real_names else 'pseudonymised: annotator-1, annotator-2, ...'}) |
 | guideline versions in force | {', '.join(map(str, [g for g in guidelines if g is not None])) or 'none'}{' (some votes before any)' if None in guidelines else ''} |
@@ -72,18 +71,23 @@ def export_hf(db: sqlite_utils.Database, out: str | Path, agg: Aggregation = Agg
     from datasets import Dataset, DatasetDict
     out = Path(out)
     made = training_rows(db, agg)
+    if not made.rows:
+        raise ValueError("there is nothing to export yet: no judgement or imported pair makes a row")
     names = pseudonyms(db)
+    named = (lambda name: name) if real_names else (lambda name: names.get(name, name))
+    summary = made.summary | {"excluded_annotators": [named(a) for a in made.summary["excluded_annotators"]]}
     rows = {"train": [], "test": []}
     for row in made.rows:
-        if row["annotator"] and not real_names:
-            row = row | {"annotator": names[row["annotator"]]}
-        held = row["prompt_id"] is not None and is_heldout(row["prompt_id"])
-        rows["test" if held else "train"].append(conversational(row))
-    splits = DatasetDict({s: Dataset.from_list(r) for s, r in rows.items()})
+        row = conversational(row | {"annotator": named(row["annotator"]) if row["annotator"] else None})
+        rows["test" if row["prompt_id"] is not None and is_heldout(row["prompt_id"]) else "train"].append(row)
+    # One table split in two, so both splits have the same column types.
+    table = Dataset.from_list([r for split in rows.values() for r in split])
+    bounds = {"train": range(0, len(rows["train"])), "test": range(len(rows["train"]), len(table))}
+    splits = DatasetDict({s: table.select(bounds[s]) for s in rows if rows[s]})
     splits.save_to_disk(str(out / "dataset"))
     (out / "data").mkdir(parents=True, exist_ok=True)
     for split, dataset in splits.items():
         dataset.to_parquet(str(out / "data" / f"{split}.parquet"))
-    (out / "README.md").write_text(_card(db, rows, agg, made.summary, real_names))
-    (out / "summary.json").write_text(json.dumps(made.summary, indent=2))
+    (out / "README.md").write_text(_card(db, rows, agg, summary, real_names))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return {s: len(r) for s, r in rows.items()}

@@ -23,7 +23,8 @@ def test_each_layout_imports_to_the_expected_rows(db, tmp_path):
         {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
         {"instruction": "Name a colour.", "input": "", "output": "Blue"},
     ])
-    assert imports.import_demonstration_file(db, path, source="refs") == 5
+    assert imports.import_demonstration_file(db, path, source="refs") == (5, 0)
+    assert imports.import_demonstration_file(db, path, source="refs") == (0, 5)  # not twice
     assert demos(db) == [
         ([{"role": "user", "content": "Hi"}], "Hello!", "refs", 1),
         ([{"role": "user", "content": "2+2?"}], "4", "refs", 2),

@@ -39,7 +39,9 @@ def test_each_layout_imports_to_the_expected_rows(db, tmp_path):
          "response_b": '["Hello!", "4"]', "winner": "model_b"},
         {"prompt": "Tie?", "response_a": "x", "response_b": "y", "winner": "tie"},           # no preference
     ])
-    assert imports.import_preference_file(db, path, source="mixed-set") == (6, 1)
+    result = imports.import_preference_file(db, path, source="mixed-set")
+    assert (result.added, result.skipped, result.already) == (6, {"a tie": 1}, 0)
+    assert imports.import_preference_file(db, path, source="mixed-set").already == 6  # not twice
     rows = imported(db)
     assert rows[0] == ([{"role": "user", "content": "Name a fruit."}], "A pear.", "Rocks.", None, None,
                        "food", "mixed-set", "mixed.jsonl", 1)
@@ -66,14 +68,14 @@ def test_two_answers_with_a_winner_under_other_column_names_from_csv_and_parquet
     csv.write_text("Question,Answer1,Answer2,Preference,score_a,score_b\n"
                    "Best pet?,A cat.,A rock.,1,8,2\nBest drink?,Mud.,Water.,2,,\n")
     columns = "prompt=Question,response_a=Answer1,response_b=Answer2,winner=Preference"
-    assert imports.import_preference_file(db, csv, columns=columns) == (2, 0)
+    assert imports.import_preference_file(db, csv, columns=columns).added == 2
     assert [r[1:5] for r in imported(db)] == [("A cat.", "A rock.", 8, 2), ("Water.", "Mud.", None, None)]
     import pyarrow as pa
     import pyarrow.parquet as pq
     pq.write_table(pa.table({"prompt": ["Q?"], "response_a": ["no"], "response_b": ["yes"],
                              "winner_model_a": [0], "winner_model_b": [1], "winner_tie": [0]}),
                    tmp_path / "kaggle.parquet")
-    assert imports.import_preference_file(db, tmp_path / "kaggle.parquet") == (1, 0)
+    assert imports.import_preference_file(db, tmp_path / "kaggle.parquet").added == 1
     assert imported(db)[-1][1:3] == ("yes", "no")
     with pytest.raises(InputError, match="--columns takes"):
         imports.import_preference_file(db, csv, columns="question=Q")
@@ -117,3 +119,38 @@ def test_imported_pairs_train_only_as_configured_and_never_pass_for_judgements(d
     assert queries.stats(db)["votes"] == 3 and queries.stats(db)["imported_preferences"] == 2
     assert [r["annotator"] for r in agreement.quality(db)["annotators"]] == ["alice"]
     assert queries.annotator_progress(db, "alice")["total"] == 3
+
+
+def test_layouts_from_real_sets(db, tmp_path):
+    """Rows shaped like Dahoas/rm-static (an HH prompt ending in "Assistant:"), lmsys arena
+    conversations, and an arena battle whose answers part before their last turn."""
+    conversation = lambda answer: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": answer}]  # noqa: E731
+    path = write_jsonl(tmp_path / "real.jsonl", [
+        {"prompt": "\n\nHuman: What is 2+2?\n\nAssistant:", "chosen": " 4", "rejected": " Assistant: 5"},
+        {"conversation_a": conversation("Hello!"), "conversation_b": conversation("Go away."), "winner": "model_a"},
+        {"prompt": '["Hi", "And now?"]', "response_a": '["Hello!", "Fine."]', "response_b": '["Hey.", "Good."]',
+         "winner": "model_a"},
+    ])
+    result = imports.import_preference_file(db, path)
+    assert result.added == 2 and result.skipped == {
+        "the answers differ before their last turn: a whole conversation was judged, not one answer": 1}
+    rows = imported(db)
+    assert rows[0][:3] == ([{"role": "user", "content": "What is 2+2?"}], "4", "Assistant: 5")
+    assert rows[1][:3] == ([{"role": "user", "content": "Hi"}], "Hello!", "Go away.")
+
+
+def test_unclear_rows_are_errors_not_guesses(db, tmp_path):
+    path = write_jsonl(tmp_path / "unclear.jsonl", [
+        {"Question": "Q", "response_a": "[null]", "response_b": "x", "winner": "model_b"},
+        {"Question": "Q", "response_a": "a", "response_b": "b", "winner": 0},
+        {"Question": "asked", "prompt": "a system text", "response_a": "a", "response_b": "b", "winner": "a"},
+    ])
+    with pytest.raises(imports.ImportFileError) as refused:
+        imports.import_preference_file(db, path, columns="prompt=Question")
+    assert "line 1: a list of turns holds something that is not text" in str(refused.value)
+    assert "line 2: winner 0 is not one of" in str(refused.value)
+    assert "line 3" not in str(refused.value)  # the mapped column won over the unmapped `prompt`
+    path.write_text(json.dumps({"Question": "asked", "prompt": "a system text", "response_a": "a",
+                                "response_b": "b", "winner": "a"}) + "\n")
+    imports.import_preference_file(db, path, columns="prompt=Question")
+    assert imported(db)[0][0] == [{"role": "user", "content": "asked"}]

@@ -53,3 +53,15 @@ def test_the_datasette_metadata_describes_real_tables_and_its_queries_run(db):
     assert {r["annotator"]: r["judgements"] for r in results["judgements_per_annotator"]} == {"ann": 2, "bob": 2}
     assert [(r["pair_id"], r["distinct_verdicts"]) for r in results["agreement_by_pair"]] == [(2, 2)]
     assert {r["annotator"]: r["accuracy"] for r in results["gold_accuracy"]} == {"ann": 1.0, "bob": 1.0}
+
+
+def test_an_export_with_one_empty_split_loads_and_names_nobody(tmp_path):
+    db = open_db(tmp_path / "prefloop.db")
+    queries.ensure_base_version(db, "tiny")
+    assert main(["--db", str(tmp_path / "prefloop.db"), "export", "--format", "hf", "--out", str(tmp_path / "none")]) == 1
+    (tmp_path / "set.jsonl").write_text(json.dumps({"prompt": "Hi?", "chosen": "Hello.", "rejected": "Go."}) + "\n")
+    imports.import_preference_file(db, tmp_path / "set.jsonl")  # imported rows are all train
+    assert main(["--db", str(tmp_path / "prefloop.db"), "export", "--format", "hf", "--out", str(tmp_path / "hf")]) == 0
+    loaded = load_from_disk(str(tmp_path / "hf" / "dataset"))
+    assert list(loaded) == ["train"] and len(loaded["train"]) == 1
+    assert "split: test" not in (tmp_path / "hf" / "README.md").read_text()
