@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from storage.near_duplicates import DEFAULT_THRESHOLD, PromptIndex  # noqa: E402
 
-THRESHOLDS = (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
+THRESHOLDS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 
 
 def labelled() -> list[dict]:

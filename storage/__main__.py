@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     p_export.add_argument("--min-gold-accuracy", type=float, default=0.0,
                           help="leave out annotators below this gold accuracy (trl)")
     sub.add_parser("stats", help="counts, annotator agreement and each annotator's figures")
+    p_copy = sub.add_parser("browse-copy", help="a copy of the database without accounts and sessions, for Datasette")
+    p_copy.add_argument("out", help="the new file, e.g. /tmp/prefloop-view.db")
     p_assign = sub.add_parser("assign", help="how many annotators judge each pair, and the gold rate")
     p_assign.add_argument("--overlap", type=int, help="different annotators per pair (1-10)")
     p_assign.add_argument("--gold-rate", type=float, help="share of pairs shown that are gold (0-0.5)")
@@ -109,6 +111,13 @@ def main(argv=None) -> int:
     elif args.command == "export":
         n = exports.export_trl(db, args.out, Aggregation(args.rule, args.min_gold_accuracy))
         print(f"wrote {n} preference rows to {args.out}/preferences.jsonl and {args.out}/dataset")
+    elif args.command == "browse-copy":
+        try:
+            out = share.browsing_copy(db, args.out)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"wrote {out}: datasette {out} --metadata assets/datasette-metadata.json")
     elif args.command in ("assign", "gold"):
         try:
             if args.command == "gold":

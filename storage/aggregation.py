@@ -16,6 +16,7 @@ excluded or weighted as `imported` says. The summary says how many judgements ea
 left out, and is recorded with the round.
 """
 import json
+import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -38,6 +39,9 @@ class Aggregation:
     # Imported preference sets (`python -m storage import-preferences`): include, exclude, or
     # weight:W to count each of their rows W times as much as a judgement made here.
     imported: str = "include"
+    # At most this many imported pairs a round, drawn at random (the same draw every round): a
+    # public set of 100k pairs would otherwise swamp the team's own judgements and the CPU.
+    imported_max: int = 1000
     # Imported reference answers (`python -m storage import-demonstrations`) made into pairs each
     # round, the reference chosen over the live policy's own answer to its prompt; 0: none.
     demonstration_pairs: int = 0
@@ -151,6 +155,9 @@ def training_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -
     if weight is None:
         dropped["imported"] = len(imported)
     else:
+        if len(imported) > agg.imported_max:
+            dropped["imported_over_max"] = len(imported) - agg.imported_max
+            imported = sorted(random.Random(0).sample(imported, agg.imported_max), key=lambda r: r["id"])
         rows += [imported_row(r, weight) for r in imported]
     # Imported rows first, then in time order: DPO keeps the newest rows when it must cut.
     rows.sort(key=lambda r: -1 if r["vote_id"] is None else r["vote_id"])
@@ -164,6 +171,8 @@ def training_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -
 
 LEFT_OUT = {"gold": "on gold pairs", "low_gold_accuracy": "below the gold accuracy",
             "incomplete": "on pairs still collecting judgements", "imported": "imported pairs",
+            "imported_over_max": "imported pairs over data.imported_max",
+            "imported_heldout_prompt": "imported pairs on held-out prompts",
             "no_preference": "tie or both bad", "split": "in even splits", "outvoted": "outvoted"}
 
 

@@ -266,7 +266,8 @@ def m009_imported_data(db):
     them, and a round includes, excludes or weights them by its setting. A prompt is the
     conversation before the answer, as a JSON list of messages; each row keeps where it came
     from (source name, file, row). Append-only like votes."""
-    db.execute("""
+    provenance = "category TEXT, source TEXT NOT NULL, file TEXT NOT NULL, row INTEGER NOT NULL, created_at TEXT NOT NULL"
+    db.execute(f"""
         CREATE TABLE imported_preferences (
             id INTEGER PRIMARY KEY,
             prompt TEXT NOT NULL,
@@ -274,22 +275,14 @@ def m009_imported_data(db):
             rejected TEXT NOT NULL,
             score_chosen INTEGER CHECK (score_chosen BETWEEN 1 AND 10),
             score_rejected INTEGER CHECK (score_rejected BETWEEN 1 AND 10),
-            category TEXT,
-            source TEXT NOT NULL,
-            file TEXT NOT NULL,
-            row INTEGER NOT NULL,
-            created_at TEXT NOT NULL
+            {provenance}
         )""")
     _append_only(db, "imported_preferences", "imported preferences are append-only")
-    db.execute("""
+    db.execute(f"""
         CREATE TABLE imported_demonstrations (
             id INTEGER PRIMARY KEY,
             prompt TEXT NOT NULL,
             answer TEXT NOT NULL,
-            category TEXT,
-            source TEXT NOT NULL,
-            file TEXT NOT NULL,
-            row INTEGER NOT NULL,
-            created_at TEXT NOT NULL
+            {provenance}
         )""")
     _append_only(db, "imported_demonstrations", "imported demonstrations are append-only")

@@ -1,5 +1,6 @@
-"""`python -m storage export --format hf`: the preference data as a Hugging Face dataset someone
-outside the team can load and understand.
+"""Sharing: `python -m storage export --format hf`, the preference data as a Hugging Face dataset
+someone outside the team can load and understand; and `python -m storage browse-copy`, the
+database without its accounts, for Datasette.
 
 The folder holds a `DatasetDict` (`train` and `test`, split by prompt as rounds split it), the
 same splits as Parquet, and a dataset card (README.md) saying what is in it and how it was made:
@@ -91,3 +92,21 @@ def export_hf(db: sqlite_utils.Database, out: str | Path, agg: Aggregation = Agg
     (out / "README.md").write_text(_card(db, rows, agg, summary, real_names))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return {s: len(r) for s, r in rows.items()}
+
+
+PRIVATE_TABLES = ("accounts", "account_events", "sessions")
+
+
+def browsing_copy(db: sqlite_utils.Database, out: str | Path) -> Path:
+    """A copy of the database without accounts and sessions (password and token hashes), to open
+    in Datasette, which shows every table to whoever opens it. SQLite's backup API copies a
+    consistent snapshot, even while the app writes."""
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{out} exists; give a new file")
+    copy = sqlite_utils.Database(out)
+    db.conn.backup(copy.conn)
+    for table in PRIVATE_TABLES:
+        copy[table].drop(ignore=True)
+    copy.vacuum()
+    return out

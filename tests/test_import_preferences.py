@@ -7,6 +7,7 @@ import pytest
 from storage import agreement, imports, queries
 from storage.aggregation import Aggregation, training_rows
 from storage.inputs import InputError
+from storage.exports import is_heldout
 from trainer.data import snapshot
 
 from .conftest import add_pair, judge
@@ -154,3 +155,18 @@ def test_unclear_rows_are_errors_not_guesses(db, tmp_path):
                                 "response_b": "b", "winner": "a"}) + "\n")
     imports.import_preference_file(db, path, columns="prompt=Question")
     assert imported(db)[0][0] == [{"role": "user", "content": "asked"}]
+
+
+def test_imported_pairs_on_held_out_prompts_never_train_and_a_cap_keeps_them_few(db, tmp_path):
+    queries.ensure_base_version(db, "tiny")
+    queries.add_prompts(db, [{"text": f"Question {i}?"} for i in range(20)], source="t")
+    held = [p["text"] for p in queries.all_prompts(db) if is_heldout(p["id"], 0.5)]
+    assert held  # with half held out, some of twenty are
+    imports.import_preference_file(db, write_jsonl(tmp_path / "set.jsonl", [
+        {"prompt": text, "chosen": "Yes.", "rejected": "No."} for text in [held[0], "Something else?"]]))
+    snap = snapshot(db, 0.5, Aggregation())
+    assert [r["prompt"][0]["content"] for r in snap.train if r["kind"] == "imported"] == ["Something else?"]
+    assert snap.summary["dropped"]["imported_heldout_prompt"] == 1
+    capped = training_rows(db, Aggregation(imported_max=1))
+    assert sum(r["kind"] == "imported" for r in capped.rows) == 1
+    assert capped.summary["dropped"]["imported_over_max"] == 1

@@ -40,7 +40,7 @@ def test_the_hf_export_loads_and_its_card_lists_the_counts(tmp_path):
 
 def test_the_datasette_metadata_describes_real_tables_and_its_queries_run(db):
     from .conftest import REPO
-    meta = json.loads((REPO / "assets" / "datasette-metadata.json").read_text())["databases"]["prefloop"]
+    meta = json.loads((REPO / "assets" / "datasette-metadata.json").read_text())["databases"]["prefloop-view"]
     queries.set_assignment(db, k=2)
     for i in range(2):
         add_pair(db, prompt=f"p{i}")
@@ -65,3 +65,15 @@ def test_an_export_with_one_empty_split_loads_and_names_nobody(tmp_path):
     loaded = load_from_disk(str(tmp_path / "hf" / "dataset"))
     assert list(loaded) == ["train"] and len(loaded["train"]) == 1
     assert "split: test" not in (tmp_path / "hf" / "README.md").read_text()
+
+
+def test_the_browsing_copy_has_the_judgements_and_no_accounts(tmp_path):
+    from storage import accounts
+    db = open_db(tmp_path / "prefloop.db")
+    accounts.save_account(db, "root", "root-pw", "admin", by="setup")
+    add_pair(db)
+    judge(db, "ann", "0")
+    assert main(["--db", str(tmp_path / "prefloop.db"), "browse-copy", str(tmp_path / "view.db")]) == 0
+    view = open_db(tmp_path / "view.db")
+    assert view["votes"].count == 1 and not {"accounts", "sessions", "account_events"} & set(view.table_names())
+    assert main(["--db", str(tmp_path / "prefloop.db"), "browse-copy", str(tmp_path / "view.db")]) == 1

@@ -28,11 +28,20 @@ def snapshot(db: sqlite_utils.Database, heldout_fraction: float, agg: Aggregatio
     """Every training row so far, and every prompt, on the side of the split its prompt falls."""
     made = training_rows(db, agg)
     rows = [exports.conversational(row) for row in made.rows]
-    def held_out(row: dict) -> bool:  # imported pairs always train: rounds are measured on our prompts
-        return row["prompt_id"] is not None and is_heldout(row["prompt_id"], heldout_fraction)
-    train = [r for r in rows if not held_out(r)]
-    heldout = [r for r in rows if held_out(r)]
     prompts = queries.all_prompts(db)
+    # Imported pairs train, unless their question is one of our held-out prompts: rounds are
+    # measured on those, so nothing may have trained on them.
+    heldout_norms = {queries.normalise(p["text"]) for p in prompts if is_heldout(p["id"], heldout_fraction)}
+
+    def side(row: dict) -> str:
+        if row["prompt_id"] is not None:
+            return "heldout" if is_heldout(row["prompt_id"], heldout_fraction) else "train"
+        return "drop" if queries.normalise(row["prompt"][-1]["content"]) in heldout_norms else "train"
+    sides = [side(r) for r in rows]
+    train = [r for r, s in zip(rows, sides) if s == "train"]
+    heldout = [r for r, s in zip(rows, sides) if s == "heldout"]
+    if "drop" in sides:
+        made.summary["dropped"]["imported_heldout_prompt"] = sides.count("drop")
     return Snapshot(
         train=train, heldout=heldout, vote_ids=made.vote_ids,
         train_prompts=[p["text"] for p in prompts if not is_heldout(p["id"], heldout_fraction)],
@@ -44,7 +53,8 @@ def demonstration_pairs(db: sqlite_utils.Database, registry, version: int, n: in
                         sampling: SamplingConfig = SamplingConfig(), batch: int = 16) -> list[dict]:
     """Up to n imported reference answers to single-turn prompts, each chosen over the policy
     version's own answer to the same prompt: the standard way to make preference pairs from an
-    SFT set. An answer the same as the reference teaches nothing and is left out."""
+    SFT set. An answer the same as the reference teaches nothing, and one cut off at the length
+    limit would teach that shorter is better: both are left out."""
     demos = [d for d in db.query("SELECT * FROM imported_demonstrations ORDER BY id")
              if len(json.loads(d["prompt"])) == 1]
     picked = random.Random(seed).sample(demos, min(n, len(demos)))
@@ -57,5 +67,6 @@ def demonstration_pairs(db: sqlite_utils.Database, registry, version: int, n: in
             "prompt": json.loads(d["prompt"]), "chosen": d["answer"], "rejected": own.text, "margin": 0.0,
             "score_chosen": None, "score_rejected": None, "weight": 1.0, "kind": "demonstration",
             "vote_id": None, "pair_id": None, "prompt_id": None, "version_id": version, "annotator": None,
-            "source": d["source"]}) for d, [own] in zip(chunk, answers) if own.text.strip() not in ("", d["answer"])]
+            "source": d["source"]}) for d, [own] in zip(chunk, answers)
+            if not own.cut_off and own.text.strip() not in ("", d["answer"])]
     return rows

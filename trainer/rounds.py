@@ -190,7 +190,7 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
             registry.ensure_loaded(live, live_adapter)
             made = data.demonstration_pairs(db, registry, live, cfg.data.demonstration_pairs, seed=round_id)
             del registry
-            snap.train += made
+            snap.train = made + snap.train  # first: DPO keeps the newest rows, the judgements, when it cuts
             snap.summary["demonstration_pairs"] = len(made)
         if len(snap.train) < cfg.min_pairs or not snap.heldout:
             raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
