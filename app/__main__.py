@@ -2,6 +2,7 @@
 import argparse
 import getpass
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,8 +25,10 @@ def main(argv=None) -> int:
     p_serve = sub.add_parser("serve", help="start the app (http://127.0.0.1:7860 by default)")
     p_serve.add_argument("--model", default="smollm2",
                          help="'smollm2' (embedded default), 'tiny' (test model) or a local checkpoint folder")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=7860)
+    p_serve.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                         help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                         help="default: $GRADIO_SERVER_PORT, else 7860")
     p_serve.add_argument("--mode", choices=MODES, default="both",
                          help="pick a winner, score each side 1-10, or both")
     p_serve.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",

@@ -3,18 +3,22 @@ print counts and annotator agreement, set how pairs are assigned, mark gold pair
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import agreement, exports, imports, inputs, near_duplicates, queries, share
 from .aggregation import RULES, Aggregation
 from .migrations import VERDICTS
 from .db import open_db
-from .paths import default_db_path
+from .paths import data_dir
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__)
-    parser.add_argument("--db", default=str(default_db_path()),
-                        help="SQLite database (default: $PREFLOOP_DATA/prefloop.db, else data/prefloop.db)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", type=Path, default=data_dir(),
+                       help="data directory, as for `python -m app` and `python -m trainer` "
+                            "(default: $PREFLOOP_DATA, else ./data); its database is prefloop.db")
+    where.add_argument("--db", type=Path, help="the SQLite database itself, instead of --data-dir")
     sub = parser.add_subparsers(dest="command", required=True)
     p_import = sub.add_parser("import", help="import prompts from JSONL, CSV or a datasets folder")
     p_import.add_argument("file")
@@ -59,7 +63,7 @@ def main(argv=None) -> int:
                         help="0: the pair's first stored answer is better; 1: the second; tie; both_bad")
     args = parser.parse_args(argv)
 
-    db = open_db(args.db)
+    db = open_db(args.db or args.data_dir / "prefloop.db")
     if args.command == "import":
         try:
             result = imports.import_prompt_file(db, args.file, args.near_dup_threshold, args.dry_run)

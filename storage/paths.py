@@ -6,7 +6,3 @@ from pathlib import Path
 def data_dir() -> Path:
     """The data directory: $PREFLOOP_DATA, else ./data, so a checkout is self-contained."""
     return Path(os.environ.get("PREFLOOP_DATA", "data"))
-
-
-def default_db_path() -> Path:
-    return data_dir() / "prefloop.db"
