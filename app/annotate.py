@@ -16,21 +16,41 @@ MODES = ("pick", "score", "both")
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 CUT_OFF_NOTE = ('<p class="cut-off">✂ Cut off at the length limit: this answer did not finish. '
                 'Judge what is there, not how it ends.</p>')
-SHORTCUTS = {"1": "btn-a", "2": "btn-b", "3": "btn-tie", "4": "btn-bad", "s": "btn-skip"}
+# Each mode's keys: in score mode the digits would pick a side the sliders may contradict.
+SHORTCUTS = {
+    "pick": {"1": "btn-a", "2": "btn-b", "3": "btn-tie", "4": "btn-bad", "s": "btn-skip"},
+    "score": {"enter": "btn-scores", "4": "btn-bad", "s": "btn-skip"},
+}
+SHORTCUTS["both"] = SHORTCUTS["pick"]
+HELP = {
+    "pick": "Shortcuts: **1** A better · **2** B better · **3** tie · **4** both bad · **S** skip "
+            "(not while typing in a text box).",
+    "score": "Score both answers (click a slider, then the arrow keys move it), then **Enter** submits; "
+             "the higher score wins, equal scores are a tie. **4** both bad · **S** skip.",
+    "both": "Pick with **1** A better · **2** B better · **3** tie · **4** both bad · **S** skip; "
+            "scores are optional, and only a slider you moved is stored.",
+}
 
-# Digits and "s" press the buttons, except while typing in a text field.
-SHORTCUT_JS = """
+
+
+def shortcut_js(mode: str) -> str:
+    """The mode's keys press its buttons, except while typing in a text field or on a button
+    (there Enter already presses it)."""
+    return _SHORTCUT_JS % str(SHORTCUTS[mode]).replace("'", '"')
+
+
+_SHORTCUT_JS = """
 <script>
 document.addEventListener('keydown', (e) => {
   const t = e.target;
-  if (t.tagName === 'TEXTAREA' || (t.tagName === 'INPUT' && t.type !== 'range')) return;
+  if (t.tagName === 'TEXTAREA' || t.tagName === 'BUTTON' || (t.tagName === 'INPUT' && t.type !== 'range')) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   const id = %s[e.key.toLowerCase()];
   const button = id && document.getElementById(id);
   if (button) { e.preventDefault(); button.click(); }
 });
 </script>
-""" % str(SHORTCUTS).replace("'", '"')
+"""
 
 
 class Annotation:
@@ -103,19 +123,21 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     count = gr.Markdown()
     with gr.Accordion("Guidelines", open=False) as panel:
         guide = text_box(elem_id="guidelines")
-    with gr.Row():
-        # Kept on the page for the vote, not shown: a gold pair's old id would give it away.
-        pair_id = gr.Number(label="Pair", precision=0, interactive=False, visible="hidden")
-        prompt = text_box(label="Prompt", container=True, show_label=True)
-    with gr.Row():
-        with gr.Column():
-            gr.Markdown("### A")
-            a = text_box(container=True, elem_id="completion-a")
-            score_a = gr.Slider(1, 10, value=5, step=1, label="Score A", visible=score)
-        with gr.Column():
-            gr.Markdown("### B")
-            b = text_box(container=True, elem_id="completion-b")
-            score_b = gr.Slider(1, 10, value=5, step=1, label="Score B", visible=score)
+    # Kept on the page for the vote, not shown: a gold pair's old id would give it away.
+    pair_id = gr.Number(label="Pair", precision=0, interactive=False, visible="hidden")
+    prompt = text_box(label="Prompt", container=True, show_label=True, elem_id="prompt")
+    sides = {}
+    with gr.Row(equal_height=True):
+        for side in "AB":
+            with gr.Column():
+                sides[side] = text_box(label=side, container=True, show_label=True,
+                                       elem_id=f"completion-{side.lower()}")
+    with gr.Row(visible=score):
+        score_a = gr.Slider(1, 10, value=5, step=1, label="Score A", info="counts once you move it",
+                            elem_id="score-a")
+        score_b = gr.Slider(1, 10, value=5, step=1, label="Score B", info="counts once you move it",
+                            elem_id="score-b")
+    a, b = sides["A"], sides["B"]
     rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_length=queries.MAX_RATIONALE_CHARS)
     with gr.Accordion("Write a better answer (optional)", open=False):
         with gr.Row():
@@ -125,18 +147,23 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
                                 "example", lines=6, max_length=queries.MAX_CORRECTION_CHARS,
                                 elem_id="correction")
     texts, corrected = gr.State(("", "")), gr.State("")  # the answers as sent, and the side edited
+    waiting = gr.Markdown("Preparing your first pair…", elem_id="pair-status")
+    # Every button starts disabled and is disabled again after each verdict until the next pair
+    # is on the page: a click on an old or empty pair would judge what the annotator cannot see.
     with gr.Row():
         buttons = {
-            choice: gr.Button(f"{CHOICE_LABELS[choice]} [{key}]", elem_id=elem_id, visible=pick,
+            choice: gr.Button(f"{CHOICE_LABELS[choice]} [{key}]", elem_id=elem_id, interactive=False,
+                              visible=pick or choice == "both_bad",
                               variant="primary" if choice in ("a", "b") else "secondary")
             for key, elem_id, choice in zip("1234", ("btn-a", "btn-b", "btn-tie", "btn-bad"),
                                             CHOICE_LABELS)
         }
-        submit_scores = gr.Button("Submit scores", variant="primary", visible=mode == "score")
-        skip = gr.Button("Skip [S]", elem_id="btn-skip")
-    gr.Markdown("Shortcuts: **1** A better · **2** B better · **3** tie · **4** both bad · "
-                "**S** skip (not while typing in a text box).")
-    saved = gr.Markdown()
+        buttons[None] = gr.Button("Submit scores [Enter]", variant="primary", visible=mode == "score",
+                                  interactive=False, elem_id="btn-scores")
+        skip = gr.Button("Skip [S]", elem_id="btn-skip", interactive=False)
+    gr.Markdown(HELP[mode])
+    saved = gr.Markdown(elem_id="saved")
+    controls = [*buttons.values(), skip]
     # Scores count only if the annotator moved the slider; untouched sliders send nothing.
     touched_a, touched_b = gr.State(False), gr.State(False)
     score_a.input(lambda: True, None, touched_a, api_visibility="private")
@@ -144,12 +171,21 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
 
     pair_outputs = [pair_id, prompt, a, b, texts]
     reset_outputs = [score_a, score_b, touched_a, touched_b, rationale, correction, corrected]
+    all_outputs = pair_outputs + reset_outputs + [count, waiting, *controls]
+
+    def preparing():
+        """Said while the next pair is claimed, with the queue's own state, buttons off."""
+        return f"Preparing your next pair. {annotation.queue.outlook()}", *[gr.Button(interactive=False)] * len(controls)
 
     def load_next(request: gr.Request):
-        pair = annotation.claim(request)
+        try:
+            pair = annotation.claim(request)
+        except gr.Error as e:
+            return *[gr.skip()] * (len(all_outputs) - len(controls) - 1), f"No pair: {e.message}", *[gr.skip()] * len(controls)
         answers = [text_html(pair[side]) + (CUT_OFF_NOTE if pair[f"{side}_cut_off"] else "") for side in "ab"]
         return (pair["pair_id"], text_html(pair["prompt"]), *answers, (pair["a"], pair["b"]),
-                5, 5, False, False, "", "", "", annotation.count_line(request))
+                5, 5, False, False, "", "", "", annotation.count_line(request), "",
+                *[gr.Button(interactive=True)] * len(controls))
 
     from_a.click(lambda t: (t[0], "a"), [texts], [correction, corrected], api_visibility="private")
     from_b.click(lambda t: (t[1], "b"), [texts], [correction, corrected], api_visibility="private")
@@ -163,22 +199,30 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
 
     def make_vote(choice):
         def submit(pid, sa, sb, ta, tb, why, better, side, request: gr.Request):
-            if choice is None:  # score-only: the scores decide
+            if choice is None:  # the scores decide, so both must have been given
+                unscored = [name for name, touched in (("A", ta), ("B", tb)) if not touched]
+                if unscored:
+                    raise gr.Error(f"Score both answers before submitting: {' and '.join(unscored)} "
+                                   f"{'is' if len(unscored) == 1 else 'are'} not scored yet (move the slider).")
                 pick_ = "a" if sa > sb else "b" if sb > sa else "tie"
             else:
                 pick_ = choice
             vote_id = annotation.vote(pid, pick_, sa if ta else None, sb if tb else None, why, request,
                                       better, side)
-            return f"Saved vote #{vote_id}."
+            scores = f" (A {sa}, B {sb})" if ta and tb else f" (A {sa})" if ta else f" (B {sb})" if tb else ""
+            return f"Saved vote #{vote_id}: {CHOICE_LABELS[pick_]}{scores}.", *preparing()
         return submit
 
-    all_outputs = pair_outputs + reset_outputs + [count]
     vote_inputs = [pair_id, score_a, score_b, touched_a, touched_b, rationale, correction, corrected]
     quick = {"api_visibility": "private", "concurrency_limit": None}  # see server.build_blocks
-    for choice, button in [*buttons.items(), (None, submit_scores)]:
-        voted = button.click(make_vote(choice), vote_inputs, saved, **quick)
-        voted.success(load_next, None, all_outputs, **quick)
+    claim = {**quick, "show_progress": "hidden"}  # `waiting` says what is happening instead
+    for choice, button in buttons.items():
+        # The last verdict's line goes first, so a refusal never shows beside an old "Saved".
+        voted = button.click(lambda: "", None, saved, **quick).then(
+            make_vote(choice), vote_inputs, [saved, waiting, *controls], **quick)
+        voted.success(load_next, None, all_outputs, **claim)
         voted.success(load_guidelines, None, [panel, guide], **quick)
-    skip.click(annotation.skip, [pair_id], None, api_name="skip_button", **quick).success(load_next, None, all_outputs, **quick)
-    demo.load(load_next, None, all_outputs, **quick)
+    skip.click(annotation.skip, [pair_id], saved, api_name="skip_button", **quick).success(
+        preparing, None, [waiting, *controls], **quick).success(load_next, None, all_outputs, **claim)
+    demo.load(preparing, None, [waiting, *controls], **quick).then(load_next, None, all_outputs, **claim)
     demo.load(load_guidelines, None, [panel, guide], **quick)

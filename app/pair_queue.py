@@ -56,7 +56,8 @@ class PairQueue:
         # Waiting annotators, and the batch count when they last found no pair for them: with an
         # overlap above 1 the stock can hold pairs that they have all seen.
         self._hungry: dict[str, int] = {}
-        self._making: tuple[int, threading.Event] | None = None  # the batch under way: version, cancel
+        # The batch under way: version, cancel, how many pairs.
+        self._making: tuple[int, threading.Event, int] | None = None
         self._thread: threading.Thread | None = None
         self._serving: int | None = None  # the version the refill makes pairs for
         self._draining: int | None = None  # the version before it, while the new one has no stock
@@ -122,6 +123,21 @@ class PairQueue:
             pair = queries.show_next_pair(db, annotator, old, self.rng, self.cfg.claim_seconds)
         return pair
 
+    def outlook(self) -> str:
+        """What an annotator waiting for a pair is waiting for, in words: pairs ready, or the batch
+        being written and about how long such a batch takes here."""
+        db = thread_db(self.db_path)
+        version = queries.live_version_id(db)
+        ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
+        if ready:
+            return f"{ready} pair{'s are' if ready > 1 else ' is'} ready; yours is on its way."
+        making = self._making
+        if making is None:
+            return "No pair is ready yet; the model starts writing some now."
+        per_pair = queries.recent_pair_seconds(db, version)
+        took = f", which takes about {making[2] * per_pair:.0f} s here" if per_pair else ""
+        return f"No pair is ready yet: the model is writing {making[2]} now{took}."
+
     def _starved(self) -> int:
         """Annotators who found nothing for them in the stock since the last batch was stored."""
         with self._stocked:
@@ -174,8 +190,8 @@ class PairQueue:
                 if ready and self._draining is not None:
                     self._retire_old_stock(db)
                 if ready < self.target_stock(db) or self._starved():
-                    self._making = (version, threading.Event())
-                    self.generate(version, self._batch_size(ready), self._making[1])
+                    self._making = (version, threading.Event(), self._batch_size(ready))
+                    self.generate(version, self._making[2], self._making[1])
                     continue  # the old version's stock is retired at the top, now there is stock
             except Cancelled:
                 log.info("abandoned a batch for version %s: no longer live", self._serving)

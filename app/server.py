@@ -15,7 +15,7 @@ from storage.paths import data_dir
 from . import render, users
 from .admin import Admin, admin_tab
 from .annotators import Annotators, annotators_tab
-from .annotate import MODES, SHORTCUT_JS, Annotation, annotate_tab
+from .annotate import MODES, Annotation, annotate_tab, shortcut_js
 from .compare import Compare, compare_tab
 from .leaderboard import leaderboard_tab
 from .pair_queue import PairQueue, QueueConfig
@@ -117,7 +117,7 @@ def serve(cfg: AppConfig, block: bool = True) -> tuple[gr.Blocks, PairQueue]:
     # An annotator waiting for a pair holds a thread while it sleeps; Gradio's 40 would let 40
     # waiting annotators hold up everyone's votes.
     demo.launch(server_name=cfg.host, server_port=cfg.port, auth=users.authenticator(cfg.db_path),
-                auth_message="Log in to annotate.", head=SHORTCUT_JS, css=render.CSS,
+                auth_message="Log in to annotate.", head=shortcut_js(cfg.mode), css=render.CSS,
                 prevent_thread_lock=True, show_error=True, ssr_mode=False, max_threads=256)
     users.keep_sessions(demo.server_app, cfg.db_path)
     if block:

@@ -1,6 +1,7 @@
 """Every read and write the app, trainer and CLI make, as named functions over one connection."""
 import contextlib
 import random
+import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -228,6 +229,15 @@ def ready_pair_count(db: sqlite_utils.Database, version_id: int, claim_seconds: 
     return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK} AND {TAKEN} = 0",
                       {"v": version_id, "cutoff": since(claim_seconds), "k": overlap(db),
                        "me": ""}).fetchone()[0]
+
+
+def recent_pair_seconds(db: sqlite_utils.Database, version_id: int, n: int = 16) -> float | None:
+    """Median generation seconds per pair over this version's last `n` pairs (None before any):
+    what the app quotes to an annotator waiting for a batch."""
+    rows = [r["gen_seconds"] for r in db.query(
+        "SELECT gen_seconds FROM pairs WHERE version_id = ? AND gen_seconds > 0 ORDER BY id DESC LIMIT ?",
+        [version_id, n])]
+    return statistics.median(rows) if rows else None
 
 
 def collecting_pair_ids(db: sqlite_utils.Database) -> set[int]:

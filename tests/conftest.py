@@ -62,9 +62,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(data: Path, ready: int, port: int | None = None):
+def start_app(data: Path, ready: int, port: int | None = None, mode: str = "both"):
     """The real app on the tiny model, served on a free port (or `port`, to restart one), with
-    annotators alice, bob, carol and crowd-0 to crowd-49, and the admin root."""
+    annotators alice, bob, carol and crowd-0 to crowd-49, and the admin root; `mode` is the
+    Annotate tab's pick, score or both."""
     from storage import accounts
     from app.pair_queue import QueueConfig
     from app.server import AppConfig, serve
@@ -79,7 +80,7 @@ def start_app(data: Path, ready: int, port: int | None = None):
     crowd = accounts.hash_password("crowd-pw")  # fifty annotators for the login storm, one hash
     team |= {f"crowd-{i}": {"password": crowd, "role": "annotator"} for i in range(50)}
     (data / "users.json").write_text(json.dumps(team))  # as earlier versions kept them: imported
-    cfg = AppConfig(model="tiny", data_dir=data, port=port or free_port(),
+    cfg = AppConfig(model="tiny", data_dir=data, port=port or free_port(), mode=mode,
                     queue=QueueConfig(min_ready=ready, batch=2, sampling=SamplingConfig(max_new_tokens=16)))
     demo, queue = serve(cfg, block=False)
     return cfg, demo, queue
