@@ -4,11 +4,13 @@ agreement and quality figures that tell a careless annotator from a hard pair.
 Shown only to admin accounts; every action and every read checks the role on the database.
 """
 import gradio as gr
+import pandas as pd
 
 from storage import agreement, inputs, queries
 from storage.db import thread_db
 
 from .admin import Admin, as_frame
+from .plots import bars
 from .render import refusal, text_box, text_html
 
 PLOTTED = {"majority_agreement": "Agreement with the majority", "gold_accuracy": "Gold accuracy",
@@ -67,8 +69,7 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
                              "share of decisive picks on the left (0.5: no side bias)",
                              interactive=False, wrap=True)
         with gr.Row():
-            plots = [gr.BarPlot(x="annotator", y=key, label=label, y_lim=[0, 1], min_width=240)
-                     for key, label in PLOTTED.items()]
+            plots = [gr.Plot(show_label=False, min_width=240, elem_classes="chart") for _ in PLOTTED]
         refresh = gr.Button("Refresh")
         with gr.Accordion("Assignment", open=False):
             with gr.Row():
@@ -93,10 +94,12 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
         if not annotators.admin.is_admin(request):
             return gr.Tab(visible=False), "", None, *[None] * len(PLOTTED), None, None
         q = annotators.quality(request)
-        figures = [[{"annotator": row["annotator"], key: row[key]} for row in q["annotators"]
-                    if row[key] is not None] for key in PLOTTED]
+        figures = [bars(pd.DataFrame([{"annotator": row["annotator"], key: row[key]} for row in q["annotators"]
+                                      if row[key] is not None], columns=["annotator", key]),
+                        "annotator", key, label, y_title="share", shares=True, empty="no figures yet")
+                   for key, label in PLOTTED.items()]
         return (gr.Tab(visible=True), agreement.summary_markdown(q), as_frame(q["annotators"]),
-                *(as_frame(rows) if rows else None for rows in figures), q["overlap"], q["gold_rate"])
+                *figures, q["overlap"], q["gold_rate"])
 
     def save_it(k, rate, request: gr.Request) -> str:
         return annotators.set_assignment(k, rate, request)

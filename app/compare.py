@@ -1,8 +1,9 @@
 """The Compare tab: two versions answer one prompt side by side, openly or blind.
 
 Both sides use the same sampling settings and seed, so the difference is the policy's. In
-blind mode the sides are shuffled and the versions are named only after the viewer votes;
-those votes are evaluation votes, kept apart from training data.
+blind mode the sides are shuffled, the seed is drawn afresh (a blind vote right after an open
+comparison must not see the same answers again) and the versions are named only after the
+viewer votes; those votes are evaluation votes, kept apart from training data.
 """
 import random
 import tempfile
@@ -45,7 +46,8 @@ class Compare:
     def compare(self, prompt: str, version_a: int, version_b: int, seed: int, blind: bool,
                 request: gr.Request) -> tuple[int, str, str]:
         """Answers from two versions with the same settings and seed:
-        (comparison id, left answer, right answer). Blind mode shuffles the sides."""
+        (comparison id, left answer, right answer). Blind mode shuffles the sides and draws its
+        own seed, ignoring `seed`."""
         user = logged_in(request)
         db = thread_db(self.db_path)
         try:
@@ -54,7 +56,7 @@ class Compare:
                 raise inputs.InputError("type a prompt or pick one")
             versions = [rounds.get_version(db, inputs.whole_number("a version", v, low=0))["id"]
                         for v in (version_a, version_b)]
-            seed = inputs.whole_number("the seed", seed, 0, 2**32 - 1)
+            seed = self.rng.randrange(2**31) if blind else inputs.whole_number("the seed", seed, 0, 2**32 - 1)
         except (inputs.InputError, rounds.PromotionError) as e:
             raise refusal(e) from None
         if blind and self.rng.random() < 0.5:
@@ -89,13 +91,16 @@ class Compare:
 def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
     with gr.Tab("Compare"):
         with gr.Row():
-            prompt = gr.Textbox(label="Prompt", lines=2, scale=3, max_length=queries.MAX_PROMPT_CHARS)
+            prompt = gr.Textbox(label="Prompt", lines=2, scale=3, max_length=queries.MAX_PROMPT_CHARS,
+                                elem_id="compare-prompt")
             pick = gr.Dropdown(label="…or pick a demo / held-out prompt", choices=[], scale=2)
-        with gr.Row():
-            version_a = gr.Dropdown(label="Version A", choices=[])
-            version_b = gr.Dropdown(label="Version B", choices=[])
+        blind = gr.Checkbox(label="Blind: hide the versions, shuffle the sides, new seed each time, vote",
+                            value=False, elem_id="blind")
+        # Hidden in blind mode: whoever votes should not know which versions are in play.
+        with gr.Row() as open_settings:
+            version_a = gr.Dropdown(label="Version A", choices=[], elem_id="version-a")
+            version_b = gr.Dropdown(label="Version B", choices=[], elem_id="version-b")
             seed = gr.Number(label="Seed", value=0, precision=0)
-            blind = gr.Checkbox(label="Blind: hide versions, shuffle sides, vote", value=False)
         with gr.Row():
             go = gr.Button("Generate", variant="primary")
             resample = gr.Button("Re-sample (new seed)")
@@ -130,6 +135,10 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
         return (cid, *heads, text_html(left), text_html(right), gr.Row(visible=is_blind),
                 "Which answer is better?" if is_blind else "")
 
+    def blind_view(on: bool):
+        """Switching mode clears the answers on screen: open ones are labelled with versions."""
+        return gr.Row(visible=not on), gr.Button(visible=not on), "### A", "### B", "", "", gr.Row(visible=False), ""
+
     def vote(result):
         def submit(cid, request: gr.Request):
             return compare.eval_vote(cid, result, request), gr.Row(visible=False)
@@ -149,6 +158,8 @@ def compare_tab(demo: gr.Blocks, compare: Compare) -> None:
     outputs = [comparison_id, head_a, head_b, answer_a, answer_b, vote_row, reveal]
     inputs = [prompt, version_a, version_b, seed, blind]
     demo.load(refresh_choices, None, [pick, version_a, version_b, gallery], api_visibility="private")
+    blind.change(blind_view, blind, [open_settings, resample, head_a, head_b, answer_a, answer_b,
+                                     vote_row, reveal], api_visibility="private")
     pick.change(lambda p: p, pick, prompt, api_visibility="private")
     go.click(run, inputs, outputs, api_visibility="private")
     resample.click(lambda s: int(s or 0) + 1, seed, seed, api_visibility="private").then(

@@ -8,60 +8,79 @@ import pandas as pd
 from storage import dashboard
 from storage.db import thread_db
 
-RATING_COLUMNS = ["version", "rating", "ci_low", "ci_high", "votes", "wins", "losses", "ties",
-                  "win_rate_vs_base", "games_vs_base"]
+from .plots import bars, lines
+
+RATING_COLUMNS = {"version": "version", "rating": "rating", "interval": "95% interval", "votes": "votes",
+                  "wins": "wins", "losses": "losses", "ties": "ties",
+                  "win_rate_vs_base": "win-rate vs base", "games_vs_base": "games vs base"}
 
 
 def ratings_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=RATING_COLUMNS).round(3)
+    """Ratings as whole points and the interval as words when there is none to show."""
+    frame = pd.DataFrame(rows, columns=list(RATING_COLUMNS)).rename(columns=RATING_COLUMNS)
+    frame["rating"] = pd.to_numeric(frame["rating"]).round(0).astype("Int64")
+    frame["win-rate vs base"] = pd.to_numeric(frame["win-rate vs base"]).round(3)
+    return frame
 
 
-def figures(db_path: Path) -> dict[str, pd.DataFrame]:
+def by_round(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["round", "version", "metric", "value"])
+
+
+def figures(db_path: Path) -> dict:
     """Every table and plot of the tab, from one read of the database."""
     db = thread_db(db_path)
+    no_round = "no finished round yet"
     return {
         "human": ratings_frame(dashboard.leaderboard(db, "human")),
         "model": ratings_frame(dashboard.leaderboard(db, "reward_model")),
-        "accuracy": pd.DataFrame(dashboard.metric_by_round(db, ["rm_accuracy"]),
-                                 columns=["round", "version", "metric", "value"]),
-        "win_rate": pd.DataFrame(dashboard.metric_by_round(db, ["rm_win_rate_vs_base"])
-                                 + dashboard.human_win_rate_by_version(db),
-                                 columns=["round", "version", "metric", "value"]),
-        "kl_reward": pd.DataFrame(dashboard.metric_by_round(db, ["kl_to_ref", "rm_score"]),
-                                  columns=["round", "version", "metric", "value"]),
-        "per_day": pd.DataFrame(dashboard.judgements_per_day(db), columns=["day", "judgements"]),
-        "per_annotator": pd.DataFrame(dashboard.judgements_per_annotator(db),
-                                      columns=["annotator", "judgements"]),
-        "scores": pd.DataFrame(dashboard.score_distribution(db), columns=["score", "count"]),
+        "accuracy": lines(by_round(dashboard.metric_by_round(db, ["rm_accuracy"])), "round", "value",
+                          "Reward model held-out accuracy by round", color="metric", x_whole=False,
+                          y_title="accuracy", y_domain=(0, 1), empty=no_round),
+        "win_rate": lines(by_round(dashboard.metric_by_round(db, ["rm_win_rate_vs_base"])
+                                   + dashboard.human_win_rate_by_version(db)), "round", "value",
+                          "Win-rate against the base by round", color="metric", x_whole=False,
+                          y_title="win-rate", y_domain=(0, 1), empty=no_round),
+        # Apart: nats and reward-model scores on one axis would flatten one of them.
+        "kl": lines(by_round(dashboard.metric_by_round(db, ["kl_to_ref"])), "round", "value",
+                    "KL to the previous live policy by round", x_whole=False,
+                    y_title="nats per answer", empty=no_round),
+        "reward": lines(by_round(dashboard.metric_by_round(db, ["rm_score"])), "round", "value",
+                        "Mean reward-model score by round", x_whole=False, y_title="score",
+                        empty=no_round),
+        "scores": bars(pd.DataFrame(dashboard.score_distribution(db), columns=["score", "count"]),
+                       "score", "count", "1-10 scores given", y_title="times given",
+                       empty="no scores given yet"),
+        "per_day": bars(pd.DataFrame(dashboard.judgements_per_day(db), columns=["day", "judgements"]),
+                        "day", "judgements", "Judgements per day", empty="no judgements yet"),
+        "per_annotator": bars(pd.DataFrame(dashboard.judgements_per_annotator(db),
+                                           columns=["annotator", "judgements"]),
+                              "annotator", "judgements", "Judgements per annotator", empty="no judgements yet"),
     }
+
+
+PLOT_ROWS = (("accuracy", "win_rate"), ("kl", "reward"), ("scores", "per_day", "per_annotator"))
+KEYS = ["human", "model", *(key for row in PLOT_ROWS for key in row)]
 
 
 def leaderboard_tab(demo: gr.Blocks, db_path: Path) -> None:
     with gr.Tab("Leaderboard"):
         refresh = gr.Button("Refresh")
         gr.Markdown("Bradley-Terry ratings (base = 1000, 400 points = 10:1 odds) with bootstrap "
-                    "95% intervals. **Human** ratings come from blind votes on the Compare tab; "
-                    "**model-judged** ones from the reward model after each round.")
+                    "95% intervals, given from 10 votes on. **Human** ratings come from blind votes "
+                    "on the Compare tab; **model-judged** ones from the reward model after each round.")
         human = gr.Dataframe(label="Human blind votes", interactive=False)
         model = gr.Dataframe(label="Model-judged (reward model)", interactive=False)
-        with gr.Row():
-            accuracy = gr.LinePlot(x="round", y="value", color="metric",
-                                   title="Reward model held-out accuracy by round")
-            win_rate = gr.LinePlot(x="round", y="value", color="metric",
-                                   title="Win-rate against the base by round")
-        with gr.Row():
-            kl_reward = gr.LinePlot(x="round", y="value", color="metric",
-                                    title="KL and mean reward by round")
-            scores = gr.BarPlot(x="score", y="count", title="1-10 scores given")
-        with gr.Row():
-            per_day = gr.BarPlot(x="day", y="judgements", title="Judgements per day")
-            per_annotator = gr.BarPlot(x="annotator", y="judgements", title="Judgements per annotator")
-    outputs = [human, model, accuracy, win_rate, kl_reward, per_day, per_annotator, scores]
-    keys = ["human", "model", "accuracy", "win_rate", "kl_reward", "per_day", "per_annotator", "scores"]
+        plots = []
+        for row in PLOT_ROWS:
+            with gr.Row():
+                plots += [gr.Plot(show_label=False, elem_id=f"plot-{key.replace('_', '-')}",
+                                   elem_classes="chart") for key in row]
+    outputs = [human, model, *plots]
 
     def load():
         data = figures(db_path)
-        return [data[k] for k in keys]
+        return [data[k] for k in KEYS]
 
     demo.load(load, None, outputs, api_visibility="private")
     refresh.click(load, None, outputs, api_visibility="private")

@@ -34,6 +34,8 @@ CSS = """
 .untrusted { overflow-wrap: anywhere; }
 .untrusted pre { white-space: pre-wrap; overflow-x: auto; }
 .cut-off { color: #b45309; font-style: italic; margin-top: 0.5em; }
+/* Vega-Lite's width "container" needs a container with a width (see app/plots.py) */
+.chart .altair, .chart .altair > div:first-child { width: 100%; }
 """
 
 

@@ -48,6 +48,9 @@ class RatingsConfig:
     seed: int = 0
     anchor: int = 0  # the base version, pinned at ELO_BASE
     l2: float = DEFAULT_L2
+    # Below this many games a version gets no interval: resampling one vote gives a zero-width
+    # "interval", and a handful give ranges far narrower than the truth.
+    min_votes: int = 10
 
 
 def _check(outcomes: list[Outcome]) -> None:
@@ -210,6 +213,18 @@ def _bootstrap_intervals(outcomes: list[Outcome], order: list[int], cfg: Ratings
     return {v: (float(low[i]), float(high[i])) for v, i in index.items()}
 
 
+def _interval_text(version: int, games: int, ci: tuple[float, float] | None, cfg: RatingsConfig) -> str:
+    """The 95% interval as people read it, or why there is none."""
+    if not games:
+        return "no votes yet"
+    if version == cfg.anchor:
+        return f"the anchor: {ELO_BASE:.0f} by definition"
+    if ci is None:
+        return (f"too few votes for an interval ({games} of {cfg.min_votes})" if games < cfg.min_votes
+                else "no interval (bootstrap off)")
+    return f"{ci[0]:.0f}–{ci[1]:.0f}"
+
+
 def leaderboard(outcomes: list[Outcome], cfg: RatingsConfig = RatingsConfig(),
                 versions: list[int] | None = None) -> list[dict]:
     """One row per version, best first; versions without votes last, with rating None.
@@ -226,7 +241,7 @@ def leaderboard(outcomes: list[Outcome], cfg: RatingsConfig = RatingsConfig(),
         record = _summary(sum((table.get((v, other), Counter()) for other in order), Counter()))
         vs_base = _summary(table.get((v, cfg.anchor), Counter()))
         voted = record["games"] > 0
-        ci = intervals.get(v) if voted else None
+        ci = intervals.get(v) if record["games"] >= max(cfg.min_votes, 1) else None
         rows.append({
             "version": v,
             "rating": ELO_BASE + ELO_PER_LOGIT * strengths[v] if voted else None,
@@ -235,5 +250,6 @@ def leaderboard(outcomes: list[Outcome], cfg: RatingsConfig = RatingsConfig(),
             "votes": record["games"], "wins": record["wins"],
             "losses": record["losses"], "ties": record["ties"],
             "win_rate_vs_base": vs_base["win_rate"], "games_vs_base": vs_base["games"],
+            "interval": _interval_text(v, record["games"], ci, cfg),
         })
     return sorted(rows, key=lambda r: (r["rating"] is None, -(r["rating"] or 0.0)))

@@ -108,5 +108,18 @@ def test_unbeaten_and_disconnected_versions_stay_finite():
     fitted = fit_bradley_terry(outcomes)
     assert all(math.isfinite(s) for s in fitted.values())
     assert fitted[1] > 0 and fitted[2] > fitted[3]
-    rows = leaderboard(outcomes, RatingsConfig(bootstrap=50))
+    rows = leaderboard(outcomes, RatingsConfig(bootstrap=50, min_votes=1))
     assert all(math.isfinite(r[k]) for r in rows for k in ("rating", "ci_low", "ci_high"))
+
+
+def test_a_rating_from_too_few_votes_says_so_instead_of_a_false_interval():
+    one = leaderboard([Outcome(1, 0, "a")], RatingsConfig(bootstrap=50))
+    rows = {r["version"]: r for r in one}
+    assert rows[1]["rating"] > ELO_BASE and rows[1]["ci_low"] is None and rows[1]["ci_high"] is None
+    assert rows[1]["interval"] == "too few votes for an interval (1 of 10)"
+    assert rows[0]["interval"] == "the anchor: 1000 by definition"
+    many = {r["version"]: r for r in leaderboard([Outcome(1, 0, "a"), Outcome(1, 0, "b")] * 6,
+                                                 RatingsConfig(bootstrap=50))}
+    low, high = many[1]["ci_low"], many[1]["ci_high"]
+    assert low < many[1]["rating"] < high and many[1]["interval"] == f"{low:.0f}–{high:.0f}"
+    assert leaderboard([], versions=[0, 1])[1]["interval"] == "no votes yet"

@@ -41,7 +41,7 @@ def _bars(rows: list[dict], x: str, y: str, title: str, path: Path) -> None:
 def _ratings_table(rows: list[dict]) -> str:
     def fmt(v, spec=".0f"):
         return "–" if v is None else format(v, spec)
-    body = "".join(f"| {r['version']} | {fmt(r['rating'])} | {fmt(r['ci_low'])}–{fmt(r['ci_high'])} "
+    body = "".join(f"| {r['version']} | {fmt(r['rating'])} | {r['interval']} "
                    f"| {r['votes']} | {fmt(r['win_rate_vs_base'], '.2f')} |\n" for r in rows)
     return RATING_HEADER + body
 
