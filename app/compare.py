@@ -54,6 +54,8 @@ class Compare:
             prompt = inputs.checked_text("the prompt", prompt, queries.MAX_PROMPT_CHARS)
             if not prompt:
                 raise inputs.InputError("type a prompt or pick one")
+            if version_a is None or version_b is None:
+                raise inputs.InputError("pick the two versions to compare")
             versions = [rounds.get_version(db, inputs.whole_number("a version", v, low=0))["id"]
                         for v in (version_a, version_b)]
             seed = self.rng.randrange(2**31) if blind else inputs.whole_number("the seed", seed, 0, 2**32 - 1)

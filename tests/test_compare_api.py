@@ -55,3 +55,5 @@ def test_open_comparisons_take_no_votes_and_bad_prompts_are_refused(bob, tuned):
         bob.predict("x" * 5000, 0, tuned, 1, False, api_name="/compare")
     with pytest.raises(Exception, match="no policy version 999"):
         bob.predict("Hi", 0, 999, 1, False, api_name="/compare")
+    with pytest.raises(Exception, match="pick the two versions"):
+        bob.predict("Hi", None, tuned, 1, False, api_name="/compare")
