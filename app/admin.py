@@ -1,5 +1,6 @@
-"""The Admin tab: launch a round as its own process, follow it, read every version's metrics,
-promote a candidate or roll back.
+"""The Admin tab: launch a round as its own process, follow it phase by phase (steps, time left,
+curves, the newest log lines, and at the end the gate's decision in words), read every version's
+metrics, promote a candidate or roll back, each after saying what will happen.
 
 Training never runs inside the UI process: a round takes minutes of both CPU cores and may
 be killed, and the app must keep serving annotators throughout. The app learns of a new live
@@ -15,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import gradio as gr
+from matplotlib.figure import Figure
 
 from storage import accounts, guidelines, inputs, queries, rounds
 from storage.aggregation import RULES
@@ -25,7 +27,13 @@ from . import users
 from .render import refusal
 
 REPO = Path(__file__).resolve().parent.parent
-LOG_TAIL_CHARS = 4000
+LOG_TAIL_BYTES = 64_000   # read from the end of a round's log for its newest lines
+LOG_TAIL_LINES = 200
+# The versions table's columns (versions_table's keys -> headers); the rest is a click away.
+VERSION_COLUMNS = {"version": "Version", "parent": "Parent", "algo": "Algorithm", "round": "Round",
+                   "live": "Live", "created_at": "Created", "rm_accuracy": "Reward accuracy",
+                   "rm_win_rate_vs_live": "Win-rate vs live", "rm_win_rate_vs_base": "Win-rate vs base",
+                   "kl_to_ref": "KL"}
 
 
 class Admin:
@@ -72,8 +80,8 @@ class Admin:
                     start_new_session=True)
             return self._launched.pid
 
-    def round_status(self) -> tuple[str, str]:
-        """The latest round as a line of Markdown, and the tail of its log."""
+    def latest_round(self) -> dict | None:
+        """The newest round; one left running by a killed process is marked failed first."""
         db = thread_db(self.db_path)
         latest = rounds.list_rounds(db, limit=1)
         if latest and latest[0]["status"] == "running":
@@ -82,21 +90,40 @@ class Admin:
             with contextlib.suppress(rounds.RoundBusy), rounds.round_lock(self.data_dir, wait=0):
                 rounds.fail_stale_rounds(db)
                 latest = rounds.list_rounds(db, limit=1)
-        if not latest:
-            return "No rounds yet.", ""
-        r = latest[0]
-        line = (f"**Round {r['id']}** ({r['algo']}): {r['status']}"
-                f"{', ' + r['phase'] if r['status'] == 'running' else ''}"
-                f"{', made version ' + str(r['version_id']) if r['version_id'] else ''}"
-                f"{' — ' + html.escape(r['decision']) if r['decision'] else ''}"
-                f"{' — ' + html.escape(r['error']) if r['error'] else ''}")
-        log = ""
-        if r["log_path"] and Path(r["log_path"]).exists():
-            log = Path(r["log_path"]).read_text(errors="replace")[-LOG_TAIL_CHARS:]
-        return line, log
+        return latest[0] if latest else None
+
+    def round_phases(self, round_id: int) -> list[dict]:
+        return rounds.round_progress(thread_db(self.db_path), round_id)
 
     def versions(self) -> list[dict]:
         return rounds.versions_table(thread_db(self.db_path))
+
+    def promotion_notice(self, version_id: int, request: gr.Request) -> str:
+        """What promoting `version_id` would do, in words, before anything is done."""
+        self._require_admin(request)
+        db = thread_db(self.db_path)
+        try:
+            version_id = inputs.whole_number("the version", version_id, low=0)
+            rounds.get_version(db, version_id)
+        except (inputs.InputError, rounds.PromotionError) as e:
+            raise refusal(e) from None
+        live = queries.live_version_id(db)
+        if version_id == live:
+            raise gr.Error(f"version {version_id} is already live")
+        return (f"Version {version_id} will become live: annotators get its pairs from their next pair. "
+                f"Version {live}, live now, stays registered; rolling back makes it live again.")
+
+    def rollback_notice(self, request: gr.Request) -> tuple[int, str]:
+        """The version a rollback returns to, and what it would do, in words."""
+        self._require_admin(request)
+        db = thread_db(self.db_path)
+        try:
+            version = rounds.previous_live_version(db)
+        except rounds.PromotionError as e:
+            raise refusal(e) from None
+        live = queries.live_version_id(db)
+        return version, (f"Version {version} will become live again: annotators get its pairs from their "
+                         f"next pair. Version {live}, live now, stays registered and can be promoted again.")
 
     def promote(self, version_id: int, request: gr.Request) -> int:
         """Make a version live (a candidate, or any earlier one); returns the live version."""
@@ -167,6 +194,91 @@ def as_frame(rows: list[dict]):
     return frame.round(3) if not frame.empty else frame
 
 
+def status_line(r: dict) -> str:
+    """The round in one line of Markdown. A finished round is not "done" until the gate has
+    decided: until then it says so, and then it says whether the version went live, and why."""
+    head = f"**Round {r['id']}** ({r['algo']})"
+    if r["status"] == "running":
+        return f"{head}: running, {html.escape(r['phase'] or 'starting')}"
+    if r["status"] == "failed":
+        return f"{head}: failed — {html.escape(r['error'] or 'no reason recorded')}"
+    made = f"made version {r['version_id']}"
+    if not r["decision"]:
+        return f"{head}: {made}; deciding whether to promote it…"
+    decision = html.escape(r["decision"])
+    if decision.startswith("promoted"):
+        return f"{head}: {made}. **Version {r['version_id']} was promoted and is live**: {decision.removeprefix('promoted: ')}"
+    return f"{head}: {made}. **Version {r['version_id']} was not promoted**: {decision}"
+
+
+def log_tail(path: str | None) -> str:
+    """The newest lines of a round's log, the newest last. A progress bar redrawn with carriage
+    returns shows as its latest state."""
+    if not path or not Path(path).exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, 2) - LOG_TAIL_BYTES))
+        text = f.read().decode(errors="replace")
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines()[-LOG_TAIL_LINES:])
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def phases_html(phases: list[dict]) -> str:
+    """Each phase with a bar, its steps done of how many, time spent and time left."""
+    rows = []
+    for p in phases:
+        total, step = p["total"], p["step"]
+        bar = f'<progress value="{step}" max="{total}"></progress>' if total else "<progress></progress>"
+        count = f"{step}/{total}" if total else str(step)
+        if p["done"]:
+            left = "done" if total is None or step >= total else "stopped"
+        elif p["seconds_left"] is None:
+            left = "estimating…"
+        else:
+            left = f"about {duration(p['seconds_left'])} left"
+        rows.append(f"<tr><td>{html.escape(p['phase'])}</td><td>{bar}</td><td>{count}</td>"
+                    f"<td>{duration(p['seconds'])}</td><td>{left}</td></tr>")
+    head = "<tr><th>Phase</th><th>Progress</th><th>Steps</th><th>Elapsed</th><th>Left</th></tr>"
+    return f"<table id='round-phase-table'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>" if rows else ""
+
+
+def training_curves(phases: list[dict]) -> tuple[str, list[dict]]:
+    """The latest phase that logged a training loss, and its points."""
+    for p in reversed(phases):
+        if any("loss" in point for point in p["points"]):
+            return p["phase"], p["points"]
+    return "", []
+
+
+def curve(points: list[dict], keys: list[str], title: str) -> Figure:
+    """Lines with a marker at every point, so the first logged step already shows."""
+    fig = Figure(figsize=(5, 2.6), dpi=100)
+    ax = fig.add_subplot()
+    for key in keys:
+        shown = [p for p in points if key in p]
+        ax.plot([p["step"] for p in shown], [p[key] for p in shown], "o-", markersize=4, label=key)
+    ax.set_xlabel("step")
+    ax.set_title(title, fontsize=10)
+    if len(keys) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def versions_frame(rows: list[dict]):
+    """The versions with the columns worth comparing, under readable headers."""
+    chosen = [{header: row.get(key) for key, header in VERSION_COLUMNS.items()} for row in rows]
+    for row in chosen:
+        row["Live"] = "live" if row["Live"] else ""
+        row["Created"] = (row["Created"] or "")[:16].replace("T", " ")
+    frame = as_frame(chosen)
+    return frame.round(2) if not frame.empty else frame
+
+
 def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     """Build the tab; it is shown only to admin accounts, and every action checks the role too."""
     with gr.Tab("Admin", visible=False) as tab:
@@ -177,13 +289,28 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
                                  "weighted by agreement")
             min_gold = gr.Slider(0, 1, value=0, step=0.05, label="Leave out annotators below this gold accuracy")
             launch = gr.Button("Launch a round", variant="primary")
-        status = gr.Markdown()
-        log = gr.Code(label="Round log (tail)", language=None, lines=12, max_lines=12)
-        versions = gr.Dataframe(label="Versions and their metrics", interactive=False, wrap=True)
+        status = gr.Markdown(elem_id="round-status")
+        phases = gr.HTML(elem_id="round-phases")
+        with gr.Row():
+            loss_plot = gr.Plot(label="Training loss", elem_id="round-loss")
+            figure_plot = gr.Plot(label="The phase's main figures", elem_id="round-figures")
+        log = gr.Textbox(label="Round log (newest lines last)", lines=12, max_lines=12, autoscroll=True,
+                         interactive=False, elem_id="round-log")
+        versions = gr.Dataframe(label="Versions (select a row for all its figures)", interactive=False,
+                                elem_id="versions")
+        with gr.Accordion("All figures of the selected version", open=False) as details_box:
+            details = gr.JSON(label="Version")
         with gr.Row():
             version = gr.Number(label="Version", precision=0, minimum=0)
             promote = gr.Button("Promote this version")
             rollback = gr.Button("Roll back to the previous live version", variant="stop")
+        with gr.Group(visible=False, elem_id="confirm-promotion") as confirm_box:
+            notice = gr.Markdown()
+            with gr.Row():
+                confirm = gr.Button("Confirm", variant="primary")
+                cancel = gr.Button("Cancel")
+        pending = gr.State(None)  # the version a confirmation would make live
+        curves_shown = gr.State(None)  # what the plots show, so an unchanged one is not redrawn
         done = gr.Markdown()
         with gr.Accordion("Accounts", open=False):
             account_table = gr.Dataframe(label="Accounts", interactive=False)
@@ -207,11 +334,35 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
                 set_goal = gr.Button("Set the goal")
     timer = gr.Timer(2.0, active=False)
 
-    def refresh(request: gr.Request):
+    def refresh(shown, request: gr.Request):
         if not admin.is_admin(request):
-            return "", "", None, None
-        line, tail = admin.round_status()
-        return line, tail, as_frame(admin.versions()), as_frame(admin.account_rows())
+            return "", "", gr.skip(), gr.skip(), "", None, None, shown
+        r = admin.latest_round()
+        table = versions_frame(admin.versions()), as_frame(admin.account_rows())
+        if r is None:
+            return "No rounds yet.", "", gr.skip(), gr.skip(), "", *table, shown
+        progress = admin.round_phases(r["id"])
+        phase, points = training_curves(progress)
+        now_shown = (r["id"], phase, len(points))
+        plots = (gr.skip(), gr.skip())
+        if now_shown != shown:
+            main = sorted({k for p in points for k in p} - {"step", "loss"})
+            plots = (curve(points, ["loss"], f"{phase}: training loss") if points else None,
+                     curve(points, main, f"{phase}: {', '.join(main)}") if main else None)
+        return (status_line(r), phases_html(progress), *plots, log_tail(r["log_path"]), *table, now_shown)
+
+    def show_version(event: gr.SelectData):
+        """A selected row's version, every figure measured on it, set as the one to promote."""
+        number = event.row_value[0]
+        row = next(v for v in admin.versions() if v["version"] == number)
+        return row, number, gr.Accordion(open=True)
+
+    def ask_promote(version_id, request: gr.Request):
+        return admin.promotion_notice(version_id, request), gr.Group(visible=True), version_id
+
+    def ask_rollback(request: gr.Request):
+        version_id, words = admin.rollback_notice(request)
+        return words, gr.Group(visible=True), version_id
 
     def on_load(request: gr.Request):
         show = admin.is_admin(request)
@@ -229,11 +380,13 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     def start(algo_name: str, rule_name: str, gold: float, request: gr.Request) -> str:
         return f"Started round process {admin.launch_round(algo_name, request, rule_name, gold)}."
 
-    def make_live(version_id: int, request: gr.Request) -> str:
-        return f"Version {admin.promote(version_id, request)} is live."
+    def make_live(version_id: int | None, request: gr.Request):
+        if version_id is None:
+            raise gr.Error("nothing to confirm")
+        return f"Version {admin.promote(version_id, request)} is live.", gr.Group(visible=False), None
 
-    def roll_back(request: gr.Request) -> str:
-        return f"Rolled back: version {admin.rollback(request)} is live."
+    def call_off():
+        return "Nothing changed.", gr.Group(visible=False), None
 
     def save_it(who, secret, kind, request: gr.Request):
         return admin.save_account(who, secret, kind, request), ""
@@ -243,19 +396,21 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
             return admin.set_disabled(who, disabled, request)
         return set_it
 
-    views = [status, log, versions, account_table]
+    views = [status, phases, loss_plot, figure_plot, log, versions, account_table, curves_shown]
     demo.load(on_load, None, [tab, timer, guide_text, goal], api_visibility="private")
     save_guide.click(save_guide_text, [guide_text], guide_done, api_visibility="private")
     set_goal.click(set_goal_to, [goal], guide_done, api_visibility="private")
-    timer.tick(refresh, None, views, api_visibility="private", show_progress="hidden")
+    timer.tick(refresh, [curves_shown], views, api_visibility="private", show_progress="hidden")
     launch.click(start, [algo, rule, min_gold], done, api_visibility="private")
-    promote.click(make_live, [version], done, api_visibility="private").success(
-        refresh, None, views, api_visibility="private")
-    rollback.click(roll_back, None, done, api_visibility="private").success(
-        refresh, None, views, api_visibility="private")
+    versions.select(show_version, None, [details, version, details_box], api_visibility="private")
+    promote.click(ask_promote, [version], [notice, confirm_box, pending], api_visibility="private")
+    rollback.click(ask_rollback, None, [notice, confirm_box, pending], api_visibility="private")
+    confirm.click(make_live, [pending], [done, confirm_box, pending], api_visibility="private").success(
+        refresh, [curves_shown], views, api_visibility="private")
+    cancel.click(call_off, None, [done, confirm_box, pending], api_visibility="private")
     save.click(save_it, [name, password, role], [account_done, password], api_visibility="private").success(
-        refresh, None, views, api_visibility="private")
+        refresh, [curves_shown], views, api_visibility="private")
     for button, disabled in ((enable, False), (disable, True)):
         button.click(disabler(disabled), [name], account_done, api_visibility="private").success(
-            refresh, None, views, api_visibility="private")
+            refresh, [curves_shown], views, api_visibility="private")
     return tab

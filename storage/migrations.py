@@ -286,3 +286,23 @@ def m009_imported_data(db):
             {provenance}
         )""")
     _append_only(db, "imported_demonstrations", "imported demonstrations are append-only")
+
+
+@migrations()
+def m010_round_progress(db):
+    """What a running round has done so far, one row per report: the phase, steps done of how
+    many, and the figures logged at that step (JSON: training loss, reward margin, KL...). Written
+    as the round goes, so the Admin tab draws each phase's progress, time left and curves from
+    it; `rounds.phase` keeps only the latest line. Append-only: it is the round's record."""
+    db.execute("""
+        CREATE TABLE round_progress (
+            id INTEGER PRIMARY KEY,
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            phase TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            total INTEGER,
+            figures TEXT,
+            at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX round_progress_round ON round_progress (round_id, id)")
+    _append_only(db, "round_progress", "round progress is append-only")

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -76,9 +77,54 @@ def start_round(db: sqlite_utils.Database, algo: str, config: dict, pid: int,
             "started_at": now()}).last_pk
 
 
-def set_round_phase(db: sqlite_utils.Database, round_id: int, phase: str) -> None:
+def record_progress(db: sqlite_utils.Database, round_id: int, phase: str, step: int,
+                    total: int | None = None, figures: dict[str, float] | None = None) -> None:
+    """One report of a running round, appended to its progress and written as its line in
+    `rounds.phase` (what the CLI, the benchmarks and the status line read), in one transaction,
+    so that the two never disagree. A phase reports step 0 the moment it begins."""
+    line = f"{phase} {step}/{total}" if total else phase
     with immediate(db):
-        db["rounds"].update(round_id, {"phase": phase})
+        db["round_progress"].insert({"round_id": round_id, "phase": phase, "step": step, "total": total,
+                                     "figures": json.dumps(figures) if figures else None, "at": now()})
+        db["rounds"].update(round_id, {"phase": line})
+
+
+def _seconds(later: str, earlier: str) -> float:
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+
+
+def round_progress(db: sqlite_utils.Database, round_id: int, at: str | None = None) -> list[dict]:
+    """Each phase of a round in the order it began: steps done of how many, seconds spent, the
+    estimated seconds left, and the figures logged on the way (the points of its curves).
+
+    A phase ends when the next one begins; the last one runs until `at` (now) while the round
+    runs. The estimate assumes each step still to come takes as long as the phase's steps so
+    far took on average, counting from the phase's start; before its first step there is none.
+    """
+    rows = list(db.query("SELECT phase, step, total, figures, at FROM round_progress "
+                         "WHERE round_id = ? ORDER BY id", [round_id]))
+    running = get_round(db, round_id)["status"] == "running"
+    at = at or now()
+    phases: dict[str, dict] = {}
+    for row in rows:
+        phase = phases.setdefault(row["phase"], {"phase": row["phase"], "started": row["at"], "points": []})
+        phase.update(step=row["step"], total=row["total"] or phase.get("total"), last=row["at"])
+        if row["figures"]:
+            phase["points"].append({"step": row["step"], **json.loads(row["figures"])})
+    ordered = list(phases.values())
+    out = []
+    for i, p in enumerate(ordered):
+        current = running and i == len(ordered) - 1
+        end = at if current else ordered[i + 1]["started"] if i + 1 < len(ordered) else p["last"]
+        left = None
+        if not current:
+            left = 0.0
+        elif p["total"] and p["step"]:
+            per_step = _seconds(p["last"], p["started"]) / p["step"]
+            left = max(0.0, per_step * (p["total"] - p["step"]) - _seconds(at, p["last"]))
+        out.append({"phase": p["phase"], "step": p["step"], "total": p["total"], "done": not current,
+                    "seconds": _seconds(end, p["started"]), "seconds_left": left, "points": p["points"]})
+    return out
 
 
 def set_round_votes(db: sqlite_utils.Database, round_id: int, vote_ids: list[int],

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.admin import Admin
+from app.admin import Admin, status_line
 from storage import queries, rounds
 from storage.db import open_db
 
@@ -68,7 +68,7 @@ def test_the_status_line_shows_a_killed_round_failed_and_a_live_one_running(db, 
     admin = Admin(tmp_path, tmp_path / "test.db")
     round_id = rounds.start_round(db, "dpo", {}, pid=111)
     with rounds.round_lock(tmp_path):  # the round's process holds the lock while it lives
-        assert "running" in admin.round_status()[0]
+        assert "running" in status_line(admin.latest_round())
     assert rounds.get_round(db, round_id)["status"] == "running"
-    line, _ = admin.round_status()  # the lock is gone: the process was killed
+    line = status_line(admin.latest_round())  # the lock is gone: the process was killed
     assert "failed" in line and rounds.get_round(db, round_id)["status"] == "failed"

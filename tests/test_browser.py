@@ -5,6 +5,7 @@ from storage import guidelines, queries
 from storage.db import open_db
 
 from .conftest import add_pair, start_app
+from .test_round import data  # noqa: F401  (a fixture: 40 judged pairs)
 
 HOSTILE = '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> **bold**'
 
@@ -120,3 +121,70 @@ def test_an_admin_sets_the_overlap_and_marks_a_gold_pair_in_the_annotators_tab(a
     expect(alice.get_by_text("alice, you have judged")).to_be_visible(timeout=30_000)  # the page has loaded
     expect(alice.get_by_text("Krippendorff")).to_have_count(0)
     expect(alice.get_by_role("tab", name="Annotators")).to_have_count(0)
+
+
+@pytest.fixture
+def app_with_judgements(data):
+    """The app on a data directory with 40 judged pairs (see test_round's `data`)."""
+    cfg, demo, queue = start_app(data, ready=0)
+    yield cfg
+    queue.stop()
+    demo.close()
+
+
+def test_an_admin_follows_a_round_to_the_gates_decision_and_promotes_only_once_confirmed(
+        app_with_judgements, log_in_browser, tmp_path):
+    import re
+
+    from playwright.sync_api import expect
+
+    cfg = app_with_judgements
+    db = open_db(cfg.db_path)
+    page = log_in_browser(cfg.port, "root")
+    page.get_by_role("tab", name="Admin").click()
+    page.get_by_label("dpo").check()
+    page.get_by_role("button", name="Launch a round").click()
+    expect(page.get_by_text("Started round process")).to_be_visible(timeout=30_000)
+
+    status, phases = page.locator("#round-status"), page.locator("#round-phase-table")
+    # while it runs (seen at one moment): the phase under way with its steps done of its total and a bar
+    page.wait_for_function("""() => {
+        const status = document.querySelector('#round-status')?.innerText || '';
+        const row = [...document.querySelectorAll('#round-phase-table tbody tr')].pop();
+        return status.includes('running') && row && /\\d+\\/\\d+/.test(row.innerText)
+            && row.querySelector('progress') !== null && status.includes(row.cells[0].innerText);
+    }""", timeout=240_000, polling=100)
+    page.screenshot(path=str(tmp_path / "round-running.png"), full_page=True)
+
+    # at the end: the gate's decision in words with its figures, every phase done
+    expect(status).to_contain_text(re.compile(r"Version 1 was (not promoted|promoted and is live)"), timeout=300_000)
+    expect(status).to_contain_text("reward-model win-rate against live")
+    for name in ("snapshot", "reward model: reading answers", "dpo", "evaluate", "register"):
+        expect(phases.locator("tr", has_text=name)).to_contain_text("done")
+    expect(page.locator("#round-log textarea")).to_have_value(re.compile(r"\[register\] 1/1"))
+    expect(phases.locator("tr", has_text="dpo")).to_contain_text("9/9")
+    expect(page.locator("#round-loss img, #round-loss svg").first).to_be_visible()  # DPO's loss, step by step
+    headers = page.locator("#versions th")
+    for header in ("Version", "Parent", "Algorithm", "Live", "Reward accuracy", "Win-rate vs live",
+                   "Win-rate vs base", "KL"):
+        expect(headers.filter(has_text=header).first).to_be_visible()
+    expect(page.locator("#versions")).not_to_contain_text("rm_win_rate_vs_live_low")
+    page.screenshot(path=str(tmp_path / "round-done.png"), full_page=True)
+
+    # promoting asks first, says what will happen, and changes nothing until confirmed
+    live = queries.live_version_id(db)
+    other = 0 if live == 1 else 1
+    page.get_by_label("Version", exact=True).fill(str(other))
+    page.get_by_role("button", name="Promote this version").click()
+    expect(page.get_by_text(f"Version {other} will become live: annotators get its pairs from their next pair."
+                            )).to_be_visible(timeout=30_000)
+    assert queries.live_version_id(db) == live
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_text("Nothing changed.")).to_be_visible(timeout=30_000)
+    assert queries.live_version_id(db) == live
+    page.get_by_role("button", name="Promote this version").click()
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_text(f"Version {other} is live.")).to_be_visible(timeout=30_000)
+    assert queries.live_version_id(db) == other
+    expect(page.locator("#versions")).to_contain_text("live")
+    assert (tmp_path / "round-done.png").stat().st_size > 10_000

@@ -24,7 +24,8 @@ def test_reopening_applies_nothing_twice(tmp_path):
     assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_rounds", "m003_evaluations",
                                                         "m004_round_decisions", "m005_claim_indexes",
                                                         "m006_accounts_and_sessions", "m007_guidelines",
-                                                        "m008_annotation_quality", "m009_imported_data"]
+                                                        "m008_annotation_quality", "m009_imported_data",
+                                                        "m010_round_progress"]
 
 
 def test_votes_cannot_be_updated_or_deleted(db):

@@ -71,6 +71,27 @@ def test_dpo_round_registers_a_version_with_its_figures_and_promotes_it(data):
     assert len(judged) == 4 and all(j["round_id"] == 1 for j in judged)
 
 
+def test_a_round_records_every_phase_as_it_goes_with_totals_and_figures(data):
+    result = run_round(config(data, "dpo"))
+    db = open_db(data / "prefloop.db")
+    phases = {p["phase"]: p for p in rounds.round_progress(db, result.round_id)}
+    assert list(phases) == ["snapshot", "reward model: reading answers", "reward model: fitting",
+                            "dpo", "evaluate", "register"]
+    for p in phases.values():  # each phase ended with every step done
+        assert p["done"] and p["total"] and p["step"] == p["total"] and p["seconds_left"] == 0, p
+    assert phases["reward model: reading answers"]["total"] == 2 * 33  # both answers of each training pair
+    assert phases["evaluate"]["total"] == 4 * 2  # the candidate's answers and the base's (live), none cached
+    dpo = phases["dpo"]
+    assert dpo["total"] == 9 and [p["step"] for p in dpo["points"]] == list(range(1, 10))  # every step a point
+    assert all({"loss", "reward margin"} <= set(p) for p in dpo["points"])
+    assert phases["reward model: fitting"]["points"][-1]["held-out accuracy"] >= 0
+    assert phases["snapshot"]["points"] == [{"step": 1, "training pairs": 33, "held-out pairs": 7}]
+    # every phase began with a step 0 stored the moment it began, in the round's phase line too
+    steps = [(r["phase"], r["step"]) for r in db.query("SELECT phase, step FROM round_progress ORDER BY id")]
+    assert [s for s in steps if s[1] == 0] == [(name, 0) for name in phases]
+    assert rounds.get_round(db, result.round_id)["phase"] == "done"
+
+
 def test_a_failing_gate_keeps_a_candidate_that_can_still_be_promoted(data):
     result = run_round(config(data, "dpo", "gate.max_kl=-1", "gate.min_win_rate=-1"))  # only the KL bound fails
     db = open_db(data / "prefloop.db")
@@ -126,6 +147,9 @@ def test_rl_rounds_run_end_to_end_with_the_rounds_reward_model(data, algo):
     assert rounds.get_version(db, result.version_id)["algo"] == algo
     assert "kl_to_ref" in rounds.version_metrics(db, result.version_id)
     assert queries.live_version_id(db) == 0
+    [trained] = [p for p in rounds.round_progress(db, result.round_id) if p["phase"] == algo]
+    assert trained["step"] == trained["total"] == 2
+    assert {"loss", "reward", "KL"} <= set(trained["points"][-1])
 
 
 def test_a_second_busy_round_is_refused(data):

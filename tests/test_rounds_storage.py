@@ -89,3 +89,40 @@ def test_retired_stock_is_dropped_but_shown_pairs_are_kept(db):
     assert rounds.drop_unshown_pairs(db, keep_version=5) == 1
     assert [p["id"] for p in db["pairs"].rows] == [shown]
     assert unseen not in [p["id"] for p in db["pairs"].rows]
+
+
+def test_round_progress_keeps_phases_in_order_with_their_time_left_and_curves(db, monkeypatch):
+    queries.ensure_base_version(db, "tiny")
+    round_id = rounds.start_round(db, "dpo", {}, pid=1)
+    clock = iter(f"2026-01-01T00:00:{s:02d}.000+00:00" for s in (0, 2, 4, 10, 14, 18, 30, 31, 32))
+    monkeypatch.setattr(rounds, "now", lambda: next(clock))
+    rounds.record_progress(db, round_id, "snapshot", 0, 1)                       # 00
+    rounds.record_progress(db, round_id, "snapshot", 1, 1, {"train pairs": 33})  # 02
+    rounds.record_progress(db, round_id, "dpo", 0, 10)                           # 04
+    rounds.record_progress(db, round_id, "dpo", 2, 10, {"loss": 0.7, "reward margin": 0.1})  # 10
+    rounds.record_progress(db, round_id, "dpo", 4, 10, {"loss": 0.6, "reward margin": 0.3})  # 14
+    assert rounds.get_round(db, round_id)["phase"] == "dpo 4/10"
+    snapshot, dpo = rounds.round_progress(db, round_id, at="2026-01-01T00:00:16.000+00:00")
+    assert (snapshot["phase"], snapshot["step"], snapshot["total"], snapshot["done"]) == ("snapshot", 1, 1, True)
+    assert snapshot["seconds"] == 4 and snapshot["seconds_left"] == 0  # it ended when dpo began
+    assert snapshot["points"] == [{"step": 1, "train pairs": 33}]
+    assert (dpo["phase"], dpo["step"], dpo["total"], dpo["done"]) == ("dpo", 4, 10, False)
+    # 4 steps in the 10 s since dpo began: 2.5 s a step, 6 to go, 2 s of them already past
+    assert dpo["seconds"] == 12 and dpo["seconds_left"] == 13
+    assert [p["loss"] for p in dpo["points"]] == [0.7, 0.6] and [p["step"] for p in dpo["points"]] == [2, 4]
+
+    rounds.record_progress(db, round_id, "register", 0)  # 18: no total, no estimate yet
+    assert rounds.get_round(db, round_id)["phase"] == "register"
+    assert rounds.round_progress(db, round_id, at="2026-01-01T00:00:19.000+00:00")[-1]["seconds_left"] is None
+    rounds.finish_round(db, round_id, rounds.add_version(db, parent_id=0, adapter_path="x", algo="dpo"))
+    phases = rounds.round_progress(db, round_id)
+    assert [p["phase"] for p in phases] == ["snapshot", "dpo", "register"] and all(p["done"] for p in phases)
+    assert phases[1]["seconds"] == 14 and phases[2]["seconds"] == 0
+
+
+def test_round_progress_is_append_only(db):
+    queries.ensure_base_version(db, "tiny")
+    round_id = rounds.start_round(db, "dpo", {}, pid=1)
+    rounds.record_progress(db, round_id, "snapshot", 0, 1)
+    with pytest.raises(Exception, match="append-only"):
+        db.execute("UPDATE round_progress SET step = 1")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
 
 from policy import models
 
@@ -61,7 +61,8 @@ def trainer_args(out_dir: Path, run_name: str) -> dict:
     and no mid-round checkpoints (a round is kept whole or not at all)."""
     return dict(output_dir=str(out_dir), run_name=run_name, bf16=bf16(), use_cpu=not on_cuda(),
                 gradient_checkpointing=False, report_to=report_to(), save_strategy="no",
-                logging_steps=1, seed=0, dataloader_num_workers=0)
+                logging_steps=1, seed=0, dataloader_num_workers=0,
+                disable_tqdm=True)  # a round draws its own bar per phase (see `progress`)
 
 
 def accumulation_steps(batch_size: int, micro_batch: int) -> int:
@@ -96,6 +97,13 @@ def policy_for_training(base_path: Path, live_adapter: Path | None, lora: LoraSe
 def save_trained_adapter(model: PeftModel, out_dir: Path) -> None:
     """Only "default": the frozen "ref" copy TRL added would otherwise land in out_dir/ref/."""
     model.save_pretrained(str(out_dir), selected_adapters=["default"])
+
+
+def train(trainer):
+    """`trainer.train()` without transformers' printed dict of figures at every step: a round
+    reports its steps itself (see `progress`), and the dicts buried the log's other lines."""
+    trainer.remove_callback(PrinterCallback)
+    return trainer.train()
 
 
 def last_logged(trainer, *keys: str) -> dict:

@@ -18,6 +18,9 @@ from trl.trainer.utils import pad, selective_log_softmax
 from . import common
 
 COLUMNS = ("prompt", "chosen", "rejected")  # the export's id columns mean nothing to DPO
+# What TRL logs -> what a round's progress shows: the loss, and how far the policy prefers the
+# chosen answers to the rejected ones beyond the reference (beta-scaled log-ratios).
+PROGRESS_FIGURES = {"loss": "loss", "rewards/margins": "reward margin"}
 
 
 @dataclass
@@ -69,7 +72,7 @@ def train_dpo(base_path: Path, live_adapter: Path | None, train: list[dict], cfg
     dataset = Dataset.from_list([{k: row[k] for k in COLUMNS} for row in train[-cfg.max_pairs:]])
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=common.load_tokenizer(base_path), callbacks=callbacks)
-    result = trainer.train()
+    result = common.train(trainer)
     common.save_trained_adapter(model, out_dir)
     last = common.last_logged(trainer, "loss", "rewards/accuracies", "rewards/margins")
     return {"dpo_loss": last["loss"], "dpo_reward_accuracy": last["rewards/accuracies"],

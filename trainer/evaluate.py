@@ -12,6 +12,7 @@ disk: a round generates only the candidate's answers, not the live version's and
 """
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,8 +101,9 @@ class AnswerCache:
 
 
 def answer(registry: PolicyRegistry, version: int, questions: list[str], cfg: EvalConfig,
-           reference: int | None = None) -> Answers:
-    """Batched answers; with a reference, the summed log-ratio of each answer (a KL sample)."""
+           reference: int | None = None, answered: Callable[[int], None] | None = None) -> Answers:
+    """Batched answers; with a reference, the summed log-ratio of each answer (a KL sample).
+    `answered(n)` is called as each batch of n is done."""
     out = Answers(version, [], [])
     for i in range(0, len(questions), cfg.batch_size):
         batch = questions[i:i + cfg.batch_size]
@@ -114,6 +116,8 @@ def answer(registry: PolicyRegistry, version: int, questions: list[str], cfg: Ev
             r = (registry.token_logprobs(reference, seqs, mask, start)
                  - registry.token_logprobs(version, seqs, mask, start))
             out.kl += ((torch.expm1(r) - r) * mask[:, start:]).sum(dim=1).tolist()
+        if answered:
+            answered(len(batch))
     return out
 
 
@@ -151,16 +155,25 @@ class Evaluation:
 
 
 def evaluate(registry: PolicyRegistry, rm: RewardModel, prompts: list[str], live: int,
-             cfg: EvalConfig, cache_dir: Path | None = None) -> Evaluation:
-    """The candidate (loaded in the registry as CANDIDATE) against the live version and the base."""
+             cfg: EvalConfig, cache_dir: Path | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    """The candidate (loaded in the registry as CANDIDATE) against the live version and the base.
+    `progress(done, total)` counts the answers written: the candidate's, and the opponents'
+    not already cached; generating them is nearly all of an evaluation's time."""
     questions = cfg.questions(prompts)
     cache = AnswerCache(cache_dir, questions, cfg, registry.model.dtype) if cache_dir else None
-    candidate = answer(registry, CANDIDATE, questions, cfg, reference=live)
-    opponents = {}
-    for version in dict.fromkeys((live, 0)):
-        opponents[version] = cache.get(version) if cache else None
-        if opponents[version] is None:
-            opponents[version] = answer(registry, version, questions, cfg)
+    opponents = {version: cache.get(version) if cache else None for version in dict.fromkeys((live, 0))}
+    total, done = len(questions) * (1 + sum(a is None for a in opponents.values())), 0
+
+    def answered(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+    candidate = answer(registry, CANDIDATE, questions, cfg, reference=live, answered=answered)
+    for version, cached in opponents.items():
+        if cached is None:
+            opponents[version] = answer(registry, version, questions, cfg, answered=answered)
             if cache:
                 cache.put(version, opponents[version])
     scores = {a.version: rm.score(questions, a.texts) for a in (candidate, *opponents.values())}

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 from trl.trainer.utils import use_adapter
 
 from policy.sampling import SamplingConfig, sample_batch
@@ -219,8 +218,8 @@ def train_ppo(base_path: Path, live_adapter: Path | None, prompts: list[str],
     generator = torch.Generator().manual_seed(cfg.seed)
     order = random.Random(cfg.seed).sample(prompts, len(prompts))
 
-    history, bar = [], tqdm(range(cfg.iterations), desc="ppo")
-    for it in bar:
+    history = []
+    for it in range(cfg.iterations):
         batch_prompts = [order[(it * cfg.batch_size + j) % len(order)] for j in range(cfg.batch_size)]
         batch = rollout(model, value_head, tokenizer, batch_prompts, reward_fn, cfg, ref_adapter,
                         seed=cfg.seed + it)
@@ -238,7 +237,6 @@ def train_ppo(base_path: Path, live_adapter: Path | None, prompts: list[str],
                  "entropy": masked_mean(batch.entropy, batch.mask).item(),
                  "length": batch.mask.sum(dim=1).mean().item(), **losses}
         history.append(stats)
-        bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{sequence_kl:.2f}")
         if log is not None:
             log(stats)
     common.save_trained_adapter(model, out_dir)

@@ -40,6 +40,7 @@ from policy import models
 
 from . import common
 from .degeneration import degenerate
+from .progress import RoundProgress
 
 HEAD = "reward_head.safetensors"
 
@@ -174,11 +175,17 @@ class RewardModel:
         return self.score_messages(prompts, completions).tolist()
 
 
+MAX_ITER = 500  # L-BFGS iterations; it evaluates the loss at most 1.25 times as often
+
+
 def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, scores: torch.Tensor, cfg: RewardModelConfig,
-             weights: torch.Tensor | None = None) -> nn.Linear:
+             weights: torch.Tensor | None = None,
+             progress: Callable[[int, dict], None] | None = None) -> nn.Linear:
     """A linear reward on the features: chosen above rejected, each pair counting by its weight
     (the share of its annotators who agreed, under agreement-weighted aggregation), and near the
-    standardised scores where `scores` (pairs x [chosen, rejected], NaN where unscored) has them."""
+    standardised scores where `scores` (pairs x [chosen, rejected], NaN where unscored) has them.
+    `progress(evaluations, figures)` follows the fit: the loss and the share of training pairs
+    ranked right."""
     weights = torch.ones(len(chosen)) if weights is None else weights / weights.mean()
     features = torch.cat([chosen, rejected])
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
@@ -190,14 +197,19 @@ def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, scores: torch.Tensor,
     score_weight = cfg.score_weight if len(y) else 0.0
     w = torch.zeros(features.shape[1], requires_grad=True)
     b = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS([w, b], max_iter=MAX_ITER, line_search_fn="strong_wolfe")
+    evaluations = 0
 
     def loss() -> torch.Tensor:
+        nonlocal evaluations
         optimizer.zero_grad()
         value = (1 - score_weight) * (weights * nn.functional.softplus(-diff @ w)).mean() + cfg.l2 * w.square().sum()
         if len(y):
             value = value + score_weight * (x @ w + b - y).square().mean()
         value.backward()
+        evaluations += 1
+        if progress:
+            progress(evaluations, {"loss": value.item(), "train accuracy": (diff @ w > 0).float().mean().item()})
         return value
 
     optimizer.step(loss)
@@ -229,25 +241,34 @@ def pairwise_accuracy(rm: RewardModel, rows: list[dict]) -> dict:
 
 
 def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], cfg: RewardModelConfig,
-                       out_dir: Path, progress: Callable[[str], None] | None = None) -> dict:
-    """Fit on `train`, save the reward model to `out_dir`, measure it on `heldout`."""
+                       out_dir: Path, progress: RoundProgress | None = None) -> dict:
+    """Fit on `train`, save the reward model to `out_dir`, measure it on `heldout`. Reading the
+    answers and fitting are reported as two phases: reading takes nearly all the time."""
     backbone = load_backbone(base_path, cfg.depth)
     tokenizer = common.load_tokenizer(base_path, padding_side="right")
     prompts = [r["prompt"] for r in train]
     answers = [r["chosen"] for r in train] + [r["rejected"] for r in train]
-    report = (lambda done, total: progress(f"reading answers {done}/{total}")) if progress else None
+    if progress:
+        progress.begin("reward model: reading answers", len(answers))
     features, truncated = answer_features(backbone, tokenizer, prompts + prompts, answers, cfg.max_length,
-                                          cfg.batch_size, report)
+                                          cfg.batch_size, (lambda done, _: progress.update(done)) if progress else None)
+    evaluations = MAX_ITER * 5 // 4  # the most L-BFGS takes; it usually stops well before
+    if progress:
+        progress.begin("reward model: fitting", evaluations + 1)
     scores = torch.tensor([[_or_nan(r.get("score_chosen")), _or_nan(r.get("score_rejected"))]
                            for r in train]).reshape(-1, 2)
     weights = torch.tensor([float(r.get("weight", 1.0)) for r in train])
-    head = fit_head(features[:len(train)], features[len(train):], scores, cfg, weights)
+    head = fit_head(features[:len(train)], features[len(train):], scores, cfg, weights,
+                    (lambda done, figures: progress.update(done, figures)) if progress else None)
     with torch.no_grad():
         fitted = head(features)  # the range of the judged answers: see the module docstring
     floor, ceiling = fitted.min().item() - 1.0, fitted.max().item()
     rm = RewardModel(backbone, head, floor, ceiling, tokenizer, cfg.max_length)
     rm.save(out_dir)
-    return {**pairwise_accuracy(rm, heldout), "rm_train_pairs": float(len(train)),
+    accuracy = pairwise_accuracy(rm, heldout)
+    if progress:  # the last step: held-out pairs read and ranked
+        progress.update(evaluations + 1, {"held-out accuracy": accuracy["rm_accuracy"]})
+    return {**accuracy, "rm_train_pairs": float(len(train)),
             "rm_scored_pairs": float((~scores.isnan().any(1)).sum()),
             "rm_truncated": float(sum(a or b for a, b in zip(truncated[:len(train)], truncated[len(train):]))),
             "rm_layers": float(backbone.config.num_hidden_layers)}

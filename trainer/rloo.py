@@ -17,6 +17,7 @@ from .reward_model import RewardModel
 
 # What TRL logs -> what a round records; "reward" is the reward model's score, before the KL penalty.
 METRICS = {"reward": "rloo_reward", "kl": "rloo_kl", "completions/mean_length": "rloo_completion_length"}
+PROGRESS_FIGURES = {"loss": "loss", "reward": "reward", "kl": "KL"}  # what TRL logs -> what a round shows
 
 
 @dataclass
@@ -62,7 +63,7 @@ def train_rloo(base_path: Path, live_adapter: Path | None, prompts: list[str], r
     trainer = RLOOTrainer(model=model, reward_funcs=reward_model.reward_func, args=args,
                           train_dataset=conversations(tokenizer, prompts, cfg.max_prompt_tokens),
                           processing_class=tokenizer, callbacks=callbacks)
-    result = trainer.train()
+    result = common.train(trainer)
     common.save_trained_adapter(model, out_dir)
     last = common.last_logged(trainer, *METRICS)
     return {METRICS[key]: value for key, value in last.items()} | {"rloo_steps": float(result.global_step)}

@@ -28,10 +28,11 @@ from storage.exports import HELDOUT_FRACTION
 from storage.paths import data_dir
 
 from . import common, data
+from . import dpo, rloo
 from .dpo import DPOSettings, train_dpo
 from .evaluate import CANDIDATE, EvalConfig, Evaluation, evaluate
 from .ppo import PPOConfig, train_ppo
-from .progress import PhaseClock, PhaseProgress
+from .progress import PhaseClock, ProgressConfig, RoundProgress, TrainerProgress
 from .reward_model import RewardModel, RewardModelConfig, train_reward_model
 from .rloo import RLOOSettings, train_rloo
 
@@ -89,6 +90,7 @@ class RoundConfig:
     rloo: RLOOSettings = field(default_factory=RLOOSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
 
     @property
     def db_path(self) -> Path:
@@ -146,14 +148,17 @@ def run_round(cfg: RoundConfig, log_path: str | None = None) -> RoundResult:
         round_id = rounds.start_round(db, cfg.algo, cfg.record(), os.getpid(), log_path)
         work = cfg.data_dir / "rounds" / f"round-{round_id}"
         os.environ["WANDB_RUN_GROUP"] = f"round-{round_id}"
+        progress = RoundProgress(db, round_id, cfg.progress)
         try:
-            trained = _train_and_evaluate(cfg, db, round_id, work)
-            version_id = _register(cfg, db, round_id, trained)
+            trained = _train_and_evaluate(cfg, db, round_id, work, progress)
+            version_id = _register(cfg, db, round_id, trained, progress)
         except BaseException as e:  # nothing was registered: remove every trace but the failed row
             rounds.fail_round(db, round_id, f"{type(e).__name__}: {e}")
             for folder in (work, *outputs(cfg.data_dir, round_id)):
                 shutil.rmtree(folder, ignore_errors=True)
             raise
+        finally:
+            progress.close()
         shutil.rmtree(work, ignore_errors=True)
         promoted, decision = _gate(cfg, db, round_id, version_id, trained)
         return RoundResult(round_id, version_id, trained.metrics, promoted, decision)
@@ -175,15 +180,16 @@ class Trained:
     rm_dir: Path
 
 
-def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trained:
+def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progress: RoundProgress) -> Trained:
     base_spec = rounds.get_version(db, 0)["base_model"]
     base_path = models.checkpoint_dir(base_spec, cfg.data_dir / "models")
     live = queries.live_version_id(db)
     live_adapter = rounds.get_version(db, live)["adapter_path"]
     live_adapter = Path(live_adapter) if live_adapter else None
 
-    with PhaseClock(db, round_id) as clock:
+    with PhaseClock() as clock:
         clock.start("snapshot")
+        progress.begin("snapshot", 1)
         snap = data.snapshot(db, cfg.heldout_fraction, cfg.data)
         if cfg.data.demonstration_pairs:  # the live policy answers the reference answers' prompts
             registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
@@ -197,37 +203,42 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path) -> Trai
                              f"pairs: a round needs at least {cfg.min_pairs} and some held out; "
                              "collect more judgements first")
         rounds.set_round_votes(db, round_id, snap.vote_ids, snap.summary, snap.last_vote_id)
+        progress.update(1, {"training pairs": len(snap.train), "held-out pairs": len(snap.heldout)})
         rl_prompts = random.Random(round_id).sample(snap.train_prompts,
                                                     min(cfg.max_rl_prompts, len(snap.train_prompts)))
 
         rm_dir = work / "reward_model"
         clock.start("reward model")
-        metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir,
-                                     progress=lambda s: rounds.set_round_phase(db, round_id, f"reward model {s}"))
+        metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir, progress)
         adapter_dir = work / "adapter"
         clock.start(cfg.algo)
-        callbacks = [PhaseProgress(db, round_id, cfg.algo)]
+        # every logged step is a point of the phase's curves: none is skipped (every=0)
+        steps = {"dpo": cfg.dpo.steps(len(snap.train)), "rloo": cfg.rloo.steps, "ppo": cfg.ppo.iterations}
+        progress.begin(cfg.algo, steps[cfg.algo], every=0)
         # DPO needs the reward model only to evaluate: it is not held in memory while DPO trains.
         rm = None if cfg.algo == "dpo" else RewardModel.load(rm_dir)
         if cfg.algo == "dpo":
             metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
-                                 run_name=f"round-{round_id}-dpo", callbacks=callbacks)
+                                 run_name=f"round-{round_id}-dpo",
+                                 callbacks=[TrainerProgress(progress, dpo.PROGRESS_FIGURES)])
         elif cfg.algo == "rloo":
             metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
                                   cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
-                                  callbacks=callbacks)
+                                  callbacks=[TrainerProgress(progress, rloo.PROGRESS_FIGURES)])
         else:
-            history = train_ppo(base_path, live_adapter, rl_prompts,
-                                rm.score, cfg.ppo, adapter_dir,
-                                log=lambda s: rounds.set_round_phase(db, round_id, f"ppo iteration {s['iteration']}"))
+            history = train_ppo(base_path, live_adapter, rl_prompts, rm.score, cfg.ppo, adapter_dir,
+                                log=lambda s: progress.update(s["iteration"], {
+                                    "loss": s["policy_loss"], "reward": s["reward"], "KL": s["kl"]}))
             metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
 
         clock.start("evaluate")
+        progress.begin("evaluate")  # its total is known once the cached answers are found
         registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
         registry.ensure_loaded(live, live_adapter)
         registry.ensure_loaded(CANDIDATE, adapter_dir)
         evaluation = evaluate(registry, rm or RewardModel.load(rm_dir), snap.heldout_prompts, live, cfg.eval,
-                              cache_dir=answer_cache(cfg.data_dir))
+                              cache_dir=answer_cache(cfg.data_dir),
+                              progress=lambda done, total: progress.update(done, total=total))
         metrics |= evaluation.metrics | clock.stop()
         log_to_wandb(cfg, round_id, metrics, evaluation.judgements)
 
@@ -239,9 +250,9 @@ def answer_cache(root: Path) -> Path:
     return root / "rounds" / "answers"
 
 
-def _register(cfg: RoundConfig, db, round_id: int, trained: Trained) -> int:
+def _register(cfg: RoundConfig, db, round_id: int, trained: Trained, progress: RoundProgress) -> int:
     """Rename the finished outputs into place, then record the version in one transaction."""
-    rounds.set_round_phase(db, round_id, "register")
+    progress.begin("register", 1)
     final_adapter, final_rm = outputs(cfg.data_dir, round_id)
     for src, dst in ((trained.adapter_dir, final_adapter), (trained.rm_dir, final_rm)):
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +263,7 @@ def _register(cfg: RoundConfig, db, round_id: int, trained: Trained) -> int:
         rounds.add_metrics(db, trained.metrics, round_id=round_id, version_id=version_id)
         evaluations.add_model_judgements(db, round_id, [j.row(version_id) for j in trained.evaluation.judgements],
                                          cfg.eval.sampling.record(), cfg.eval.seed)
+        progress.update(1)
         rounds.finish_round(db, round_id, version_id)
     trained.evaluation.keep_candidate_as(version_id)
     return version_id
