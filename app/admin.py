@@ -15,8 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
+import altair as alt
 import gradio as gr
-from matplotlib.figure import Figure
+import pandas as pd
 
 from storage import accounts, guidelines, inputs, queries, rounds
 from storage.aggregation import RULES
@@ -24,6 +25,7 @@ from storage.db import thread_db
 from storage.migrations import ROLES
 
 from . import users
+from .plots import lines
 from .render import refusal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -189,7 +191,6 @@ class Admin:
 
 
 def as_frame(rows: list[dict]):
-    import pandas as pd
     frame = pd.DataFrame(rows)
     return frame.round(3) if not frame.empty else frame
 
@@ -254,19 +255,11 @@ def training_curves(phases: list[dict]) -> tuple[str, list[dict]]:
     return "", []
 
 
-def curve(points: list[dict], keys: list[str], title: str) -> Figure:
-    """Lines with a marker at every point, so the first logged step already shows."""
-    fig = Figure(figsize=(5, 2.6), dpi=100)
-    ax = fig.add_subplot()
-    for key in keys:
-        shown = [p for p in points if key in p]
-        ax.plot([p["step"] for p in shown], [p[key] for p in shown], "o-", markersize=4, label=key)
-    ax.set_xlabel("step")
-    ax.set_title(title, fontsize=10)
-    if len(keys) > 1:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+def curve(points: list[dict], keys: list[str], title: str) -> alt.Chart:
+    """The figures against the step, a marker at every point, so the first logged step already shows."""
+    frame = pd.DataFrame([{"step": p["step"], "figure": key, "value": p[key]} for p in points
+                          for key in keys if key in p], columns=["step", "figure", "value"])
+    return lines(frame, "step", "value", title, color="figure", y_title=None if len(keys) > 1 else keys[0])
 
 
 def versions_frame(rows: list[dict]):
@@ -277,6 +270,16 @@ def versions_frame(rows: list[dict]):
         row["Created"] = (row["Created"] or "")[:16].replace("T", " ")
     frame = as_frame(chosen)
     return frame.round(2) if not frame.empty else frame
+
+
+# Gradio's own autoscroll follows a textbox only once; this keeps the newest line in view after
+# every update, unless the admin has scrolled up to read (then it stays where they are).
+FOLLOW_LOG = """() => {
+  const box = document.querySelector('#round-log textarea');
+  if (!box) return;
+  if (!box.dataset.end || box.scrollTop >= Number(box.dataset.end) - 4) box.scrollTop = box.scrollHeight;
+  box.dataset.end = box.scrollHeight - box.clientHeight;
+}"""
 
 
 def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
@@ -292,9 +295,9 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
         status = gr.Markdown(elem_id="round-status")
         phases = gr.HTML(elem_id="round-phases")
         with gr.Row():
-            loss_plot = gr.Plot(label="Training loss", elem_id="round-loss")
-            figure_plot = gr.Plot(label="The phase's main figures", elem_id="round-figures")
-        log = gr.Textbox(label="Round log (newest lines last)", lines=12, max_lines=12, autoscroll=True,
+            loss_plot = gr.Plot(show_label=False, elem_id="round-loss", elem_classes="chart")
+            figure_plot = gr.Plot(show_label=False, elem_id="round-figures", elem_classes="chart")
+        log = gr.Textbox(label="Round log (newest lines last)", lines=12, max_lines=12,
                          interactive=False, elem_id="round-log")
         versions = gr.Dataframe(label="Versions (select a row for all its figures)", interactive=False,
                                 elem_id="versions")
@@ -401,6 +404,7 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     save_guide.click(save_guide_text, [guide_text], guide_done, api_visibility="private")
     set_goal.click(set_goal_to, [goal], guide_done, api_visibility="private")
     timer.tick(refresh, [curves_shown], views, api_visibility="private", show_progress="hidden")
+    log.change(None, js=FOLLOW_LOG)
     launch.click(start, [algo, rule, min_gold], done, api_visibility="private")
     versions.select(show_version, None, [details, version, details_box], api_visibility="private")
     promote.click(ask_promote, [version], [notice, confirm_box, pending], api_visibility="private")

@@ -163,7 +163,11 @@ def test_an_admin_follows_a_round_to_the_gates_decision_and_promotes_only_once_c
         expect(phases.locator("tr", has_text=name)).to_contain_text("done")
     expect(page.locator("#round-log textarea")).to_have_value(re.compile(r"\[register\] 1/1"))
     expect(phases.locator("tr", has_text="dpo")).to_contain_text("9/9")
-    expect(page.locator("#round-loss img, #round-loss svg").first).to_be_visible()  # DPO's loss, step by step
+    expect(page.locator("#round-loss canvas")).to_be_visible()  # DPO's loss, step by step
+    expect(page.locator("#round-figures canvas")).to_be_visible()  # and its reward margin
+    assert page.evaluate("""() => { const log = document.querySelector('#round-log textarea');
+        return log.scrollHeight > log.clientHeight && log.scrollHeight - log.scrollTop - log.clientHeight < 4; }"""), \
+        "the log box shows its newest lines"
     headers = page.locator("#versions th")
     for header in ("Version", "Parent", "Algorithm", "Live", "Reward accuracy", "Win-rate vs live",
                    "Win-rate vs base", "KL"):
