@@ -45,6 +45,24 @@ def add_pair(db, prompt="Say hello.", completions=("hello there", "hi"), version
                             gen_seconds=0.1)
 
 
+def banana_judgements(root: Path) -> Path:
+    """A data directory with 40 judged pairs where the answer mentioning a banana always wins."""
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (root / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
+    db = open_db(root / "prefloop.db")
+    queries.ensure_base_version(db, "tiny")
+    queries.add_prompts(db, [{"text": f"Suggest a snack for day {i}."} for i in range(40)], source="t")
+    for prompt in db.query("SELECT id FROM prompts ORDER BY id"):
+        pair_id = queries.add_pair(db, prompt_id=prompt["id"], version_id=0,
+                                   completions=("Have a banana.", "Have nothing."), sampling={},
+                                   seed=0, prompt_truncated=False, gen_seconds=0)
+        shown = queries.show_next_pair(db, "alice", 0, random.Random(pair_id))
+        banana_first = shown["a"] == "Have a banana."
+        queries.record_vote(db, "alice", pair_id, "a" if banana_first else "b",
+                            *((9, 2) if banana_first else (2, 9)))
+    return root
+
+
 def show(db, annotator="alice", seed=0) -> dict:
     return queries.show_next_pair(db, annotator, 0, random.Random(seed))
 

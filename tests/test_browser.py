@@ -4,8 +4,7 @@ import pytest
 from storage import guidelines, queries
 from storage.db import open_db
 
-from .conftest import add_pair, start_app
-from .test_round import data  # noqa: F401  (a fixture: 40 judged pairs)
+from .conftest import add_pair, banana_judgements, start_app
 
 HOSTILE = '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> **bold**'
 
@@ -124,9 +123,9 @@ def test_an_admin_sets_the_overlap_and_marks_a_gold_pair_in_the_annotators_tab(a
 
 
 @pytest.fixture
-def app_with_judgements(data):
-    """The app on a data directory with 40 judged pairs (see test_round's `data`)."""
-    cfg, demo, queue = start_app(data, ready=0)
+def app_with_judgements(tmp_path):
+    """The app on a data directory with 40 judged pairs."""
+    cfg, demo, queue = start_app(banana_judgements(tmp_path), ready=0)
     yield cfg
     queue.stop()
     demo.close()

@@ -1,7 +1,6 @@
 """Whole rounds on the tiny model: register, evaluate, promote; and fail without a trace."""
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from trainer.reward_model import RewardModel
 from policy.settings import apply_overrides
 from trainer.rounds import RoundConfig, run_round
 
-from .conftest import MODEL_CACHE, REPO
+from .conftest import REPO, banana_judgements
 
 FAST = ["reward.max_length=96", "dpo.max_length=96", "eval.prompts=4", "eval.samples=1",
         "eval.sampling.max_new_tokens=8", "ppo.iterations=2", "ppo.batch_size=4",
@@ -26,21 +25,7 @@ FAST = ["reward.max_length=96", "dpo.max_length=96", "eval.prompts=4", "eval.sam
 
 @pytest.fixture
 def data(tmp_path):
-    """A data directory with 40 judged pairs where the answer mentioning a banana always wins."""
-    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
-    db = open_db(tmp_path / "prefloop.db")
-    queries.ensure_base_version(db, "tiny")
-    queries.add_prompts(db, [{"text": f"Suggest a snack for day {i}."} for i in range(40)], source="t")
-    for prompt in db.query("SELECT id FROM prompts ORDER BY id"):
-        pair_id = queries.add_pair(db, prompt_id=prompt["id"], version_id=0,
-                                   completions=("Have a banana.", "Have nothing."), sampling={},
-                                   seed=0, prompt_truncated=False, gen_seconds=0)
-        shown = queries.show_next_pair(db, "alice", 0, random.Random(pair_id))
-        banana_first = shown["a"] == "Have a banana."
-        queries.record_vote(db, "alice", pair_id, "a" if banana_first else "b",
-                            *((9, 2) if banana_first else (2, 9)))
-    return tmp_path
+    return banana_judgements(tmp_path)
 
 
 def config(data, algo="dpo", *extra):
