@@ -27,7 +27,7 @@ def main(argv=None) -> int:
                          help="'smollm2' (embedded default), 'tiny' (test model) or a local checkpoint folder")
     p_serve.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                          help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+    p_serve.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
                          help="default: $GRADIO_SERVER_PORT, else 7860")
     p_serve.add_argument("--mode", choices=MODES, default="both",
                          help="pick a winner, score each side 1-10, or both")

@@ -33,7 +33,7 @@ LOG_TAIL_BYTES = 64_000   # read from the end of a round's log for its newest li
 LOG_TAIL_LINES = 200
 # The versions table's columns (versions_table's keys -> headers); the rest is a click away.
 VERSION_COLUMNS = {"version": "Version", "parent": "Parent", "algo": "Algorithm", "round": "Round",
-                   "live": "Live", "created_at": "Created", "rm_accuracy": "Reward accuracy",
+                   "live": "Live", "created_at": "Created (UTC)", "rm_accuracy": "Reward accuracy",
                    "rm_win_rate_vs_live": "Win-rate vs live", "rm_win_rate_vs_base": "Win-rate vs base",
                    "kl_to_ref": "KL"}
 
@@ -195,17 +195,21 @@ def as_frame(rows: list[dict]):
     return frame.round(3) if not frame.empty else frame
 
 
-def status_line(r: dict) -> str:
+def status_line(r: dict, alive: bool) -> str:
     """The round in one line of Markdown. A finished round is not "done" until the gate has
-    decided: until then it says so, and then it says whether the version went live, and why."""
+    decided: until then it says so, and then it says whether the version went live, and why.
+    `alive`: the round's process still holds the data directory (it may yet decide)."""
     head = f"**Round {r['id']}** ({r['algo']})"
     if r["status"] == "running":
         return f"{head}: running, {html.escape(r['phase'] or 'starting')}"
     if r["status"] == "failed":
         return f"{head}: failed — {html.escape(r['error'] or 'no reason recorded')}"
     made = f"made version {r['version_id']}"
-    if not r["decision"]:
+    if not r["decision"] and alive:
         return f"{head}: {made}; deciding whether to promote it…"
+    if not r["decision"]:
+        return (f"{head}: {made}, but its process ended before the gate decided: version "
+                f"{r['version_id']} is a candidate; promote it by hand if you want it live")
     decision = html.escape(r["decision"])
     if decision.startswith("promoted"):
         return f"{head}: {made}. **Version {r['version_id']} was promoted and is live**: {decision.removeprefix('promoted: ')}"
@@ -228,14 +232,17 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def phases_html(phases: list[dict]) -> str:
-    """Each phase with a bar, its steps done of how many, time spent and time left."""
+def phases_html(phases: list[dict], failed: bool = False) -> str:
+    """Each phase with a bar, its steps done of how many, time spent and time left; a failed
+    round's last phase is the one it stopped in."""
     rows = []
-    for p in phases:
+    for i, p in enumerate(phases):
         total, step = p["total"], p["step"]
         bar = f'<progress value="{step}" max="{total}"></progress>' if total else "<progress></progress>"
         count = f"{step}/{total}" if total else str(step)
-        if p["done"]:
+        if failed and i == len(phases) - 1:
+            left = "stopped"
+        elif p["done"]:
             left = "done" if total is None or step >= total else "stopped"
         elif p["seconds_left"] is None:
             left = "estimating…"
@@ -267,7 +274,7 @@ def versions_frame(rows: list[dict]):
     chosen = [{header: row.get(key) for key, header in VERSION_COLUMNS.items()} for row in rows]
     for row in chosen:
         row["Live"] = "live" if row["Live"] else ""
-        row["Created"] = (row["Created"] or "")[:16].replace("T", " ")
+        row["Created (UTC)"] = (row["Created (UTC)"] or "")[:16].replace("T", " ")
     frame = as_frame(chosen)
     return frame.round(2) if not frame.empty else frame
 
@@ -312,7 +319,7 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
             with gr.Row():
                 confirm = gr.Button("Confirm", variant="primary")
                 cancel = gr.Button("Cancel")
-        pending = gr.State(None)  # the version a confirmation would make live
+        pending = gr.State(None)  # (the version a confirmation would make live, the live one when asked)
         curves_shown = gr.State(None)  # what the plots show, so an unchanged one is not redrawn
         done = gr.Markdown()
         with gr.Accordion("Accounts", open=False):
@@ -352,20 +359,26 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
             main = sorted({k for p in points for k in p} - {"step", "loss"})
             plots = (curve(points, ["loss"], f"{phase}: training loss") if points else None,
                      curve(points, main, f"{phase}: {', '.join(main)}") if main else None)
-        return (status_line(r), phases_html(progress), *plots, log_tail(r["log_path"]), *table, now_shown)
+        alive = r["status"] != "failed" and rounds.round_running(admin.data_dir)
+        return (status_line(r, alive), phases_html(progress, r["status"] == "failed"), *plots,
+                log_tail(r["log_path"]), *table, now_shown)
 
-    def show_version(event: gr.SelectData):
+    def show_version(event: gr.SelectData, request: gr.Request):
         """A selected row's version, every figure measured on it, set as the one to promote."""
+        admin._require_admin(request)
         number = event.row_value[0]
         row = next(v for v in admin.versions() if v["version"] == number)
         return row, number, gr.Accordion(open=True)
 
+    def live_now() -> int:
+        return queries.live_version_id(thread_db(admin.db_path))
+
     def ask_promote(version_id, request: gr.Request):
-        return admin.promotion_notice(version_id, request), gr.Group(visible=True), version_id
+        return admin.promotion_notice(version_id, request), gr.Group(visible=True), (version_id, live_now())
 
     def ask_rollback(request: gr.Request):
         version_id, words = admin.rollback_notice(request)
-        return words, gr.Group(visible=True), version_id
+        return words, gr.Group(visible=True), (version_id, live_now())
 
     def on_load(request: gr.Request):
         show = admin.is_admin(request)
@@ -383,10 +396,19 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     def start(algo_name: str, rule_name: str, gold: float, request: gr.Request) -> str:
         return f"Started round process {admin.launch_round(algo_name, request, rule_name, gold)}."
 
-    def make_live(version_id: int | None, request: gr.Request):
-        if version_id is None:
+    def make_live(asked: tuple[int, int] | None, request: gr.Request):
+        """Only what the notice said: if another version went live meanwhile (a round's gate, another
+        admin), the notice no longer holds, and nothing is done."""
+        if asked is None:
             raise gr.Error("nothing to confirm")
+        version_id, live_then = asked
+        if live_now() != live_then:
+            raise gr.Error(f"version {live_now()} went live since you asked; nothing changed — "
+                           "look again and ask again")
         return f"Version {admin.promote(version_id, request)} is live.", gr.Group(visible=False), None
+
+    def hide_confirmation():
+        return gr.Group(visible=False), None
 
     def call_off():
         return "Nothing changed.", gr.Group(visible=False), None
@@ -407,10 +429,14 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
     log.change(None, js=FOLLOW_LOG)
     launch.click(start, [algo, rule, min_gold], done, api_visibility="private")
     versions.select(show_version, None, [details, version, details_box], api_visibility="private")
-    promote.click(ask_promote, [version], [notice, confirm_box, pending], api_visibility="private")
-    rollback.click(ask_rollback, None, [notice, confirm_box, pending], api_visibility="private")
-    confirm.click(make_live, [pending], [done, confirm_box, pending], api_visibility="private").success(
-        refresh, [curves_shown], views, api_visibility="private")
+    # A refused request hides an earlier, still open confirmation: its Confirm would act on that.
+    promote.click(ask_promote, [version], [notice, confirm_box, pending], api_visibility="private").failure(
+        hide_confirmation, None, [confirm_box, pending], api_visibility="private")
+    rollback.click(ask_rollback, None, [notice, confirm_box, pending], api_visibility="private").failure(
+        hide_confirmation, None, [confirm_box, pending], api_visibility="private")
+    confirmed = confirm.click(make_live, [pending], [done, confirm_box, pending], api_visibility="private")
+    confirmed.success(refresh, [curves_shown], views, api_visibility="private")
+    confirmed.failure(hide_confirmation, None, [confirm_box, pending], api_visibility="private")
     cancel.click(call_off, None, [done, confirm_box, pending], api_visibility="private")
     save.click(save_it, [name, password, role], [account_done, password], api_visibility="private").success(
         refresh, [curves_shown], views, api_visibility="private")

@@ -3,6 +3,8 @@
 `next_pair` and `vote` are exactly what a program calls through `gradio_client`; the
 buttons only fix the choice and reset the form.
 """
+import logging
+
 import gradio as gr
 
 from storage import guidelines, inputs, queries
@@ -11,6 +13,8 @@ from storage.db import thread_db
 from .pair_queue import PairQueue
 from .render import refusal, text_box, text_html
 from .users import logged_in
+
+log = logging.getLogger(__name__)
 
 MODES = ("pick", "score", "both")
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
@@ -161,6 +165,7 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
         buttons[None] = gr.Button("Submit scores [Enter]", variant="primary", visible=mode == "score",
                                   interactive=False, elem_id="btn-scores")
         skip = gr.Button("Skip [S]", elem_id="btn-skip", interactive=False)
+        retry = gr.Button("Try again", elem_id="btn-retry", visible=False)
     gr.Markdown(HELP[mode])
     saved = gr.Markdown(elem_id="saved")
     controls = [*buttons.values(), skip]
@@ -171,21 +176,28 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
 
     pair_outputs = [pair_id, prompt, a, b, texts]
     reset_outputs = [score_a, score_b, touched_a, touched_b, rationale, correction, corrected]
-    all_outputs = pair_outputs + reset_outputs + [count, waiting, *controls]
+    all_outputs = pair_outputs + reset_outputs + [count, waiting, *controls, retry]
 
     def preparing():
         """Said while the next pair is claimed, with the queue's own state, buttons off."""
         return f"Preparing your next pair. {annotation.queue.outlook()}", *[gr.Button(interactive=False)] * len(controls)
 
     def load_next(request: gr.Request):
+        """The next pair with the buttons on; or, if none can be had, an empty page that says
+        why, with only Try again to press (the pair on screen was judged already)."""
         try:
             pair = annotation.claim(request)
-        except gr.Error as e:
-            return *[gr.skip()] * (len(all_outputs) - len(controls) - 1), f"No pair: {e.message}", *[gr.skip()] * len(controls)
+        except Exception as e:  # a refusal, or the database busy: never a page stuck with no way on
+            if not isinstance(e, gr.Error):
+                log.exception("could not claim a pair")
+            why = e.message if isinstance(e, gr.Error) else "the server could not get one"
+            return (None, "", "", "", ("", ""), 5, 5, False, False, "", "", "", gr.skip(),
+                    f"No pair to show: {why}. Press **Try again**, or reload the page later.",
+                    *[gr.Button(interactive=False)] * len(controls), gr.Button(visible=True))
         answers = [text_html(pair[side]) + (CUT_OFF_NOTE if pair[f"{side}_cut_off"] else "") for side in "ab"]
         return (pair["pair_id"], text_html(pair["prompt"]), *answers, (pair["a"], pair["b"]),
                 5, 5, False, False, "", "", "", annotation.count_line(request), "",
-                *[gr.Button(interactive=True)] * len(controls))
+                *[gr.Button(interactive=True)] * len(controls), gr.Button(visible=False))
 
     from_a.click(lambda t: (t[0], "a"), [texts], [correction, corrected], api_visibility="private")
     from_b.click(lambda t: (t[1], "b"), [texts], [correction, corrected], api_visibility="private")
@@ -217,12 +229,18 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     quick = {"api_visibility": "private", "concurrency_limit": None}  # see server.build_blocks
     claim = {**quick, "show_progress": "hidden"}  # `waiting` says what is happening instead
     for choice, button in buttons.items():
-        # The last verdict's line goes first, so a refusal never shows beside an old "Saved".
-        voted = button.click(lambda: "", None, saved, **quick).then(
+        # The last verdict's line goes first, in the browser, so a refusal never shows beside an
+        # old "Saved".
+        voted = button.click(None, None, saved, js="() => ''", **quick).then(
             make_vote(choice), vote_inputs, [saved, waiting, *controls], **quick)
         voted.success(load_next, None, all_outputs, **claim)
         voted.success(load_guidelines, None, [panel, guide], **quick)
-    skip.click(annotation.skip, [pair_id], saved, api_name="skip_button", **quick).success(
+    def skip_it(pid, request: gr.Request) -> str:
+        annotation.skip(pid, request)
+        return "Skipped."  # not its number: a gold pair's id would give it away
+
+    skip.click(skip_it, [pair_id], saved, **quick).success(
         preparing, None, [waiting, *controls], **quick).success(load_next, None, all_outputs, **claim)
+    retry.click(preparing, None, [waiting, *controls], **quick).then(load_next, None, all_outputs, **claim)
     demo.load(preparing, None, [waiting, *controls], **quick).then(load_next, None, all_outputs, **claim)
     demo.load(load_guidelines, None, [panel, guide], **quick)

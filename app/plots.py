@@ -48,7 +48,7 @@ def counts_axis(top: int) -> tuple[alt.Axis, alt.Scale]:
     """Ticks at whole numbers only, at most six of them, from 0 to just above `top`."""
     step = max(1, math.ceil(top / 5))
     ticks = list(range(0, int(top) + step, step))
-    return alt.Axis(values=ticks, format="d"), alt.Scale(domain=[0, ticks[-1]])
+    return alt.Axis(values=ticks, format="d"), alt.Scale(domain=[0, ticks[-1] + step / 2])  # room for labels
 
 
 def bars(frame: pd.DataFrame, x: str, y: str, title: str, *, x_title: str | None = None,
@@ -61,5 +61,5 @@ def bars(frame: pd.DataFrame, x: str, y: str, title: str, *, x_title: str | None
     base = alt.Chart(frame).encode(
         x=alt.X(f"{x}:O", title=x_title or x, sort=None, axis=alt.Axis(labelAngle=0, labelLimit=120)),
         y=alt.Y(f"{y}:Q", title=y_title or y, axis=y_axis, scale=scale), tooltip=[x, y])
-    label = base.mark_text(dy=-7).encode(text=alt.Text(f"{y}:Q", format=".2f" if shares else "d"))
+    label = base.mark_text(dy=-7).encode(text=alt.Text(f"{y}:Q", format=".0%" if shares else "d"))
     return _frame(base.mark_bar() + label, title)

@@ -98,8 +98,11 @@ def round_progress(db: sqlite_utils.Database, round_id: int, at: str | None = No
     estimated seconds left, and the figures logged on the way (the points of its curves).
 
     A phase ends when the next one begins; the last one runs until `at` (now) while the round
-    runs. The estimate assumes each step still to come takes as long as the phase's steps so
-    far took on average, counting from the phase's start; before its first step there is none.
+    runs. The estimate assumes each step still to come takes as long as the steps reported
+    since the phase's first one took on average. It counts from that first step, not from the
+    phase's start: set-up (loading a model, DPO's reference log-probs) is no step, and counted as
+    one it made a SmolLM2 DPO round's first estimate 10 minutes for what took 3. Until a
+    second step is reported there is no estimate.
     """
     rows = list(db.query("SELECT phase, step, total, figures, at FROM round_progress "
                          "WHERE round_id = ? ORDER BY id", [round_id]))
@@ -109,6 +112,8 @@ def round_progress(db: sqlite_utils.Database, round_id: int, at: str | None = No
     for row in rows:
         phase = phases.setdefault(row["phase"], {"phase": row["phase"], "started": row["at"], "points": []})
         phase.update(step=row["step"], total=row["total"] or phase.get("total"), last=row["at"])
+        if row["step"] and "first" not in phase:
+            phase["first"] = (row["step"], row["at"])
         if row["figures"]:
             phase["points"].append({"step": row["step"], **json.loads(row["figures"])})
     ordered = list(phases.values())
@@ -119,8 +124,8 @@ def round_progress(db: sqlite_utils.Database, round_id: int, at: str | None = No
         left = None
         if not current:
             left = 0.0
-        elif p["total"] and p["step"]:
-            per_step = _seconds(p["last"], p["started"]) / p["step"]
+        elif p["total"] and "first" in p and p["step"] > p["first"][0]:
+            per_step = _seconds(p["last"], p["first"][1]) / (p["step"] - p["first"][0])
             left = max(0.0, per_step * (p["total"] - p["step"]) - _seconds(at, p["last"]))
         out.append({"phase": p["phase"], "step": p["step"], "total": p["total"], "done": not current,
                     "seconds": _seconds(end, p["started"]), "seconds_left": left, "points": p["points"]})

@@ -68,7 +68,21 @@ def test_the_status_line_shows_a_killed_round_failed_and_a_live_one_running(db, 
     admin = Admin(tmp_path, tmp_path / "test.db")
     round_id = rounds.start_round(db, "dpo", {}, pid=111)
     with rounds.round_lock(tmp_path):  # the round's process holds the lock while it lives
-        assert "running" in status_line(admin.latest_round())
+        assert "running" in status_line(admin.latest_round(), alive=True)
     assert rounds.get_round(db, round_id)["status"] == "running"
-    line = status_line(admin.latest_round())  # the lock is gone: the process was killed
+    line = status_line(admin.latest_round(), alive=False)  # the lock is gone: the process was killed
     assert "failed" in line and rounds.get_round(db, round_id)["status"] == "failed"
+
+
+def test_a_round_that_ended_before_its_gate_decided_does_not_say_deciding_forever(db, tmp_path):
+    queries.ensure_base_version(db, "tiny")
+    admin = Admin(tmp_path, tmp_path / "test.db")
+    round_id = rounds.start_round(db, "dpo", {}, pid=111)
+    version = rounds.add_version(db, parent_id=0, adapter_path="x", algo="dpo", round_id=round_id)
+    rounds.finish_round(db, round_id, version)  # registered; the gate has not decided yet
+    assert "deciding whether to promote it" in status_line(admin.latest_round(), alive=True)
+    line = status_line(admin.latest_round(), alive=False)
+    assert "ended before the gate decided" in line and f"version {version} is a candidate" in line
+    rounds.set_round_decision(db, round_id, "kept as a candidate: win-rate 0.28")
+    assert "**Version 1 was not promoted**: kept as a candidate: win-rate 0.28" in status_line(
+        admin.latest_round(), alive=False)

@@ -41,7 +41,10 @@ def test_buttons_wait_for_the_pair_and_the_page_says_what_it_is_preparing(held_g
     for button in buttons:
         expect(button).to_be_disabled()
     page.keyboard.press("1")  # a shortcut must not get around it either
+    page.wait_for_timeout(1500)
     page.screenshot(path=str(tmp_path / "preparing.png"), full_page=True)
+    expect(page.locator("#saved")).to_be_empty()
+    expect(page.locator("#btn-a")).to_be_disabled()
     assert open_db(cfg.db_path)["votes"].count == 0
 
     gate.set()
@@ -54,6 +57,37 @@ def test_buttons_wait_for_the_pair_and_the_page_says_what_it_is_preparing(held_g
     expect(page.locator("#prompt")).not_to_have_text(first, timeout=60_000)
     expect(page.locator("#btn-b")).to_be_enabled(timeout=60_000)
     assert [v["choice"] for v in open_db(cfg.db_path).query("SELECT choice FROM votes")] == ["a"]
+
+
+def test_a_pair_that_cannot_be_made_says_why_and_try_again_gets_one(tmp_path, log_in_browser):
+    from playwright.sync_api import expect
+
+    (tmp_path / "data").mkdir()
+    cfg, demo, queue = start_app(tmp_path / "data", ready=0)
+    broken, sample = [True], queue.registry.sample_pairs
+
+    def flaky(*args, **kwargs):
+        if broken[0]:
+            raise RuntimeError("the model is out to lunch")
+        return sample(*args, **kwargs)
+    queue.registry.sample_pairs = flaky
+    try:
+        page = log_in_browser(cfg.port, "alice")
+        expect(page.locator("#pair-status")).to_contain_text(
+            "No pair to show: no pair could be made: the model is out to lunch", timeout=60_000)
+        expect(page.locator("#btn-a")).to_be_disabled()
+        retry = page.locator("#btn-retry")
+        expect(retry).to_be_visible()
+        page.screenshot(path=str(tmp_path / "no-pair.png"), full_page=True)
+        broken[0] = False
+        retry.click()
+        expect(page.locator("#btn-a")).to_be_enabled(timeout=60_000)
+        expect(retry).to_be_hidden()
+        expect(page.locator("#pair-status")).to_be_empty()
+        assert shown_prompt(page)
+    finally:
+        queue.stop()
+        demo.close()
 
 
 def test_a_reload_shows_the_same_pair_again(tmp_path, log_in_browser):

@@ -189,5 +189,10 @@ def test_an_admin_follows_a_round_to_the_gates_decision_and_promotes_only_once_c
     page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_text(f"Version {other} is live.")).to_be_visible(timeout=30_000)
     assert queries.live_version_id(db) == other
-    expect(page.locator("#versions")).to_contain_text("live")
+    page.wait_for_function("""(version) => {
+        const rows = [...document.querySelectorAll('#versions [role=row]')]
+            .map(r => [...r.querySelectorAll('[role=gridcell]')].map(c => c.innerText.trim()));
+        const live = rows.filter(cells => cells.includes('live')).map(cells => cells[0]);
+        return live.length === 1 && live[0] === String(version);
+    }""", arg=other, timeout=30_000)  # the Live column moved to the promoted version
     assert (tmp_path / "round-done.png").stat().st_size > 10_000

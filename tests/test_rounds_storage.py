@@ -100,6 +100,7 @@ def test_round_progress_keeps_phases_in_order_with_their_time_left_and_curves(db
     rounds.record_progress(db, round_id, "snapshot", 1, 1, {"train pairs": 33})  # 02
     rounds.record_progress(db, round_id, "dpo", 0, 10)                           # 04
     rounds.record_progress(db, round_id, "dpo", 2, 10, {"loss": 0.7, "reward margin": 0.1})  # 10
+    assert rounds.round_progress(db, round_id, at="2026-01-01T00:00:11.000+00:00")[1]["seconds_left"] is None
     rounds.record_progress(db, round_id, "dpo", 4, 10, {"loss": 0.6, "reward margin": 0.3})  # 14
     assert rounds.get_round(db, round_id)["phase"] == "dpo 4/10"
     snapshot, dpo = rounds.round_progress(db, round_id, at="2026-01-01T00:00:16.000+00:00")
@@ -107,8 +108,8 @@ def test_round_progress_keeps_phases_in_order_with_their_time_left_and_curves(db
     assert snapshot["seconds"] == 4 and snapshot["seconds_left"] == 0  # it ended when dpo began
     assert snapshot["points"] == [{"step": 1, "train pairs": 33}]
     assert (dpo["phase"], dpo["step"], dpo["total"], dpo["done"]) == ("dpo", 4, 10, False)
-    # 4 steps in the 10 s since dpo began: 2.5 s a step, 6 to go, 2 s of them already past
-    assert dpo["seconds"] == 12 and dpo["seconds_left"] == 13
+    # steps 2 to 4 took 4 s (the 6 s before step 2 were set-up): 2 s a step, 6 to go, 2 s past
+    assert dpo["seconds"] == 12 and dpo["seconds_left"] == 10
     assert [p["loss"] for p in dpo["points"]] == [0.7, 0.6] and [p["step"] for p in dpo["points"]] == [2, 4]
 
     rounds.record_progress(db, round_id, "register", 0)  # 18: no total, no estimate yet

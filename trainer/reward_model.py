@@ -252,14 +252,19 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
         progress.begin("reward model: reading answers", len(answers))
     features, truncated = answer_features(backbone, tokenizer, prompts + prompts, answers, cfg.max_length,
                                           cfg.batch_size, (lambda done, _: progress.update(done)) if progress else None)
-    evaluations = MAX_ITER * 5 // 4  # the most L-BFGS takes; it usually stops well before
+    # L-BFGS stops when it has converged, long before its limit: the total is known at the end.
+    evaluations = [0]
     if progress:
-        progress.begin("reward model: fitting", evaluations + 1)
+        progress.begin("reward model: fitting")
+
+    def fitting(done: int, figures: dict) -> None:
+        evaluations[0] = done
+        progress.update(done, figures)
     scores = torch.tensor([[_or_nan(r.get("score_chosen")), _or_nan(r.get("score_rejected"))]
                            for r in train]).reshape(-1, 2)
     weights = torch.tensor([float(r.get("weight", 1.0)) for r in train])
     head = fit_head(features[:len(train)], features[len(train):], scores, cfg, weights,
-                    (lambda done, figures: progress.update(done, figures)) if progress else None)
+                    fitting if progress else None)
     with torch.no_grad():
         fitted = head(features)  # the range of the judged answers: see the module docstring
     floor, ceiling = fitted.min().item() - 1.0, fitted.max().item()
@@ -267,7 +272,8 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
     rm.save(out_dir)
     accuracy = pairwise_accuracy(rm, heldout)
     if progress:  # the last step: held-out pairs read and ranked
-        progress.update(evaluations + 1, {"held-out accuracy": accuracy["rm_accuracy"]})
+        progress.update(evaluations[0] + 1, {"held-out accuracy": accuracy["rm_accuracy"]},
+                        total=evaluations[0] + 1)
     return {**accuracy, "rm_train_pairs": float(len(train)),
             "rm_scored_pairs": float((~scores.isnan().any(1)).sum()),
             "rm_truncated": float(sum(a or b for a, b in zip(truncated[:len(train)], truncated[len(train):]))),
