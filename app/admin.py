@@ -50,7 +50,7 @@ class Admin:
         """Asked of the database on every call, so a demotion counts on the next request."""
         return users.current_role(thread_db(self.db_path), getattr(request, "username", None)) == "admin"
 
-    def _require_admin(self, request: gr.Request | None) -> str:
+    def require_admin(self, request: gr.Request | None) -> str:
         if not self.is_admin(request):
             raise gr.Error("only admin accounts can do this")
         return request.username
@@ -60,7 +60,7 @@ class Admin:
         """Start `python -m trainer round` in the background; returns its process id. `rule` is
         how several judgements of a pair become training rows (every, majority or weighted);
         annotators whose gold accuracy is below `min_gold_accuracy` are left out."""
-        self._require_admin(request)
+        self.require_admin(request)
         if algo not in rounds.ALGOS:
             raise gr.Error(f"algorithm must be one of {rounds.ALGOS}")
         if rule not in RULES:
@@ -102,7 +102,7 @@ class Admin:
 
     def promotion_notice(self, version_id: int, request: gr.Request) -> str:
         """What promoting `version_id` would do, in words, before anything is done."""
-        self._require_admin(request)
+        self.require_admin(request)
         db = thread_db(self.db_path)
         try:
             version_id = inputs.whole_number("the version", version_id, low=0)
@@ -117,7 +117,7 @@ class Admin:
 
     def rollback_notice(self, request: gr.Request) -> tuple[int, str]:
         """The version a rollback returns to, and what it would do, in words."""
-        self._require_admin(request)
+        self.require_admin(request)
         db = thread_db(self.db_path)
         try:
             version = rounds.previous_live_version(db)
@@ -129,7 +129,7 @@ class Admin:
 
     def promote(self, version_id: int, request: gr.Request) -> int:
         """Make a version live (a candidate, or any earlier one); returns the live version."""
-        who = self._require_admin(request)
+        who = self.require_admin(request)
         try:
             version_id = inputs.whole_number("the version", version_id, low=0)
             rounds.promote(thread_db(self.db_path), version_id, by=who)
@@ -139,7 +139,7 @@ class Admin:
 
     def rollback(self, request: gr.Request) -> int:
         """Make the previously live version live again; returns it."""
-        self._require_admin(request)
+        self.require_admin(request)
         try:
             version = rounds.previous_live_version(thread_db(self.db_path))
         except rounds.PromotionError as e:
@@ -148,7 +148,7 @@ class Admin:
 
     def save_account(self, name: str, password: str | None, role: str, request: gr.Request) -> str:
         """Add an account, or change one's role or password (empty keeps it); counts at once."""
-        who = self._require_admin(request)
+        who = self.require_admin(request)
         try:
             name = inputs.checked_text("the name", name, 64)
             result = users.add_account(thread_db(self.db_path), name, password or None, role, by=who)
@@ -158,7 +158,7 @@ class Admin:
 
     def set_disabled(self, name: str, disabled: bool, request: gr.Request) -> str:
         """Disable an account (it loses access on its next request) or enable it again."""
-        who = self._require_admin(request)
+        who = self.require_admin(request)
         if not isinstance(disabled, bool):
             raise gr.Error("disabled must be true or false")
         try:
@@ -170,7 +170,7 @@ class Admin:
 
     def save_guidelines(self, text: str, request: gr.Request) -> int:
         """Save the annotation guidelines (Markdown) as a new version; returns the version in force."""
-        who = self._require_admin(request)
+        who = self.require_admin(request)
         try:
             return guidelines.save_guideline(thread_db(self.db_path), text, author=who)
         except inputs.InputError as e:
@@ -178,7 +178,7 @@ class Admin:
 
     def set_daily_goal(self, goal: int, request: gr.Request) -> int:
         """Judgements a day each annotator aims for, shown with their count (0: no goal)."""
-        self._require_admin(request)
+        self.require_admin(request)
         try:
             goal = inputs.whole_number("the daily goal", goal, 0, 10_000)
         except inputs.InputError as e:
@@ -275,8 +275,7 @@ def versions_frame(rows: list[dict]):
     for row in chosen:
         row["Live"] = "live" if row["Live"] else ""
         row["Created (UTC)"] = (row["Created (UTC)"] or "")[:16].replace("T", " ")
-    frame = as_frame(chosen)
-    return frame.round(2) if not frame.empty else frame
+    return pd.DataFrame(chosen).round(2)
 
 
 # Gradio's own autoscroll follows a textbox only once; this keeps the newest line in view after
@@ -365,7 +364,7 @@ def admin_tab(demo: gr.Blocks, admin: Admin) -> gr.Tab:
 
     def show_version(event: gr.SelectData, request: gr.Request):
         """A selected row's version, every figure measured on it, set as the one to promote."""
-        admin._require_admin(request)
+        admin.require_admin(request)
         number = event.row_value[0]
         row = next(v for v in admin.versions() if v["version"] == number)
         return row, number, gr.Accordion(open=True)

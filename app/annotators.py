@@ -29,7 +29,7 @@ class Annotators:
     def set_assignment(self, overlap: int, gold_rate: float, request: gr.Request) -> str:
         """How many different annotators judge each pair (1-10), and the share of shown pairs
         that are gold pairs (0-0.5); both count from the next pair shown."""
-        self.admin._require_admin(request)
+        self.admin.require_admin(request)
         try:
             k, rate = queries.set_assignment(self._db(), overlap, gold_rate)
         except inputs.InputError as e:
@@ -39,7 +39,7 @@ class Annotators:
     def mark_gold(self, pair_id: int, expected: str, request: gr.Request) -> str:
         """Make a pair a gold pair: expected is 0 (its first stored answer is better), 1, tie
         or both_bad. Its votes then measure annotators and never train a round."""
-        who = self.admin._require_admin(request)
+        who = self.admin.require_admin(request)
         try:
             queries.mark_gold(self._db(), pair_id, expected, by=who)
         except inputs.InputError as e:
@@ -49,11 +49,11 @@ class Annotators:
     def quality(self, request: gr.Request) -> dict:
         """Agreement (Krippendorff's alpha) overall, by prompt category and by policy version,
         and each annotator's figures; see `storage.agreement.quality`."""
-        self.admin._require_admin(request)
+        self.admin.require_admin(request)
         return agreement.quality(self._db())
 
     def pair(self, pair_id: int, request: gr.Request) -> tuple[str, str, str]:
-        self.admin._require_admin(request)
+        self.admin.require_admin(request)
         try:
             p = queries.get_pair(self._db(), pair_id)
         except inputs.InputError as e:

@@ -58,6 +58,7 @@ class PairQueue:
         self._hungry: dict[str, int] = {}
         # The batch under way: version, cancel, how many pairs.
         self._making: tuple[int, threading.Event, int] | None = None
+        self._ready = 0  # the live version's untouched stock when the refill last counted it
         self._thread: threading.Thread | None = None
         self._serving: int | None = None  # the version the refill makes pairs for
         self._draining: int | None = None  # the version before it, while the new one has no stock
@@ -125,16 +126,16 @@ class PairQueue:
 
     def outlook(self) -> str:
         """What an annotator waiting for a pair is waiting for, in words: pairs ready, or the batch
-        being written and about how long such a batch takes here."""
-        db = thread_db(self.db_path)
-        version = queries.live_version_id(db)
-        ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
+        being written and about how long such a batch takes here. Asked at every vote, so it
+        reads the stock the refill counted last (at most `idle_seconds` old) rather than count
+        it again."""
+        ready = self._ready
         if ready:
             return f"{ready} pair{'s are' if ready > 1 else ' is'} ready; yours is on its way."
         making = self._making
         if making is None:
             return "No pair is ready yet; the model starts writing some now."
-        per_pair = queries.recent_pair_seconds(db, version)
+        per_pair = queries.recent_pair_seconds(thread_db(self.db_path), making[0])
         took = f", which takes about {making[2] * per_pair:.0f} s here" if per_pair else ""
         return f"No pair is ready yet: the model is writing {making[2]} now{took}."
 
@@ -186,7 +187,7 @@ class PairQueue:
                 version = queries.live_version_id(db)
                 if version != self._serving:
                     self._swap_to(db, version)
-                ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
+                ready = self._ready = queries.ready_pair_count(db, version, self.cfg.claim_seconds)
                 if ready and self._draining is not None:
                     self._retire_old_stock(db)
                 if ready < self.target_stock(db) or self._starved():

@@ -213,6 +213,11 @@ def version_metrics(db: sqlite_utils.Database, version_id: int) -> dict[str, flo
         "SELECT name, value FROM metrics WHERE version_id = ? ORDER BY id", [version_id])}
 
 
+def data_line(row: dict) -> str:
+    """How a round (or a version's round) turned judgements into rows, in one line; "" if unrecorded."""
+    return describe(json.loads(row["aggregation"])) if row["aggregation"] else ""
+
+
 def versions_table(db: sqlite_utils.Database) -> list[dict]:
     """Every version with its lineage, whether it is live, and the figures measured on it."""
     live = live_version_id(db)
@@ -222,7 +227,7 @@ def versions_table(db: sqlite_utils.Database) -> list[dict]:
         rows.append({"version": v["id"], "parent": v["parent_id"], "algo": v["algo"] or "base",
                      "round": v["round_id"], "live": v["id"] == live,
                      "created_at": v["created_at"], "decision": v["decision"],
-                     "data": describe(json.loads(v["aggregation"]) if v["aggregation"] else None),
+                     "data": data_line(v),
                      **version_metrics(db, v["id"])})
     return rows
 

@@ -1,7 +1,6 @@
 """`python -m trainer report --out DIR`: the Leaderboard tab's figures as PNG files plus a
 Markdown summary, for sharing outside the app. The numbers come from `storage.dashboard`,
 the same functions the tab plots."""
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,7 +9,6 @@ matplotlib.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt  # noqa: E402
 
 from storage import agreement, dashboard, evaluations, rounds  # noqa: E402
-from storage.aggregation import describe  # noqa: E402
 
 RATING_HEADER = "| version | rating | 95% interval | votes | win-rate vs base |\n|---|---|---|---|---|\n"
 
@@ -50,7 +48,7 @@ def _rounds_table(rows: list[dict]) -> str:
     """Each round's outcome, the gate's decision in its own words, and how judgements became rows."""
     body = "".join(f"| {r['id']} | {r['algo']} | {r['status']} | {r['version_id'] or '–'} "
                    f"| {r['decision'] or r['error'] or '–'} "
-                   f"| {describe(json.loads(r['aggregation'])) if r['aggregation'] else '–'} |\n"
+                   f"| {rounds.data_line(r) or '–'} |\n"
                    for r in reversed(rows))
     return ("| round | algorithm | status | version | decision | data |\n|---|---|---|---|---|---|\n"
             + body)

@@ -27,8 +27,7 @@ from storage.db import open_db
 from storage.exports import HELDOUT_FRACTION
 from storage.paths import data_dir
 
-from . import common, data
-from . import dpo, rloo
+from . import common, data, dpo, rloo
 from .dpo import DPOSettings, train_dpo
 from .evaluate import CANDIDATE, EvalConfig, Evaluation, evaluate
 from .ppo import PPOConfig, train_ppo
