@@ -22,6 +22,7 @@ from sweep import four_answers, load, row  # noqa: E402
 from app.server import ASSETS  # noqa: E402
 from storage import exports, imports, queries  # noqa: E402
 from storage.aggregation import Aggregation, describe, training_rows  # noqa: E402
+from storage.agreement import gold_accuracy  # noqa: E402
 from storage.db import open_db  # noqa: E402
 from storage.exports import HELDOUT_FRACTION, is_heldout  # noqa: E402
 from trainer.reward_model import RewardModelConfig, train_reward_model  # noqa: E402
@@ -84,6 +85,9 @@ def main() -> None:
             db = open_db(Path(tmp) / "prefloop.db")
             imports.import_prompt_file(db, ASSETS / "prompts.jsonl")
             team_votes(db, taste, train_prompts, answers, args.gold, random.Random(0))
+            gold = gold_accuracy(queries.judgements(db))
+            print(f"{name:<9}gold accuracy: " + ", ".join(f"{a} {right / total:.2f} ({total})"
+                                                       for a, (right, total) in sorted(gold.items())), flush=True)
             for rule, agg in RULES.items():
                 made = training_rows(db, agg)
                 rows = [exports.conversational(r) for r in made.rows]
