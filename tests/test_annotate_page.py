@@ -84,7 +84,10 @@ def test_a_pair_that_cannot_be_made_says_why_and_try_again_gets_one(tmp_path, lo
         expect(page.locator("#btn-a")).to_be_enabled(timeout=60_000)
         expect(retry).to_be_hidden()
         expect(page.locator("#pair-status")).to_be_empty()
-        assert shown_prompt(page)
+        claimed = next(open_db(cfg.db_path).query(
+            "SELECT pr.text FROM shows s JOIN pairs p ON p.id = s.pair_id JOIN prompts pr ON pr.id = p.prompt_id "
+            "WHERE s.annotator = 'alice'"))["text"]
+        expect(page.locator("#prompt")).to_contain_text(claimed)
     finally:
         queue.stop()
         demo.close()

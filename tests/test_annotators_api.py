@@ -39,7 +39,10 @@ def test_an_admin_sets_assignment_marks_gold_and_reads_the_figures(live_app):
             root.predict(pair_id, "<b>a</b>", api_name="/mark_gold")
         figures = root.predict(api_name="/annotator_stats")
         alice_row = next(r for r in figures["annotators"] if r["annotator"] == "alice")
-        assert alice_row["gold_votes"] >= 1 and figures["overlap"] == 2
+        shown_first = db.execute("SELECT shown_order FROM votes WHERE pair_id = ? AND annotator = 'alice'",
+                                 [pair_id]).fetchone()[0][0]  # she chose A: this stored answer
+        assert alice_row["gold_votes"] == 1 and figures["overlap"] == 2
+        assert alice_row["gold_accuracy"] == (1.0 if shown_first == "1" else 0.0)
     finally:
         queries.set_assignment(db, k=1)
         queries.set_assignment(db, rate=0)

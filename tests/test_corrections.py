@@ -61,6 +61,6 @@ def test_bad_corrections_are_refused_and_store_nothing(db):
     show(db)
     with pytest.raises(InputError, match="longer than"):
         queries.record_vote(db, "alice", pair, "a", correction="x" * (queries.MAX_CORRECTION_CHARS + 1))
-    with pytest.raises(queries.VoteError):
+    with pytest.raises(queries.VoteError, match="replaces answer a or b"):
         queries.record_vote(db, "alice", pair, "a", correction="ok", corrected="c")
     assert db["votes"].count == 0 and db["demonstrations"].count == 0

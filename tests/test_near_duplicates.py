@@ -3,6 +3,7 @@ import json
 import sys
 
 from storage import imports, queries
+from storage.db import open_db
 from storage.near_duplicates import DEFAULT_THRESHOLD, PromptIndex
 
 from .conftest import REPO
@@ -44,6 +45,7 @@ def test_the_threshold_is_a_setting(db, tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prompt": "Write a limerick about a forgetful robot."}) + "\n"
                     + json.dumps({"prompt": "Could you write a limerick about a forgetful robot?"}) + "\n")
+    assert imports.import_prompt_file(open_db(tmp_path / "default.db"), path).added == 1  # the default drops it
     assert imports.import_prompt_file(db, path, near_threshold=1.0).added == 2  # only same-word copies
     assert PromptIndex(0.3).copy_of("anything") is None  # an empty index knows no prompt
 

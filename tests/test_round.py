@@ -69,7 +69,7 @@ def test_a_round_records_every_phase_as_it_goes_with_totals_and_figures(data):
     dpo = phases["dpo"]
     assert dpo["total"] == 9 and [p["step"] for p in dpo["points"]] == list(range(1, 10))  # every step a point
     assert all({"loss", "reward margin"} <= set(p) for p in dpo["points"])
-    assert phases["reward model: fitting"]["points"][-1]["held-out accuracy"] >= 0
+    assert 0 <= phases["reward model: fitting"]["points"][-1]["held-out accuracy"] <= 1
     assert phases["snapshot"]["points"] == [{"step": 1, "training pairs": 33, "held-out pairs": 7}]
     # every phase began with a step 0 stored the moment it began, in the round's phase line too
     steps = [(r["phase"], r["step"]) for r in db.query("SELECT phase, step FROM round_progress ORDER BY id")]

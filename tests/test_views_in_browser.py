@@ -70,28 +70,29 @@ def finished_round(db, adapter, n: int) -> int:
     return version
 
 
-def drawn_pixels(png: bytes) -> int:
-    """Coloured pixels in a chart's screenshot: marks are coloured; axes, text and the
+def drawn_pixels(png: bytes) -> tuple[int, int]:
+    """(coloured, inked) pixels in a chart's screenshot: marks are coloured; axes, text and the
     'nothing yet' message are grey or black, and a chart with one line has no legend."""
     from PIL import Image
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    return sum(max(p) - min(p) > 80 for p in image.getdata())
+    pixels = list(Image.open(io.BytesIO(png)).convert("RGB").getdata())
+    return sum(max(p) - min(p) > 80 for p in pixels), sum(max(p) < 200 for p in pixels)
 
 
 PLOTS = ("accuracy", "win-rate", "kl", "reward", "scores", "per-day", "per-annotator")
 
 
-def plot_marks(page, shots, label: str) -> dict[str, int]:
+def plot_marks(page, shots, label: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Per plot: coloured pixels (marks) and dark ones (any text or mark drawn at all)."""
     page.get_by_role("tab", name="Leaderboard").click()
     page.get_by_role("button", name="Refresh").click()
     page.wait_for_timeout(1500)  # Vega draws after the data arrives
     page.screenshot(path=str(shots / f"leaderboard-{label}.png"), full_page=True)
-    marks = {}
+    marks, inked = {}, {}
     for name in PLOTS:
         chart = page.locator(f"#plot-{name} canvas").first
         chart.wait_for(timeout=30_000)
-        marks[name] = drawn_pixels(chart.screenshot())
-    return marks
+        marks[name], inked[name] = drawn_pixels(chart.screenshot())
+    return marks, inked
 
 
 def test_every_leaderboard_plot_draws_its_data_with_one_round_and_with_three(tmp_path, log_in_browser):
@@ -104,7 +105,8 @@ def test_every_leaderboard_plot_draws_its_data_with_one_round_and_with_three(tmp
     try:
         page = log_in_browser(cfg.port, "bob")
         expect(page.locator("#btn-a")).to_be_enabled(timeout=30_000)
-        empty = plot_marks(page, tmp_path, "empty")
+        empty, inked = plot_marks(page, tmp_path, "empty")
+        assert all(inked.values()), inked  # each chart is drawn: its message says why it is empty
         assert not any(empty.values()), empty  # nothing to draw: a message, not marks
 
         page.get_by_role("tab", name="Annotate").click()
@@ -114,12 +116,12 @@ def test_every_leaderboard_plot_draws_its_data_with_one_round_and_with_three(tmp
         expect(page.locator("#saved")).to_contain_text("Saved vote", timeout=30_000)
         adapter = random_adapter(tmp_path / "adapter")
         finished_round(db, adapter, 1)
-        one = plot_marks(page, tmp_path, "one-round")
+        one, _ = plot_marks(page, tmp_path, "one-round")
         assert all(n > 20 for n in one.values()), one
 
         for n in (2, 3):
             finished_round(db, adapter, n)
-        three = plot_marks(page, tmp_path, "three-rounds")
+        three, _ = plot_marks(page, tmp_path, "three-rounds")
         for name in ("accuracy", "win-rate", "kl", "reward"):  # three points and the lines between them
             assert three[name] > 2 * one[name], (name, one, three)
         text = page.locator("body").inner_text()
