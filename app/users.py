@@ -3,7 +3,9 @@
 Accounts live in SQLite (`storage.accounts`), so an account added, changed or disabled counts
 on its next request without a restart. Gradio keeps logged-in cookies in `app.tokens`, a dict
 that a restart empties; `Sessions` puts the same mapping in the database, and the cookie's
-name is kept there too, so a restart logs nobody out.
+name is kept there too, so a restart logs nobody out. Wrong passwords are counted per name in
+the database as well (rows that expire by age), so a lockout outlives a restart too. Before a
+login, Gradio's page describes no API (`hide_api_before_login`).
 
 With no account at all, the app makes a demo admin account (printed at start-up) so that a
 first `make run` works; it is disabled as soon as a real admin account exists.
@@ -77,60 +79,69 @@ def current_role(db: sqlite_utils.Database, name: str | None) -> str | None:
 @dataclass
 class LoginLimits:
     """Guessing is slowed per account: after `failures` wrong passwords in a row the account
-    refuses logins for `lockout_seconds`, doubled for each further failure up to the maximum."""
+    refuses logins for `lockout_seconds`, doubled for each further failure up to the maximum.
+    A name's count is forgotten `forget_seconds` after its last wrong password (or when its
+    lockout ends, if later), or at its next successful login."""
     failures: int = 5
     lockout_seconds: float = 30.0
     max_lockout_seconds: float = 900.0
+    forget_seconds: float = 24 * 3600.0
 
 
-def authenticator(db_path: Path, limits: LoginLimits | None = None, clock: Callable[[], float] = time.monotonic):
+def authenticator(db_path: Path, limits: LoginLimits | None = None, clock: Callable[[], float] = time.time):
     """The callable Gradio's `auth=` takes: a coroutine, so that Gradio awaits it, with the
     account lookup and scrypt check in a worker thread, so fifty people logging in at once
     never stall the event loop that serves everyone already logged in.
 
     Attempts still being checked count as failures until they succeed, so a burst of parallel
     guesses is limited like a slow one; names with no (or a disabled) account are limited and
-    timed alike, so neither a lockout nor a delay tells which accounts exist.
+    timed alike, so neither a lockout nor a delay tells which accounts exist. The counts and
+    lockouts are kept in the database (`storage.accounts.record_login_failure`), where they
+    outlive a restart and expire by age, so a flood of made-up names neither fills memory nor
+    resets anyone's count. A name no account can have is refused without a check or a row.
     """
     limits = limits or LoginLimits()
-    failed: dict[str, int] = {}   # wrong passwords in a row, per name
-    checking: dict[str, int] = {}  # attempts being checked now, per name
-    locked_until: dict[str, float] = {}
+    checking: dict[str, int] = {}  # attempts being checked now, per name; empty when none are
     unknown = accounts.hash_password(secrets.token_hex(8))
 
     def refuse(username: str, seconds: float) -> HTTPException:
         return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                              f"Too many wrong passwords for {username}: try again in {math.ceil(seconds)} s.")
 
+    def lockout(n: int) -> float:
+        if n < limits.failures:
+            return 0.0
+        doublings = min(n - limits.failures, 64)  # a count that long only ever meets the maximum
+        return min(limits.lockout_seconds * 2 ** doublings, limits.max_lockout_seconds)
+
     def verify(username: str, password: str) -> bool:
-        account = accounts.get_account(thread_db(db_path), username)
+        db = thread_db(db_path)
+        account = accounts.get_account(db, username)
         usable = account is not None and not account["disabled_at"]
-        ok = accounts.check_password(password, account["password"] if usable else unknown)
-        return ok and usable
+        ok = accounts.check_password(password, account["password"] if usable else unknown) and usable
+        if not ok:
+            accounts.record_login_failure(db, username, clock(), lockout, limits.forget_seconds)
+        else:
+            accounts.clear_login_failures(db, username)
+        return ok
 
     async def auth(username: str, password: str) -> bool:
-        wait = locked_until.get(username, 0.0) - clock()
+        if not accounts.NAME.fullmatch(username):
+            return False
+        # A primary-key read, on the event loop as Gradio's own session lookups are.
+        failed, locked_until = accounts.login_failures(thread_db(db_path), username, clock())
+        wait = locked_until - clock()
         if wait > 0:
             raise refuse(username, wait)
-        if checking.get(username, 0) and failed.get(username, 0) + checking[username] >= limits.failures:
+        if checking.get(username, 0) and failed + checking[username] >= limits.failures:
             raise refuse(username, limits.lockout_seconds)
-        if len(failed) > 10_000:  # bound the memory a stream of made-up names can take
-            failed.clear()
         checking[username] = checking.get(username, 0) + 1
         try:
-            ok = await asyncio.to_thread(verify, username, password)
+            return await asyncio.to_thread(verify, username, password)
         finally:
             checking[username] -= 1
             if not checking[username]:
                 del checking[username]
-        if ok:
-            failed.pop(username, None)
-            return True
-        failed[username] = n = failed.get(username, 0) + 1
-        if n >= limits.failures:
-            lockout = limits.lockout_seconds * 2 ** (n - limits.failures)
-            locked_until[username] = clock() + min(lockout, limits.max_lockout_seconds)
-        return False
     return auth
 
 
@@ -185,6 +196,30 @@ def keep_sessions(app, db_path: Path) -> None:
         queries.put_setting(db, "cookie_id", secrets.token_urlsafe(32))
     app.cookie_id = queries.setting(db, "cookie_id")
     app.tokens = Sessions(db_path)
+
+
+def _page_for_strangers(request) -> dict:
+    """A context processor for the template of Gradio's page: the page served to a visitor who
+    has not logged in (the login form) carries an empty API description, where Gradio puts
+    every named endpoint's parameters, docstring and code snippets. Logged-in visitors, and
+    apps whose logins are not `Sessions`, get the template's context as Gradio made it."""
+    app = request.app
+    if not isinstance(getattr(app, "tokens", None), Sessions):
+        return {}
+    token = (request.cookies.get(f"access-token-{app.cookie_id}")
+             or request.cookies.get(f"access-token-unsecure-{app.cookie_id}"))  # as Gradio reads it
+    if token and app.tokens.get(token):
+        return {}
+    return {"gradio_api_info": {"named_endpoints": {}, "unnamed_endpoints": {}}}
+
+
+def hide_api_before_login() -> None:
+    """Gradio's page template (one for every app in the process) passes through
+    `_page_for_strangers`; Gradio's /config, /gradio_api/info and openapi.json already answer
+    401 before login."""
+    from gradio.routes import templates
+    if _page_for_strangers not in templates.context_processors:
+        templates.context_processors.append(_page_for_strangers)
 
 
 def logged_in(request: gr.Request | None) -> str:

@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlite_utils
@@ -182,3 +183,36 @@ def end_session(db: sqlite_utils.Database, token: str | None = None, *, digest: 
 def end_sessions(db: sqlite_utils.Database, name: str) -> None:
     with immediate(db):
         db.execute("UPDATE sessions SET ended_at = ? WHERE name = ? AND ended_at IS NULL", [now(), name])
+
+
+# --- wrong passwords ---------------------------------------------------------------------
+
+def login_failures(db: sqlite_utils.Database, name: str, at: float) -> tuple[int, float]:
+    """Wrong passwords in a row for a login name, and when its lockout ends, as of `at`
+    (seconds since the epoch); (0, 0.0) for a name with none on record."""
+    row = db.execute("SELECT failures, locked_until FROM login_failures WHERE name = ? AND expires_at > ?",
+                     [name, at]).fetchone()
+    return (row[0], row[1]) if row else (0, 0.0)
+
+
+def record_login_failure(db: sqlite_utils.Database, name: str, at: float,
+                         lockout: Callable[[int], float], keep_seconds: float) -> int:
+    """One more wrong password for `name` at `at`; `lockout(n)` is how many seconds n in a row
+    lock the name (0: not locked). The row is kept until its lockout ends or `keep_seconds`
+    after this failure, whichever is later, and the same write deletes every expired row, so
+    the table holds only the names that failed lately. Returns the count."""
+    with immediate(db):
+        db.execute("DELETE FROM login_failures WHERE expires_at <= ?", [at])
+        n = login_failures(db, name, at)[0] + 1
+        seconds = lockout(n)
+        locked_until = at + seconds if seconds > 0 else 0.0
+        db.execute("INSERT OR REPLACE INTO login_failures (name, failures, locked_until, expires_at) "
+                   "VALUES (?, ?, ?, ?)", [name, n, locked_until, max(locked_until, at + keep_seconds)])
+    return n
+
+
+def clear_login_failures(db: sqlite_utils.Database, name: str) -> None:
+    """A successful login forgets the name's wrong passwords (writing only if it had any)."""
+    if db.execute("SELECT 1 FROM login_failures WHERE name = ?", [name]).fetchone():
+        with immediate(db):
+            db.execute("DELETE FROM login_failures WHERE name = ?", [name])

@@ -306,3 +306,21 @@ def m010_round_progress(db):
         )""")
     db.execute("CREATE INDEX round_progress_round ON round_progress (round_id, id)")
     _append_only(db, "round_progress", "round progress is append-only")
+
+
+@migrations()
+def m011_login_failures(db):
+    """Wrong passwords in a row per login name, with the name's lockout, in the database rather
+    than the app's memory: a lockout outlives a restart, and a flood of made-up names takes
+    rows that expire, where a dict in memory had to be cleared, everyone's counts with it,
+    to stay bounded. A row lasts until
+    `expires_at` (its lockout's end, or a while after the name's last wrong password, whichever
+    is later) and a success deletes it. Times are seconds since the epoch."""
+    db.execute("""
+        CREATE TABLE login_failures (
+            name TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            locked_until REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""")
+    db.execute("CREATE INDEX login_failures_expiry ON login_failures (expires_at)")

@@ -1,4 +1,6 @@
 """The named endpoints, driven by gradio_client against a live server on the tiny model."""
+import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -88,3 +90,34 @@ def test_guessing_a_password_locks_the_account_with_a_clear_message(live_app):
     refused = httpx.post(url, data={"username": "carol", "password": "carol-pw"})
     assert refused.status_code == 429 and "try again in" in refused.json()["detail"]
     assert httpx.post(url, data={"username": "alice", "password": "alice-pw"}).status_code == 200
+
+
+def embedded_api_info(page: str) -> dict:
+    return json.loads(re.search(r"window\.gradio_api_info = (.*?);</script>", page).group(1))
+
+
+def test_a_stranger_learns_nothing_of_the_api(live_app):
+    url = f"http://127.0.0.1:{live_app.port}"
+    for path in ("/", "/gradio_api/runs"):  # the login form, as Gradio's page template serves it
+        page = httpx.get(url + path)
+        assert page.status_code == 200
+        assert embedded_api_info(page.text) == {"named_endpoints": {}, "unnamed_endpoints": {}}
+        assert not any(name in page.text for name in ("next_pair", "launch_round", "promote", "save_account"))
+    for path in ("/openapi.json", "/docs", "/redoc", "/config", "/gradio_api/info",
+                 "/gradio_api/info?all_endpoints=true", "/gradio_api/openapi.json",
+                 "/monitoring", "/monitoring/summary"):
+        answer = httpx.get(url + path)
+        assert answer.status_code in (401, 404), path
+        assert "next_pair" not in answer.text and "/login" not in answer.text, path
+
+
+def test_logged_in_the_page_describes_the_api_but_nobody_reads_the_traffic(live_app):
+    url = f"http://127.0.0.1:{live_app.port}"
+    for name in ("alice", "root"):
+        with httpx.Client(base_url=url) as browser:
+            assert browser.post("/login", data={"username": name, "password": f"{name}-pw"}).status_code == 200
+            assert "/next_pair" in embedded_api_info(browser.get("/").text)["named_endpoints"]
+            for path in ("/monitoring", "/monitoring/summary"):  # request counts per endpoint, admin ones too
+                answer = browser.get(path)
+                assert answer.status_code == 403 and "functions" not in answer.text, (name, path)
+            assert browser.get("/openapi.json").status_code == 404

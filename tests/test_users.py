@@ -69,6 +69,50 @@ def test_parallel_guesses_and_unknown_names_are_limited_alike(db, tmp_path):
         assert all(isinstance(r, HTTPException) and r.status_code == 429 for r in results if r is not False)
 
 
+def test_a_flood_of_made_up_names_resets_no_count_and_is_forgotten_by_age(db, tmp_path, monkeypatch):
+    users.add_account(db, "alice", "right", "annotator", by="test")
+    monkeypatch.setattr(accounts, "check_password", lambda password, stored: password == "right")  # no scrypt
+    now = [1000.0]
+    auth = users.authenticator(tmp_path / "test.db", users.LoginLimits(failures=3, lockout_seconds=30,
+                                                                       forget_seconds=3600),
+                               clock=lambda: now[0])
+    log_in = login(auth)
+    assert not any(log_in("alice", "guess") for _ in range(3))
+
+    async def flood():
+        for i in range(10_001):
+            assert not await auth(f"made-up-{i}", "guess")
+    asyncio.run(flood())
+    with pytest.raises(HTTPException, match="try again in 30 s"):
+        log_in("alice", "right")
+    now[0] += 31
+    assert not log_in("alice", "guess")  # her fourth in a row: the flood reset nothing
+    with pytest.raises(HTTPException, match="try again in 60 s"):
+        log_in("alice", "right")
+    assert not log_in("x" * 100_000, "guess")  # no account can have that name: no row either
+    # Nothing per name stays in the app's memory; the rows go once old enough.
+    assert all(not cell.cell_contents for cell in auth.__closure__ if isinstance(cell.cell_contents, dict))
+    assert db["login_failures"].count == 10_002
+    now[0] += 3601
+    assert not log_in("mallory", "guess")
+    assert [r["name"] for r in db["login_failures"].rows] == ["mallory"]
+    assert log_in("alice", "right")
+
+
+def test_a_lockout_outlives_a_restart_and_a_success_clears_it(db, tmp_path):
+    users.add_account(db, "alice", "right", "annotator", by="test")
+    now = [1000.0]
+    limits = users.LoginLimits(failures=2, lockout_seconds=30)
+    before = login(users.authenticator(tmp_path / "test.db", limits, clock=lambda: now[0]))
+    assert not before("alice", "guess") and not before("alice", "guess")
+    after = login(users.authenticator(tmp_path / "test.db", limits, clock=lambda: now[0]))
+    with pytest.raises(HTTPException, match="try again in 30 s"):
+        after("alice", "right")
+    now[0] += 30
+    assert after("alice", "right") and db["login_failures"].count == 0
+    assert not after("alice", "guess") and after("alice", "right")  # one miss, then in again
+
+
 def test_importing_a_real_admin_retires_the_demo_account_for_good(tmp_path):
     from types import SimpleNamespace
 
