@@ -83,9 +83,11 @@ def main(argv=None) -> int:
             print(e, file=sys.stderr)
             return 1
         skipped = "; ".join(f"{n} skipped: {why}" for why, n in result.skipped.items())
+        labels = f"; removed the HH role label (Human: or Assistant:) from {result.labels_removed} texts" \
+            if result.labels_removed else ""
         print(f"imported {result.added} preference pairs ({result.already} already imported"
-              f"{'; ' + skipped if skipped else ''}); rounds include them unless --set data.imported=exclude "
-              "(or weight:W)")
+              f"{'; ' + skipped if skipped else ''}{labels}); rounds include them unless "
+              "--set data.imported=exclude (or weight:W)")
     elif args.command == "import-demonstrations":
         try:
             added, already = imports.import_demonstration_file(db, args.file, args.source)

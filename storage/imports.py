@@ -223,6 +223,7 @@ class Imported:
     added: int
     skipped: dict[str, int]  # rows without a preference, by reason
     already: int             # rows the same as ones imported before
+    labels_removed: int = 0  # texts that lost a "Human:" or "Assistant:" label
 
 
 def import_preference_file(db: sqlite_utils.Database, path: str | Path, source: str | None = None,
@@ -234,9 +235,11 @@ def import_preference_file(db: sqlite_utils.Database, path: str | Path, source: 
     mapping = layouts.parse_columns(columns)
     rows = _read(path, _parsed(lambda record, where: layouts.parse(record, where, mapping)), "preference pairs")
     skipped = Counter(r["skipped"] for r in rows if "skipped" in r)
-    added, already = _insert_imported(db, "imported_preferences", [r for r in rows if "skipped" not in r],
-                                      path, source, key=("prompt", "chosen", "rejected"))
-    return Imported(added, dict(skipped), already)
+    rows = [r for r in rows if "skipped" not in r]
+    labels = sum(r.pop("labels_removed") for r in rows)
+    added, already = _insert_imported(db, "imported_preferences", rows, path, source,
+                                      key=("prompt", "chosen", "rejected"))
+    return Imported(added, dict(skipped), already, labels)
 
 
 def _insert_imported(db: sqlite_utils.Database, table: str, rows: list[dict], path: Path, source: str | None,

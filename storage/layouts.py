@@ -32,6 +32,10 @@ from .queries import MAX_CORRECTION_CHARS, MAX_PROMPT_CHARS
 FIELDS = ("prompt", "chosen", "rejected", "response_a", "response_b", "conversation_a", "conversation_b",
           "winner", "score_a", "score_b", "score_chosen", "score_rejected", "category")
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
+# Single-turn HH labels as files that flatten HH into columns keep them: "Human: ..." prompts
+# (often ending in the empty "Assistant:" turn to answer) and "Assistant: ..." answers.
+HH_LABEL = {"user": re.compile(r"^\s*Human:[ \t]*\n?|\s*\n\s*Assistant:\s*$"),
+            "assistant": re.compile(r"^\s*Assistant:[ \t]*\n?")}
 WINNER = {"model_a": "a", "a": "a", "response_a": "a", "1": "a", "answer1": "a", "answer_a": "a",
           "model_b": "b", "b": "b", "response_b": "b", "2": "b", "answer2": "b", "answer_b": "b",
           "tie": "tie", "tie (bothbad)": "tie", "both_bad": "tie", "both bad": "tie"}
@@ -74,6 +78,22 @@ def _messages(value) -> list[dict] | str:
     raise ValueError("expected text or a list of {role, content} messages")
 
 
+def _unlabelled(text: str, role: str) -> tuple[str, bool]:
+    """`text` without the HH role label a `role`'s turn would carry, and whether it had one: a
+    round would otherwise teach the policy to begin its answers with "Assistant:"."""
+    stripped = HH_LABEL[role].sub("", text) if isinstance(text, str) else text
+    return stripped, stripped != text
+
+
+def _without_labels(prompt: list[dict], chosen: str, rejected: str) -> tuple[list[dict], str, str, int]:
+    """The row with single-turn HH labels removed from every turn, and how many texts had one."""
+    turns = [_unlabelled(m["content"], m["role"]) if m["role"] in HH_LABEL else (m["content"], False)
+             for m in prompt]
+    answers = [_unlabelled(text, "assistant") for text in (chosen, rejected)]
+    prompt = [m | {"content": text} for m, (text, _) in zip(prompt, turns)]
+    return prompt, answers[0][0], answers[1][0], sum(had for _, had in turns + answers)
+
+
 def _shared(a, b) -> int:
     """Length of the common prefix, as TRL's extract_prompt finds it (a space before the split
     belongs to the answer)."""
@@ -96,7 +116,7 @@ def _explicit(record: dict) -> tuple[list[dict], str, str]:
     prompt = _messages(record["prompt"])
     prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
     answers = []
-    for key in ("chosen", "rejected"):  # text answers stay text, even one starting "Assistant:"
+    for key in ("chosen", "rejected"):  # text answers stay text, not transcripts
         value = record[key] if isinstance(record[key], str) else _messages(record[key])
         answers.append(value[-1]["content"] if isinstance(value, list) else value)
     return prompt, answers[0], answers[1]
@@ -221,8 +241,9 @@ def parse_demonstration(record, where: str) -> dict:
 
 
 def parse(record, where: str, columns: dict[str, str]) -> dict:
-    """One row as {prompt (messages), chosen, rejected, score_chosen, score_rejected, category};
-    raises Skipped for a tie, ValueError or InputError saying what is wrong."""
+    """One row as {prompt (messages), chosen, rejected, score_chosen, score_rejected, category,
+    labels_removed (how many of its texts lost an HH role label)}; raises Skipped for a tie,
+    ValueError or InputError saying what is wrong."""
     if not isinstance(record, dict):
         raise ValueError("expected an object with named fields")
     record = {k: v for k, v in record.items() if k not in columns.values() and k not in columns} | \
@@ -245,9 +266,11 @@ def parse(record, where: str, columns: dict[str, str]) -> dict:
     else:
         raise ValueError("no answers: expected chosen and rejected, response_a and response_b with a winner, "
                          "or conversation_a and conversation_b with a winner (--columns maps other names)")
+    prompt, chosen, rejected, labels = _without_labels(prompt, chosen, rejected)
     prompt, chosen, rejected = _checked_prompt(prompt), _checked_answer(chosen), _checked_answer(rejected)
     if chosen == rejected:
         raise Skipped("chosen and rejected are the same answer")
     category = record.get("category")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "score_chosen": scores[0],
-            "score_rejected": scores[1], "category": category if isinstance(category, str) else None}
+            "score_rejected": scores[1], "category": category if isinstance(category, str) else None,
+            "labels_removed": labels}

@@ -136,7 +136,8 @@ def test_layouts_from_real_sets(db, tmp_path):
     assert result.added == 2 and result.skipped == {
         "the answers differ before their last turn: a whole conversation was judged, not one answer": 1}
     rows = imported(db)
-    assert rows[0][:3] == ([{"role": "user", "content": "What is 2+2?"}], "4", "Assistant: 5")
+    assert rows[0][:3] == ([{"role": "user", "content": "What is 2+2?"}], "4", "5")
+    assert result.labels_removed == 1
     assert rows[1][:3] == ([{"role": "user", "content": "Hi"}], "Hello!", "Go away.")
 
 
@@ -170,3 +171,27 @@ def test_imported_pairs_on_held_out_prompts_never_train_and_a_cap_keeps_them_few
     capped = training_rows(db, Aggregation(imported_max=1))
     assert sum(r["kind"] == "imported" for r in capped.rows) == 1
     assert capped.summary["dropped"]["imported_over_max"] == 1
+
+
+def test_hh_role_labels_in_flat_columns_are_removed_and_counted(db, tmp_path, capsys):
+    """The common Question / Answer1 / Answer2 / Preference layout of HH samples keeps "Human: "
+    and "Assistant: " in its cells: a round on them would teach answers to begin "Assistant:"."""
+    import csv
+    from storage.__main__ import main
+    path = tmp_path / "hh.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Question", "Answer1", "Answer2", "Preference"])
+        writer.writerow(["Human: How do I boil an egg?\n\nAssistant:", "Assistant: Simmer it for nine minutes.",
+                         "Assistant: Eggs are oval.", "Answer1"])
+        writer.writerow(["Human: Name a colour.", "Assistant:\nBlue.", "Red, said the Assistant: no.", "Answer2"])
+        writer.writerow(["Why do Humans: sleep?", "Rest.", "Humans: sleep to rest.", "Answer1"])
+    columns = "prompt=Question,response_a=Answer1,response_b=Answer2,winner=Preference"
+    assert main(["--db", str(tmp_path / "test.db"), "import-preferences", str(path), "--columns", columns]) == 0
+    assert "removed the HH role label (Human: or Assistant:) from 5 texts" in capsys.readouterr().out
+    from storage.db import open_db
+    rows = imported(open_db(tmp_path / "test.db"))
+    assert [r[:3] for r in rows] == [
+        ([{"role": "user", "content": "How do I boil an egg?"}], "Simmer it for nine minutes.", "Eggs are oval."),
+        ([{"role": "user", "content": "Name a colour."}], "Red, said the Assistant: no.", "Blue."),
+        ([{"role": "user", "content": "Why do Humans: sleep?"}], "Rest.", "Humans: sleep to rest.")]
