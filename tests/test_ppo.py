@@ -99,8 +99,11 @@ def test_adaptive_kl_coefficient_follows_the_kl():
 
 # The tiny model answers with one sentence naming a fruit; the reward is a taste among them. It is
 # graded, so every sample carries a signal, and the policy can express it by naming other fruits.
+# Chosen on tiny models built from seeds 0-2 and checked on 3-4: at lr 5e-3 with minibatches of
+# 16, one seed's KL ran to 51 nats and its answers emptied; one minibatch per epoch at 3e-3 raised
+# every seed's reward by 0.13-0.19 at a KL under 10 (docs/rounds.md).
 TASTE = {"banana": 1.0, "mango": 0.6, "peach": 0.3}
-SETTINGS = PPOConfig(lr=5e-3, batch_size=32, mini_batch_size=16, ppo_epochs=4, iterations=12,
+SETTINGS = PPOConfig(lr=3e-3, batch_size=32, mini_batch_size=32, ppo_epochs=4, iterations=12,
                      max_new_tokens=16, temperature=0.7)
 PROMPTS = [f"Question {i}: tell me about {topic}." for i, topic in
            enumerate(["cats", "dogs", "rain", "code", "tea", "maps", "ships", "trees"])]

@@ -7,6 +7,10 @@ per-token rewards: a KL penalty against the reference at every token plus the sc
 one. A value head on the policy's last hidden state is the critic; GAE turns rewards and values
 into advantages; several epochs of clipped updates over minibatches follow.
 
+The critic is a linear probe on those hidden states, as the reward model is on its own: its
+loss does not reach the policy's adapter. A shared trunk let the value loss move the policy on
+tokens no reward asked about (docs/rounds.md has the measurements).
+
 The reference is the policy the round starts from (a frozen copy of the live adapter, or the base
 model before the first adapter), so the penalty keeps the round near the version the annotators
 judged. The value head is not saved: it estimates returns under this round's reward model, and
@@ -40,7 +44,7 @@ class PPOConfig:
     lam: float = 0.95
     cliprange: float = 0.2
     cliprange_value: float = 0.2
-    vf_coef: float = 0.1
+    vf_coef: float = 0.1         # the critic's share of the gradient norm that max_grad_norm clips
     init_kl_coef: float = 0.05
     target_kl: float = 6.0       # nats per completion
     kl_horizon: int = 10000      # Ziegler's: adapts over ~this many completions, slowly within a CPU round
@@ -126,8 +130,9 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
 def forward(model, sequences: torch.Tensor, attention_mask: torch.Tensor, start: int,
             temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probabilities and entropies of the completion tokens, and the hidden states that
-    predicted them (the critic's input). Positions count from each row's first real token, as in
-    `generate`, so left padding does not shift what the policy computes."""
+    predicted them, detached: the critic's input, through which no value loss reaches the policy.
+    Positions count from each row's first real token, as in `generate`, so left padding does not
+    shift what the policy computes."""
     positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
     out = model(input_ids=sequences, attention_mask=attention_mask, position_ids=positions,
                 output_hidden_states=True, logits_to_keep=sequences.shape[1] - start + 1)
@@ -135,7 +140,7 @@ def forward(model, sequences: torch.Tensor, attention_mask: torch.Tensor, start:
     logprobs = all_logprobs.gather(-1, sequences[:, start:, None]).squeeze(-1)
     detached = all_logprobs.detach()
     entropy = -(detached.exp() * detached).sum(dim=-1)
-    return logprobs, entropy, out.hidden_states[-1][:, start - 1:-1].float()
+    return logprobs, entropy, out.hidden_states[-1][:, start - 1:-1].detach().float()
 
 
 @dataclass
