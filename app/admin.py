@@ -33,8 +33,8 @@ LOG_TAIL_BYTES = 64_000   # read from the end of a round's log for its newest li
 LOG_TAIL_LINES = 200
 # The versions table's columns (versions_table's keys -> headers); the rest is a click away.
 VERSION_COLUMNS = {"version": "Version", "parent": "Parent", "algo": "Algorithm", "round": "Round",
-                   "live": "Live", "created_at": "Created (UTC)", "rm_accuracy": "Reward accuracy",
-                   "rm_win_rate_vs_live": "Win-rate vs live", "rm_win_rate_vs_base": "Win-rate vs base",
+                   "live": "Live", "created_at": "Created (UTC)", "reward_accuracy": "Reward accuracy",
+                   "win_rate_vs_live": "Win-rate vs live", "win_rate_vs_base": "Win-rate vs base",
                    "kl_to_ref": "KL"}
 
 

@@ -218,8 +218,21 @@ def data_line(row: dict) -> str:
     return describe(json.loads(row["aggregation"])) if row["aggregation"] else ""
 
 
+def with_interval(metrics: dict[str, float], name: str, count: str | None = None) -> str | None:
+    """A rate as people should read it: "0.81 [0.71-0.88] of 85"; where its 95% interval still
+    holds an even split, "too few to tell" says so. None where the figure was not measured."""
+    if name not in metrics or f"{name}_low" not in metrics:
+        return None
+    low, high = metrics[f"{name}_low"], metrics[f"{name}_high"]
+    text = f"{metrics[name]:.2f} [{low:.2f}-{high:.2f}]"
+    if count and count in metrics:
+        text += f" of {metrics[count]:.0f}"
+    return text + (": too few to tell" if low <= 0.5 <= high else "")
+
+
 def versions_table(db: sqlite_utils.Database) -> list[dict]:
-    """Every version with its lineage, whether it is live, and the figures measured on it."""
+    """Every version with its lineage, whether it is live, the figures measured on it, and its
+    reward model's accuracy and win-rates in words, with their intervals."""
     live = live_version_id(db)
     rows = []
     for v in db.query("SELECT v.id, v.parent_id, v.algo, v.round_id, v.created_at, r.decision, r.aggregation "
@@ -229,6 +242,9 @@ def versions_table(db: sqlite_utils.Database) -> list[dict]:
                      "created_at": v["created_at"], "decision": v["decision"],
                      "data": data_line(v),
                      **version_metrics(db, v["id"])})
+        rows[-1] |= {"reward_accuracy": with_interval(rows[-1], "rm_accuracy", "rm_heldout_pairs"),
+                     "win_rate_vs_live": with_interval(rows[-1], "rm_win_rate_vs_live"),
+                     "win_rate_vs_base": with_interval(rows[-1], "rm_win_rate_vs_base")}
     return rows
 
 

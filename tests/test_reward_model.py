@@ -57,9 +57,27 @@ def test_learns_preference_on_heldout_prompts(trained):
     _, metrics = trained
     assert metrics["rm_accuracy"] >= 0.75  # 24 of 32: 1 in 300 by chance
     assert metrics["rm_heldout_pairs"] == len(HELDOUT)
-    buckets = {k for k in metrics if k.startswith("rm_accuracy_margin_")}
+    buckets = {k for k in metrics if k.startswith("rm_accuracy_margin_") and not k.endswith(("_low", "_high"))}
     assert buckets == {"rm_accuracy_margin_0", "rm_accuracy_margin_4_plus"}  # only buckets with rows
-    assert all(0.0 <= metrics[k] <= 1.0 for k in buckets)
+    assert metrics["rm_heldout_pairs_margin_0"] == metrics["rm_heldout_pairs_margin_4_plus"] == 16
+    for name in ["rm_accuracy", *buckets]:  # each with its interval, which holds it
+        assert 0.0 <= metrics[f"{name}_low"] < metrics[name] <= metrics[f"{name}_high"] <= 1.0
+
+
+def test_held_out_accuracy_says_when_its_pairs_are_too_few_to_tell():
+    """The versions table's words: 15 of 18 right clears chance; 10 of 18 cannot be told from it."""
+    from storage.ratings import win_rate_interval
+    from storage.rounds import with_interval
+
+    def reported(right: int, pairs: int) -> str:
+        rate = win_rate_interval(right, pairs - right, 0)
+        return with_interval({"rm_accuracy": rate.value, "rm_accuracy_low": rate.low,
+                              "rm_accuracy_high": rate.high, "rm_heldout_pairs": pairs},
+                             "rm_accuracy", "rm_heldout_pairs")
+    assert reported(15, 18) == "0.83 [0.60-0.95] of 18"
+    assert reported(10, 18) == "0.56 [0.34-0.75] of 18: too few to tell"
+    assert reported(69, 85) == "0.81 [0.71-0.88] of 85"
+    assert with_interval({"rm_accuracy": 0.7}, "rm_accuracy") is None  # an old round without its interval
 
 
 def test_overlong_pairs_are_cut_and_counted_not_dropped(trained):

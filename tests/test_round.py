@@ -1,6 +1,7 @@
 """Whole rounds on the tiny model: register, evaluate, promote; and fail without a trace."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def test_a_failing_gate_keeps_a_candidate_that_can_still_be_promoted(data):
     assert not result.promoted and queries.live_version_id(db) == 0
     assert result.decision.startswith("kept as a candidate: KL") and "exceeds the bound -1.0" in result.decision
     assert rounds.get_round(db, result.round_id)["decision"] == result.decision
+    assert re.search(r"Its reward model ranked held-out pairs [01]\.\d\d \[[01]\.\d\d-[01]\.\d\d\] of 7(: too few to tell)?$", result.decision)
     rounds.promote(db, result.version_id, by="admin")
     assert queries.live_version_id(db) == result.version_id
 

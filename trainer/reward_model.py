@@ -37,6 +37,7 @@ from torch import nn
 from transformers import AutoModel
 
 from policy import models
+from storage.ratings import win_rate_interval
 
 from . import common
 from .degeneration import degenerate
@@ -226,17 +227,20 @@ def margin_bucket(margin: float) -> str:
 
 
 def pairwise_accuracy(rm: RewardModel, rows: list[dict]) -> dict:
-    """Share of pairs whose chosen answer scores higher, overall and per margin bucket: a model
-    that only separates the pairs annotators found obvious is weaker than its overall figure."""
+    """Share of pairs whose chosen answer scores higher, with its 95% interval and count, overall
+    and per margin bucket: 18 held-out pairs cannot tell 0.56 from 0.81, and a model that only
+    separates the pairs annotators found obvious is weaker than its overall figure."""
     prompts = [r["prompt"] for r in rows]
     correct = (rm.score_messages(prompts, [r["chosen"] for r in rows])
                > rm.score_messages(prompts, [r["rejected"] for r in rows])).tolist()
-    metrics = {"rm_accuracy": sum(correct) / len(correct), "rm_heldout_pairs": float(len(rows))}
-    buckets: dict[str, list[bool]] = {}
+    buckets: dict[str, list[bool]] = {"": correct}
     for row, hit in zip(rows, correct):
-        buckets.setdefault(margin_bucket(row["margin"]), []).append(hit)
+        buckets.setdefault(f"_margin_{margin_bucket(row['margin'])}", []).append(hit)
+    metrics = {}
     for name, hits in sorted(buckets.items()):
-        metrics[f"rm_accuracy_margin_{name}"] = sum(hits) / len(hits)
+        rate = win_rate_interval(sum(hits), len(hits) - sum(hits), 0)
+        metrics |= {f"rm_accuracy{name}": rate.value, f"rm_accuracy{name}_low": rate.low,
+                    f"rm_accuracy{name}_high": rate.high, f"rm_heldout_pairs{name}": float(len(hits))}
     return metrics
 
 
