@@ -32,10 +32,6 @@ from .queries import MAX_CORRECTION_CHARS, MAX_PROMPT_CHARS
 FIELDS = ("prompt", "chosen", "rejected", "response_a", "response_b", "conversation_a", "conversation_b",
           "winner", "score_a", "score_b", "score_chosen", "score_rejected", "category")
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
-# Single-turn HH labels as files that flatten HH into columns keep them: "Human: ..." prompts
-# (often ending in the empty "Assistant:" turn to answer) and "Assistant: ..." answers.
-HH_LABEL = {"user": re.compile(r"^\s*Human:[ \t]*\n?|\s*\n\s*Assistant:\s*$"),
-            "assistant": re.compile(r"^\s*Assistant:[ \t]*\n?")}
 WINNER = {"model_a": "a", "a": "a", "response_a": "a", "1": "a", "answer1": "a", "answer_a": "a",
           "model_b": "b", "b": "b", "response_b": "b", "2": "b", "answer2": "b", "answer_b": "b",
           "tie": "tie", "tie (bothbad)": "tie", "both_bad": "tie", "both bad": "tie"}
@@ -78,20 +74,13 @@ def _messages(value) -> list[dict] | str:
     raise ValueError("expected text or a list of {role, content} messages")
 
 
-def _unlabelled(text: str, role: str) -> tuple[str, bool]:
-    """`text` without the HH role label a `role`'s turn would carry, and whether it had one: a
-    round would otherwise teach the policy to begin its answers with "Assistant:"."""
-    stripped = HH_LABEL[role].sub("", text) if isinstance(text, str) else text
-    return stripped, stripped != text
-
-
-def _without_labels(prompt: list[dict], chosen: str, rejected: str) -> tuple[list[dict], str, str, int]:
-    """The row with single-turn HH labels removed from every turn, and how many texts had one."""
-    turns = [_unlabelled(m["content"], m["role"]) if m["role"] in HH_LABEL else (m["content"], False)
-             for m in prompt]
-    answers = [_unlabelled(text, "assistant") for text in (chosen, rejected)]
-    prompt = [m | {"content": text} for m, (text, _) in zip(prompt, turns)]
-    return prompt, answers[0][0], answers[1][0], sum(had for _, had in turns + answers)
+def _unlabelled(answer: str) -> tuple[str, bool]:
+    """An answer without the "Assistant:" label a flattened HH file starts it with, and whether
+    it had one: a round would otherwise teach the policy to begin its answers with it."""
+    text = answer.lstrip() if isinstance(answer, str) else ""
+    if not text.startswith("Assistant:"):
+        return answer, False
+    return text[len("Assistant:"):].lstrip(" \t\n"), True
 
 
 def _shared(a, b) -> int:
@@ -116,7 +105,7 @@ def _explicit(record: dict) -> tuple[list[dict], str, str]:
     prompt = _messages(record["prompt"])
     prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
     answers = []
-    for key in ("chosen", "rejected"):  # text answers stay text, not transcripts
+    for key in ("chosen", "rejected"):  # text answers stay text, even one starting "Assistant:"
         value = record[key] if isinstance(record[key], str) else _messages(record[key])
         answers.append(value[-1]["content"] if isinstance(value, list) else value)
     return prompt, answers[0], answers[1]
@@ -170,8 +159,13 @@ def _winner(record: dict) -> str:
     return winners[0]
 
 
-def _two_answers(record: dict) -> tuple[list[dict], str, str, bool]:
-    """(prompt, chosen, rejected, whether A won), with earlier turns kept in the prompt."""
+def _two_answers(record: dict) -> tuple[list[dict], str, str, bool, int]:
+    """(prompt, chosen, rejected, whether A won, HH labels removed), with earlier turns kept in
+    the prompt.
+
+    Files that flatten HH into columns keep its labels in every cell: a prompt cell that reads as
+    an HH transcript ("Human: ...", often ending in the empty "Assistant:" turn to answer, perhaps
+    with earlier turns) becomes its messages, and its answers lose their leading "Assistant:"."""
     winner = _winner(record)
     if winner == "tie":
         raise Skipped("a tie")
@@ -180,10 +174,16 @@ def _two_answers(record: dict) -> tuple[list[dict], str, str, bool]:
         raise ValueError("the prompt and both responses must have as many turns")
     if a[:-1] != b[:-1]:
         raise Skipped("the answers differ before their last turn: a whole conversation was judged, not one answer")
-    history = [m for user, said in zip(prompts[:-1], a[:-1])
-               for m in ({"role": "user", "content": user}, {"role": "assistant", "content": said})]
-    prompt = history + [{"role": "user", "content": prompts[-1]}]
-    return (prompt, a[-1], b[-1], True) if winner == "a" else (prompt, b[-1], a[-1], False)
+    answer_a, answer_b, labels = a[-1], b[-1], 0
+    transcript = _hh_messages(prompts[0]) if len(prompts) == 1 else None
+    if transcript:
+        (answer_a, in_a), (answer_b, in_b) = _unlabelled(answer_a), _unlabelled(answer_b)
+        prompt, labels = transcript, 1 + in_a + in_b
+    else:
+        history = [m for user, said in zip(prompts[:-1], a[:-1])
+                   for m in ({"role": "user", "content": user}, {"role": "assistant", "content": said})]
+        prompt = history + [{"role": "user", "content": prompts[-1]}]
+    return (prompt, answer_a, answer_b, True, labels) if winner == "a" else (prompt, answer_b, answer_a, False, labels)
 
 
 def _score(record: dict, key: str):
@@ -255,18 +255,18 @@ def parse(record, where: str, columns: dict[str, str]) -> dict:
             raise Skipped("a tie")
         prompt, a, b = _implicit(record)
         chosen, rejected = (a, b) if winner == "a" else (b, a)
-        scores = (None, None)
+        scores, labels = (None, None), 0
     elif {"response_a", "response_b"} <= record.keys():
-        prompt, chosen, rejected, a_won = _two_answers(record)
+        prompt, chosen, rejected, a_won, labels = _two_answers(record)
         scores = (_score(record, "score_a"), _score(record, "score_b"))
         scores = scores if a_won else scores[::-1]
     elif {"chosen", "rejected"} <= record.keys():
         prompt, chosen, rejected = _explicit(record) if record.get("prompt") else _implicit(record)
         scores = (_score(record, "score_chosen"), _score(record, "score_rejected"))
+        labels = 0
     else:
         raise ValueError("no answers: expected chosen and rejected, response_a and response_b with a winner, "
                          "or conversation_a and conversation_b with a winner (--columns maps other names)")
-    prompt, chosen, rejected, labels = _without_labels(prompt, chosen, rejected)
     prompt, chosen, rejected = _checked_prompt(prompt), _checked_answer(chosen), _checked_answer(rejected)
     if chosen == rejected:
         raise Skipped("chosen and rejected are the same answer")

@@ -136,8 +136,8 @@ def test_layouts_from_real_sets(db, tmp_path):
     assert result.added == 2 and result.skipped == {
         "the answers differ before their last turn: a whole conversation was judged, not one answer": 1}
     rows = imported(db)
-    assert rows[0][:3] == ([{"role": "user", "content": "What is 2+2?"}], "4", "5")
-    assert result.labels_removed == 1
+    assert rows[0][:3] == ([{"role": "user", "content": "What is 2+2?"}], "4", "Assistant: 5")  # a flaw judged
+    assert result.labels_removed == 0
     assert rows[1][:3] == ([{"role": "user", "content": "Hi"}], "Hello!", "Go away.")
 
 
@@ -185,13 +185,19 @@ def test_hh_role_labels_in_flat_columns_are_removed_and_counted(db, tmp_path, ca
         writer.writerow(["Human: How do I boil an egg?\n\nAssistant:", "Assistant: Simmer it for nine minutes.",
                          "Assistant: Eggs are oval.", "Answer1"])
         writer.writerow(["Human: Name a colour.", "Assistant:\nBlue.", "Red, said the Assistant: no.", "Answer2"])
-        writer.writerow(["Why do Humans: sleep?", "Rest.", "Humans: sleep to rest.", "Answer1"])
+        writer.writerow(["Why do Humans: sleep?", "Assistant: Rest.", "Humans: sleep to rest.", "Answer1"])
+        writer.writerow(["Human: Hi.\n\nAssistant: Hello!\n\nHuman: Bye.\n\nAssistant:", "Assistant: Goodbye.",
+                         "Assistant: Stay.", "Answer1"])
+        writer.writerow(["Human: Name a number." + "\n" * 5000 + "x", "Assistant: 4", "Assistant: 5", "Answer2"])
     columns = "prompt=Question,response_a=Answer1,response_b=Answer2,winner=Preference"
     assert main(["--db", str(tmp_path / "test.db"), "import-preferences", str(path), "--columns", columns]) == 0
-    assert "removed the HH role label (Human: or Assistant:) from 5 texts" in capsys.readouterr().out
+    assert "removed the HH role label (Human: or Assistant:) from 11 texts" in capsys.readouterr().out
     from storage.db import open_db
     rows = imported(open_db(tmp_path / "test.db"))
     assert [r[:3] for r in rows] == [
         ([{"role": "user", "content": "How do I boil an egg?"}], "Simmer it for nine minutes.", "Eggs are oval."),
         ([{"role": "user", "content": "Name a colour."}], "Red, said the Assistant: no.", "Blue."),
-        ([{"role": "user", "content": "Why do Humans: sleep?"}], "Rest.", "Humans: sleep to rest.")]
+        ([{"role": "user", "content": "Why do Humans: sleep?"}], "Assistant: Rest.", "Humans: sleep to rest."),
+        ([{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"},
+          {"role": "user", "content": "Bye."}], "Goodbye.", "Stay."),
+        ([{"role": "user", "content": "Name a number." + "\n" * 5000 + "x"}], "5", "4")]
