@@ -94,11 +94,12 @@ def export_hf(db: sqlite_utils.Database, out: str | Path, agg: Aggregation = Agg
     return {s: len(r) for s, r in rows.items()}
 
 
-PRIVATE_TABLES = ("accounts", "account_events", "sessions")
+PRIVATE_TABLES = ("accounts", "account_events", "sessions", "login_failures")
 
 
 def browsing_copy(db: sqlite_utils.Database, out: str | Path) -> Path:
-    """A copy of the database without accounts and sessions (password and token hashes), to open
+    """A copy of the database without accounts and sessions (password and token hashes) or wrong
+    logins (people type their password as their name), to open
     in Datasette, which shows every table to whoever opens it. SQLite's backup API copies a
     consistent snapshot, even while the app writes."""
     out = Path(out)

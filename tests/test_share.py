@@ -71,9 +71,11 @@ def test_the_browsing_copy_has_the_judgements_and_no_accounts(tmp_path):
     from storage import accounts
     db = open_db(tmp_path / "prefloop.db")
     accounts.save_account(db, "root", "root-pw", "admin", by="setup")
+    accounts.record_login_failure(db, "my-password-typed-as-a-name", 0.0, lambda n: 0.0, 3600.0)
     add_pair(db)
     judge(db, "ann", "0")
     assert main(["--db", str(tmp_path / "prefloop.db"), "browse-copy", str(tmp_path / "view.db")]) == 0
     view = open_db(tmp_path / "view.db")
-    assert view["votes"].count == 1 and not {"accounts", "sessions", "account_events"} & set(view.table_names())
+    assert view["votes"].count == 1
+    assert not {"accounts", "sessions", "account_events", "login_failures"} & set(view.table_names())
     assert main(["--db", str(tmp_path / "prefloop.db"), "browse-copy", str(tmp_path / "view.db")]) == 1
