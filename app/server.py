@@ -118,12 +118,12 @@ def serve(cfg: AppConfig, block: bool = True) -> tuple[gr.Blocks, PairQueue]:
     # waiting annotators hold up everyone's votes. Nothing describes the app to a stranger:
     # FastAPI's /openapi.json is off (Gradio already turns /docs and /redoc off), and so is
     # /monitoring, whose per-endpoint traffic any logged-in annotator could read.
+    users.hide_api_before_login()
     demo.launch(server_name=cfg.host, server_port=cfg.port, auth=users.authenticator(cfg.db_path),
                 auth_message="Log in to annotate.", head=shortcut_js(cfg.mode), css=render.CSS,
                 prevent_thread_lock=True, show_error=True, ssr_mode=False, max_threads=256,
                 app_kwargs={"openapi_url": None}, enable_monitoring=False)
     users.keep_sessions(demo.server_app, cfg.db_path)
-    users.hide_api_before_login()
     if block:
         demo.block_thread()
     return demo, queue

@@ -202,9 +202,11 @@ def _page_for_strangers(request) -> dict:
     """A context processor for the template of Gradio's page: the page served to a visitor who
     has not logged in (the login form) carries an empty API description, where Gradio puts
     every named endpoint's parameters, docstring and code snippets. Logged-in visitors, and
-    apps whose logins are not `Sessions`, get the template's context as Gradio made it."""
+    apps without logins, get the template's context as Gradio made it. It asks the app's
+    tokens, whichever they are, so the page hides the API from the first request on, before
+    `keep_sessions` has put `Sessions` in place."""
     app = request.app
-    if not isinstance(getattr(app, "tokens", None), Sessions):
+    if getattr(app, "auth", None) is None:
         return {}
     token = (request.cookies.get(f"access-token-{app.cookie_id}")
              or request.cookies.get(f"access-token-unsecure-{app.cookie_id}"))  # as Gradio reads it

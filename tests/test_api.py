@@ -98,7 +98,7 @@ def embedded_api_info(page: str) -> dict:
 
 def test_a_stranger_learns_nothing_of_the_api(live_app):
     url = f"http://127.0.0.1:{live_app.port}"
-    for path in ("/", "/gradio_api/runs"):  # the login form, as Gradio's page template serves it
+    for path in ("/", "/?__theme=dark", "/gradio_api/runs", "/gradio_api/runs/"):  # the login form
         page = httpx.get(url + path)
         assert page.status_code == 200
         assert embedded_api_info(page.text) == {"named_endpoints": {}, "unnamed_endpoints": {}}
@@ -121,3 +121,10 @@ def test_logged_in_the_page_describes_the_api_but_nobody_reads_the_traffic(live_
                 answer = browser.get(path)
                 assert answer.status_code == 403 and "functions" not in answer.text, (name, path)
             assert browser.get("/openapi.json").status_code == 404
+    with httpx.Client(base_url=url) as browser:  # once logged out, the old cookie shows nothing
+        assert browser.post("/login", data={"username": "crowd-3", "password": "crowd-pw"}).status_code == 200
+        assert "/next_pair" in embedded_api_info(browser.get("/").text)["named_endpoints"]
+        kept = dict(browser.cookies.items())
+        browser.get("/logout")
+        browser.cookies.update(kept)
+        assert embedded_api_info(browser.get("/").text) == {"named_endpoints": {}, "unnamed_endpoints": {}}
