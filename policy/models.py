@@ -47,8 +47,8 @@ def tiny_seed() -> int:
 
 
 def _build_tiny(out: Path, seed: int, steps: int = 200, batch: int = 16) -> None:
-    """A two-layer Llama with the embedded tokenizer and chat template, taught once, in about a
-    minute, to answer any prompt with one short sentence from a small repertoire ("How about a
+    """A two-layer Llama with the embedded tokenizer and chat template, taught once, in about half
+    a minute, to answer any prompt with one short sentence from a small repertoire ("How about a
     banana?").
 
     Untrained, it writes near-uniform noise over 49k tokens that no training round can shift
@@ -125,9 +125,8 @@ def checkpoint_dir(spec: str, cache_dir: Path) -> Path:
     if spec == EMBEDDED:
         return _cached(Path(cache_dir) / "smollm2-135m-instruct", _convert_embedded)
     if spec == TINY:
-        seed = tiny_seed()
-        name = "tiny-llama-fruit" if seed == 0 else f"tiny-llama-fruit-seed{seed}"
-        return _cached(Path(cache_dir) / name, lambda out: _build_tiny(out, seed))
+        seed = tiny_seed()  # a new name for the one-thread build, so no older build is reused
+        return _cached(Path(cache_dir) / f"tiny-llama-fruit-seed{seed}", lambda out: _build_tiny(out, seed))
     path = Path(spec)
     if (path / "config.json").exists():
         return path

@@ -25,8 +25,8 @@ PROGRESS_FIGURES = {"loss": "loss", "rewards/margins": "reward margin"}
 
 @dataclass
 class DPOSettings:
-    """Defaults measured on SmolLM2-135M, two CPU cores, ~128 judgements a round (see the README's
-    sweep): all-layer LoRA learns a taste that top-layer LoRA learns half of, and the SFT term
+    """Defaults measured on SmolLM2-135M, two CPU cores, ~128 judgements a round (see the sweep in
+    docs/benchmarks.md): all-layer LoRA learns a taste that top-layer LoRA learns half of, and the SFT term
     keeps answers from looping where DPO alone starts to."""
     beta: float = 0.1
     loss_type: str = "sigmoid"
