@@ -219,15 +219,18 @@ def data_line(row: dict) -> str:
 
 
 def with_interval(metrics: dict[str, float], name: str, count: str | None = None) -> str | None:
-    """A rate as people should read it: "0.81 [0.71-0.88] of 85"; where its 95% interval still
-    holds an even split, "too few to tell" says so. None where the figure was not measured."""
+    """A rate as people should read it: "0.81 [0.71-0.88] of 85". Where its 95% interval still
+    holds an even split, it says "too few to tell", or, once the interval is narrow (0.1 or
+    less), "no better than a coin". None where the figure was not measured."""
     if name not in metrics or f"{name}_low" not in metrics:
         return None
     low, high = metrics[f"{name}_low"], metrics[f"{name}_high"]
     text = f"{metrics[name]:.2f} [{low:.2f}-{high:.2f}]"
     if count and count in metrics:
         text += f" of {metrics[count]:.0f}"
-    return text + (": too few to tell" if low <= 0.5 <= high else "")
+    if low <= 0.5 <= high:
+        text += ": too few to tell" if high - low > 0.1 else ": no better than a coin"
+    return text
 
 
 def versions_table(db: sqlite_utils.Database) -> list[dict]:
@@ -243,8 +246,8 @@ def versions_table(db: sqlite_utils.Database) -> list[dict]:
                      "data": data_line(v),
                      **version_metrics(db, v["id"])})
         rows[-1] |= {"reward_accuracy": with_interval(rows[-1], "rm_accuracy", "rm_heldout_pairs"),
-                     "win_rate_vs_live": with_interval(rows[-1], "rm_win_rate_vs_live"),
-                     "win_rate_vs_base": with_interval(rows[-1], "rm_win_rate_vs_base")}
+                     "win_rate_vs_live": with_interval(rows[-1], "rm_win_rate_vs_live", "eval_answers"),
+                     "win_rate_vs_base": with_interval(rows[-1], "rm_win_rate_vs_base", "eval_answers")}
     return rows
 
 

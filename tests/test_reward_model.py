@@ -77,6 +77,7 @@ def test_held_out_accuracy_says_when_its_pairs_are_too_few_to_tell():
     assert reported(15, 18) == "0.83 [0.60-0.95] of 18"
     assert reported(10, 18) == "0.56 [0.34-0.75] of 18: too few to tell"
     assert reported(69, 85) == "0.81 [0.71-0.88] of 85"
+    assert reported(520, 1000) == "0.52 [0.49-0.55] of 1000: no better than a coin"
     assert with_interval({"rm_accuracy": 0.7}, "rm_accuracy") is None  # an old round without its interval
 
 

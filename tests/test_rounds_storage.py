@@ -76,13 +76,13 @@ def test_metrics_are_stored_per_version(db, tmp_path):
     v1 = rounds.add_version(db, parent_id=0, adapter_path=str(tmp_path), algo="dpo", round_id=round_id)
     rounds.add_metrics(db, {"rm_accuracy": 0.75, "rm_accuracy_low": 0.55, "rm_accuracy_high": 0.88,
                             "rm_heldout_pairs": 20, "rm_win_rate_vs_live": 0.55, "rm_win_rate_vs_live_low": 0.46,
-                            "rm_win_rate_vs_live_high": 0.64, "kl_to_ref": 1.5, "skipped": None},
+                            "rm_win_rate_vs_live_high": 0.64, "eval_answers": 96, "kl_to_ref": 1.5, "skipped": None},
                        round_id=round_id, version_id=v1)
     table = {row["version"]: row for row in rounds.versions_table(db)}
     assert table[0]["live"] and not table[v1]["live"]
     assert table[v1]["rm_accuracy"] == 0.75 and table[v1]["round"] == round_id
     assert table[v1]["reward_accuracy"] == "0.75 [0.55-0.88] of 20"
-    assert table[v1]["win_rate_vs_live"] == "0.55 [0.46-0.64]: too few to tell"
+    assert table[v1]["win_rate_vs_live"] == "0.55 [0.46-0.64] of 96: too few to tell"
     assert table[v1]["win_rate_vs_base"] is None and table[0]["reward_accuracy"] is None
     assert "skipped" not in table[v1]
 
