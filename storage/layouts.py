@@ -12,7 +12,9 @@ as messages), the chosen and the rejected answer, optional 1-10 scores and a cat
   `model_b`, `tie`...; or Kaggle's `winner_model_a` / `winner_model_b` / `winner_tie` flags),
   multi-turn when the prompt and responses are JSON lists of turns, as Chatbot Arena exports are;
   or `conversation_a` / `conversation_b` message lists and a `winner`. Other column names map
-  with `--columns`.
+  with `--columns`. HH samples flattened into such columns (`Question` / `Answer1` / `Answer2`)
+  keep HH's role labels in each cell: the prompt is read as a transcript and the answers lose
+  their "Assistant:", counted.
 
 Rows that hold no preference between two answers (a tie, the same answer twice, conversations
 that part before their last turn, as multi-turn arena battles do) are skipped and counted.
