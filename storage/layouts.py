@@ -250,6 +250,7 @@ def parse(record, where: str, columns: dict[str, str]) -> dict:
         raise ValueError("expected an object with named fields")
     record = {k: v for k, v in record.items() if k not in columns.values() and k not in columns} | \
              {ours: record[theirs] for ours, theirs in columns.items() if theirs in record}
+    labels = 0  # only flattened HH cells carry labels to remove
     if {"conversation_a", "conversation_b"} <= record.keys():  # lmsys/chatbot_arena_conversations
         record = record | {"chosen": record["conversation_a"], "rejected": record["conversation_b"]}
         winner = _winner(record)
@@ -257,7 +258,7 @@ def parse(record, where: str, columns: dict[str, str]) -> dict:
             raise Skipped("a tie")
         prompt, a, b = _implicit(record)
         chosen, rejected = (a, b) if winner == "a" else (b, a)
-        scores, labels = (None, None), 0
+        scores = (None, None)
     elif {"response_a", "response_b"} <= record.keys():
         prompt, chosen, rejected, a_won, labels = _two_answers(record)
         scores = (_score(record, "score_a"), _score(record, "score_b"))
@@ -265,7 +266,6 @@ def parse(record, where: str, columns: dict[str, str]) -> dict:
     elif {"chosen", "rejected"} <= record.keys():
         prompt, chosen, rejected = _explicit(record) if record.get("prompt") else _implicit(record)
         scores = (_score(record, "score_chosen"), _score(record, "score_rejected"))
-        labels = 0
     else:
         raise ValueError("no answers: expected chosen and rejected, response_a and response_b with a winner, "
                          "or conversation_a and conversation_b with a winner (--columns maps other names)")

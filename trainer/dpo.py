@@ -26,8 +26,8 @@ PROGRESS_FIGURES = {"loss": "loss", "rewards/margins": "reward margin"}
 @dataclass
 class DPOSettings:
     """Defaults measured on SmolLM2-135M, two CPU cores, ~128 judgements a round (see the sweep in
-    docs/benchmarks.md): all-layer LoRA learns a taste that top-layer LoRA learns half of, and the SFT term
-    keeps answers from looping where DPO alone starts to."""
+    docs/benchmarks.md): all-layer LoRA learns a taste that top-layer LoRA learns half of, and the
+    SFT term keeps answers from looping where DPO alone starts to."""
     beta: float = 0.1
     loss_type: str = "sigmoid"
     # Weight of a supervised term on the chosen answer (RPO): DPO alone can widen its margin by
