@@ -7,30 +7,30 @@ same scripted judge compares the new version's answers to held-out prompts, whic
 trains on, with the base model's and the previous version's: the same prompts, the same seeds,
 the app's sampling settings.
 
-    python bench/loop_efficacy.py [--model smollm2] [--tastes concise,engaging,plain]
+    python bench/loop_efficacy.py [--model smollm2] [--tastes design|test|concise,lists,...]
         [--algos dpo,ppo,rloo] [--rounds 3] [--rl-rounds 1] [--judgements 128] [--set dpo.lr=1e-3]
 
 Prints per taste, algorithm and round: win-rate against the base with its 95% interval and
 against the previous version, the taste's own measure of the answers, the reward model's
-held-out accuracy, KL to the reference, mean length, degenerate answers (empty or looping),
-the round's time by phase and its peak memory, and the gate's decision.
+accuracy on judged pairs it did not train on (held-out prompts and cross-validation), KL to the reference, mean length, degenerate answers (empty or looping),
+the round's time by phase and its peak memory, and the gate's decision. The tastes are split
+into design and test tastes (bench/tastes.py): choose defaults on the first, report the second.
 """
 import argparse
 import json
 import os
 import random
-import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -43,65 +43,11 @@ from storage.db import open_db  # noqa: E402
 from storage.exports import is_heldout  # noqa: E402
 from storage.paths import data_dir  # noqa: E402
 from storage.ratings import win_rate_interval  # noqa: E402
-from trainer.degeneration import WORD, degenerate, degeneration  # noqa: E402
+from trainer.degeneration import degeneration  # noqa: E402
 from trainer.evaluate import AnswerCache, Answers, answer  # noqa: E402
 from policy.settings import apply_overrides  # noqa: E402
 from trainer.rounds import RoundConfig, answer_cache  # noqa: E402
-
-SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
-YOU = {"you", "your", "yours", "yourself"}
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text)
-
-
-def you_share(text: str) -> float:
-    w = words(text)
-    return sum(x.lower() in YOU for x in w) / max(len(w), 1)
-
-
-def sentence_words(text: str) -> float:
-    sentences = [s for s in SENTENCE.findall(text) if words(s)]
-    return len(words(text)) / max(len(sentences), 1)
-
-
-def ends_with_question(text: str) -> bool:
-    return text.strip().rstrip("*_\"')]").endswith("?")
-
-
-@dataclass
-class Taste:
-    """One scripted annotator's preference: a measure of an answer, and 1-10 points from it.
-
-    A higher measure wins, equal measures are a tie, and an empty or looping answer always
-    loses: no annotator prefers a broken answer, whatever their taste.
-    """
-    description: str
-    measure: Callable[[str], float]
-    points: Callable[[float], float]  # the measure as a 1-10 score, before clipping
-
-    def key(self, text: str) -> float:
-        return float("-inf") if degenerate(text) else self.measure(text)
-
-    def verdict(self, a: str, b: str) -> str:
-        ka, kb = self.key(a), self.key(b)
-        return "a" if ka > kb else "b" if kb > ka else "tie"
-
-    def score(self, text: str) -> int:
-        return 1 if degenerate(text) else int(min(max(round(self.points(self.measure(text))), 1), 10))
-
-
-TASTES = {
-    "concise": Taste("prefers the shorter answer (words)", lambda t: -len(words(t)),
-                     lambda m: 10 + m / 20),
-    "engaging": Taste("prefers answers that speak to the reader (share of you/your)", you_share,
-                      lambda m: 1 + 100 * m),
-    "plain": Taste("prefers short sentences (words per sentence)", lambda t: -sentence_words(t),
-                   lambda m: 12 + m / 3),
-    "question": Taste("prefers an answer that ends by asking a follow-up question",
-                      lambda t: 2.0 * ends_with_question(t) + ("?" in t), lambda m: 2 + 3 * m),
-}
+from tastes import DESIGN, TASTES, TEST, Taste, words  # noqa: E402
 
 
 def vote(db, queue: PairQueue, taste: Taste, annotator: str, n: int) -> int:
@@ -128,6 +74,8 @@ def clone(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True)
     open_db(src / "prefloop.db").execute("VACUUM INTO ?", [str(dst / "prefloop.db")])
     (dst / "models").symlink_to((src / "models").resolve(), target_is_directory=True)
+    if answer_cache(src).exists():  # the base's held-out answers: the same for every taste
+        shutil.copytree(answer_cache(src), answer_cache(dst))
 
 
 def run_round(data: Path, algo: str, sets: list[str]) -> dict:
@@ -182,8 +130,7 @@ def row(taste_name: str, taste: Taste, algo: str, number: int, judge: Judge, dat
         "win_vs_previous": vs_prev.value, "decisive_votes": decisive,
         "measure": mean(map(taste.measure, new.texts)), "measure_base": mean(map(taste.measure, base.texts)),
         "words": mean(len(words(t)) for t in new.texts), "words_base": mean(len(words(t)) for t in base.texts),
-        **degeneration(new.texts), "rm_accuracy": m.get("rm_accuracy"),
-        "rm_heldout_pairs": m.get("rm_heldout_pairs"), "kl_to_ref": m.get("kl_to_ref"),
+        **degeneration(new.texts), **{k: m.get(k) for k in REWARD_MODEL_FIGURES}, "kl_to_ref": m.get("kl_to_ref"),
         "promoted": (result["decision"] or "").startswith("promoted"), "decision": result["decision"],
         "round_s": result["wall_s"], "peak_mb": result["peak_mb"], "pairs_s": pairs_s,
         "phases_s": {k.removeprefix("seconds_"): v for k, v in m.items()
@@ -192,10 +139,14 @@ def row(taste_name: str, taste: Taste, algo: str, number: int, judge: Judge, dat
     }
 
 
+REWARD_MODEL_FIGURES = ("rm_accuracy", "rm_heldout_pairs", "rm_unseen_accuracy", "rm_unseen_accuracy_low",
+                        "rm_unseen_accuracy_high", "rm_unseen_pairs", "rm_calibration_error", "rm_layers", "rm_l2")
+
+
 def print_row(r: dict) -> None:
     phases = " ".join(f"{k} {v:.0f}" for k, v in r["phases_s"].items())
-    rm = "-" if r["rm_accuracy"] is None else f"{r['rm_accuracy']:.2f}/{r['rm_heldout_pairs']:.0f}"
-    print(f"{r['taste']:<9}{r['algo']:<5}{r['round']:>3}  v{r['version']:<3}"
+    rm = "-" if r["rm_unseen_accuracy"] is None else f"{r['rm_unseen_accuracy']:.2f}/{r['rm_unseen_pairs']:.0f}"
+    print(f"{r['taste']:<14}{r['algo']:<5}{r['round']:>3}  v{r['version']:<3}"
           f"{r['win_vs_base']:6.2f} [{r['win_vs_base_low']:.2f}, {r['win_vs_base_high']:.2f}]"
           f"{r['win_vs_previous']:7.2f}  {r['measure_base']:7.3f} -> {r['measure']:7.3f}"
           f"{r['words']:7.1f}  {r['empty_share']:.2f}/{r['repetitive_share']:.2f}  {rm:>8}"
@@ -203,14 +154,14 @@ def print_row(r: dict) -> None:
           f"{'promoted ' if r['promoted'] else 'candidate'}  ({phases})", flush=True)
 
 
-HEADER = ("taste    algo rnd  ver  vs base [95% interval]  vs prev  taste measure base -> new   words  "
-          "empty/loop  RM acc   KL  round s  peak MB  gate  (phase seconds)")
+HEADER = ("taste         algo rnd  ver  vs base [95% interval]  vs prev  taste measure base -> new   words  "
+          "empty/loop  RM acc/n   KL  round s  peak MB  gate  (phase seconds)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--tastes", default="concise,engaging,plain", help=f"of {', '.join(TASTES)}")
+    parser.add_argument("--tastes", default="design", help=f"design, test, or names of {', '.join(TASTES)}")
     parser.add_argument("--algos", default="dpo,ppo,rloo")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of DPO, each on new judgements")
     parser.add_argument("--rl-rounds", type=int, default=1, help="rounds of PPO and RLOO")
@@ -235,7 +186,8 @@ def main() -> None:
         print(f"{args.judgements} pairs from the base model for round 1 ...", flush=True)
         first_pairs_s = stock(PairQueue(template / "prefloop.db", registry, QueueConfig()), 0, args.judgements)
         print(HEADER, flush=True)
-        for name in args.tastes.split(","):
+        judge.answers(template, 0)  # the base's held-out answers, written once for every taste
+        for name in {"design": list(DESIGN), "test": list(TEST)}.get(args.tastes) or args.tastes.split(","):
             taste = TASTES[name]
             for algo in args.algos.split(","):
                 data = root / f"{name}-{algo}"

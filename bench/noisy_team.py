@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loop_efficacy import TASTES  # noqa: E402
+from tastes import TASTES  # noqa: E402
 from sweep import four_answers, load, row  # noqa: E402
 
 from app.server import ASSETS  # noqa: E402

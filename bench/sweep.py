@@ -23,7 +23,8 @@ from pathlib import Path
 from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loop_efficacy import TASTES, Judge, words  # noqa: E402
+from loop_efficacy import Judge  # noqa: E402
+from tastes import TASTES, words  # noqa: E402
 
 from app.server import ASSETS  # noqa: E402
 from policy import models  # noqa: E402
