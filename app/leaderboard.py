@@ -34,8 +34,8 @@ def figures(db_path: Path) -> dict:
     return {
         "human": ratings_frame(dashboard.leaderboard(db, "human")),
         "model": ratings_frame(dashboard.leaderboard(db, "reward_model")),
-        "accuracy": lines(by_round(dashboard.metric_by_round(db, ["rm_accuracy"])), "round", "value",
-                          "Reward model held-out accuracy by round", color="metric", x_whole=False,
+        "accuracy": lines(by_round(dashboard.metric_by_round(db, ["rm_accuracy", "rm_unseen_accuracy"])), "round", "value",
+                          "Reward model accuracy on pairs it did not train on, by round", color="metric", x_whole=False,
                           y_title="accuracy", y_domain=(0, 1), empty=no_round),
         "win_rate": lines(by_round(dashboard.metric_by_round(db, ["rm_win_rate_vs_base"])
                                    + dashboard.human_win_rate_by_version(db)), "round", "value",

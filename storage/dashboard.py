@@ -8,6 +8,7 @@ from . import evaluations, ratings
 
 ROUND_METRICS = {
     "rm_accuracy": "reward model held-out accuracy",
+    "rm_unseen_accuracy": "reward model accuracy, held-out and cross-validated pairs",
     "rm_win_rate_vs_base": "win-rate against the base (reward model)",
     "kl_to_ref": "KL to the previous live policy (nats per answer)",
     "rm_score": "mean reward-model score",

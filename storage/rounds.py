@@ -233,6 +233,18 @@ def with_interval(metrics: dict[str, float], name: str, count: str | None = None
     return text
 
 
+def reward_accuracy(metrics: dict[str, float]) -> str | None:
+    """How well a round's reward model ranked judged pairs it had not trained on: those of the
+    held-out prompts and, out of fold, the training pairs (rounds before cross-validation: the
+    held-out pairs alone), with its calibration error where measured."""
+    text = with_interval(metrics, "rm_unseen_accuracy", "rm_unseen_pairs")
+    if text is None:
+        return with_interval(metrics, "rm_accuracy", "rm_heldout_pairs")
+    if "rm_calibration_error" in metrics:
+        text += f", calibration error {metrics['rm_calibration_error']:.2f}"
+    return text
+
+
 def versions_table(db: sqlite_utils.Database) -> list[dict]:
     """Every version with its lineage, whether it is live, the figures measured on it, and its
     reward model's accuracy and win-rates in words, with their intervals."""
@@ -245,7 +257,7 @@ def versions_table(db: sqlite_utils.Database) -> list[dict]:
                      "created_at": v["created_at"], "decision": v["decision"],
                      "data": data_line(v),
                      **version_metrics(db, v["id"])})
-        rows[-1] |= {"reward_accuracy": with_interval(rows[-1], "rm_accuracy", "rm_heldout_pairs"),
+        rows[-1] |= {"reward_accuracy": reward_accuracy(rows[-1]),
                      "win_rate_vs_live": with_interval(rows[-1], "rm_win_rate_vs_live", "eval_answers"),
                      "win_rate_vs_base": with_interval(rows[-1], "rm_win_rate_vs_base", "eval_answers")}
     return rows

@@ -9,14 +9,15 @@ import time
 
 import pytest
 
+from policy import models
 from storage import queries, rounds
 from storage.db import open_db
 from trainer import rounds as trainer_rounds
-from trainer.reward_model import RewardModel
+from trainer.reward_model import RewardModel, layer_count
 from policy.settings import apply_overrides
 from trainer.rounds import RoundConfig, run_round
 
-from .conftest import REPO, banana_judgements
+from .conftest import MODEL_CACHE, REPO, banana_judgements
 
 FAST = ["reward.max_length=96", "dpo.max_length=96", "eval.prompts=4", "eval.samples=1",
         "eval.sampling.max_new_tokens=8", "ppo.iterations=2", "ppo.batch_size=4",
@@ -61,16 +62,21 @@ def test_a_round_records_every_phase_as_it_goes_with_totals_and_figures(data):
     result = run_round(config(data, "dpo"))
     db = open_db(data / "prefloop.db")
     phases = {p["phase"]: p for p in rounds.round_progress(db, result.round_id)}
-    assert list(phases) == ["snapshot", "reward model: reading answers", "reward model: fitting",
+    assert list(phases) == ["snapshot", "reward model: reading answers", "reward model: choosing and fitting",
                             "dpo", "evaluate", "register"]
     for p in phases.values():  # each phase ended with every step done
         assert p["done"] and p["total"] and p["step"] == p["total"] and p["seconds_left"] == 0, p
-    assert phases["reward model: reading answers"]["total"] == 2 * 33  # both answers of each training pair
+    assert phases["reward model: reading answers"]["total"] == 2 * (33 + 7)  # both answers of each pair
     assert phases["evaluate"]["total"] == 4 * 2  # the candidate's answers and the base's (live), none cached
     dpo = phases["dpo"]
     assert dpo["total"] == 9 and [p["step"] for p in dpo["points"]] == list(range(1, 10))  # every step a point
     assert all({"loss", "reward margin"} <= set(p) for p in dpo["points"])
-    assert 0 <= phases["reward model: fitting"]["points"][-1]["held-out accuracy"] <= 1
+    fitting = phases["reward model: choosing and fitting"]
+    cfg = RoundConfig().reward
+    layers = {max(1, round(d * layer_count(models.checkpoint_dir("tiny", MODEL_CACHE)))) for d in cfg.depths}
+    # layers x penalties x folds, then the chosen read-out fitted on every pair
+    assert fitting["total"] == len(layers) * len(cfg.l2s) * cfg.folds + 1
+    assert 0 <= fitting["points"][-1]["cross-validated accuracy"] <= 1
     assert phases["snapshot"]["points"] == [{"step": 1, "training pairs": 33, "held-out pairs": 7}]
     # every phase began with a step 0 stored the moment it began, in the round's phase line too
     steps = [(r["phase"], r["step"]) for r in db.query("SELECT phase, step FROM round_progress ORDER BY id")]
@@ -84,7 +90,8 @@ def test_a_failing_gate_keeps_a_candidate_that_can_still_be_promoted(data):
     assert not result.promoted and queries.live_version_id(db) == 0
     assert result.decision.startswith("kept as a candidate: KL") and "exceeds the bound -1.0" in result.decision
     assert rounds.get_round(db, result.round_id)["decision"] == result.decision
-    assert re.search(r"Its reward model ranked held-out pairs [01]\.\d\d \[[01]\.\d\d-[01]\.\d\d\] of 7(: too few to tell)?$", result.decision)
+    assert re.search(r"Its reward model ranked judged pairs it had not trained on [01]\.\d\d \[[01]\.\d\d-[01]\.\d\d\] "
+                     r"of 40(: too few to tell)?, calibration error 0\.\d\d$", result.decision)
     rounds.promote(db, result.version_id, by="admin")
     assert queries.live_version_id(db) == result.version_id
 

@@ -58,8 +58,8 @@ def write_report(db, out: Path) -> list[Path]:
     """Every figure as PNG and summary.md linking them; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     figures = {
-        "rm_accuracy.png": lambda p: _lines(dashboard.metric_by_round(db, ["rm_accuracy"]),
-                                            "Reward model held-out accuracy", p),
+        "rm_accuracy.png": lambda p: _lines(dashboard.metric_by_round(db, ["rm_accuracy", "rm_unseen_accuracy"]),
+                                            "Reward model accuracy on pairs it did not train on", p),
         "win_rate_vs_base.png": lambda p: _lines(
             dashboard.metric_by_round(db, ["rm_win_rate_vs_base"]) + dashboard.human_win_rate_by_version(db),
             "Win-rate against the base", p),

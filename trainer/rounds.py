@@ -285,9 +285,9 @@ def _gate(cfg: RoundConfig, db, round_id: int, version_id: int, trained: Trained
         else:
             rounds.promote(db, version_id, by=f"round {round_id} gate")
             decision = f"promoted: {reason}"
-        accuracy = rounds.with_interval(trained.metrics, "rm_accuracy", "rm_heldout_pairs")
+        accuracy = rounds.reward_accuracy(trained.metrics)
         if accuracy:  # how far to trust the reward model that measured it
-            decision += f". Its reward model ranked held-out pairs {accuracy}"
+            decision += f". Its reward model ranked judged pairs it had not trained on {accuracy}"
         rounds.set_round_decision(db, round_id, decision)
     log.info("round %d, version %d %s", round_id, version_id, decision)
     return decision.startswith("promoted"), decision

@@ -1,0 +1,147 @@
+"""How well does the reward model learn a taste it was not designed on, and how sure should it be?
+
+Every scripted taste (bench/tastes.py), design and test tastes apart, judges the same answers:
+the base model's four answers to each shipped prompt (sampled once and kept, see sweep.py).
+A round's worth of judgements trains each variant: answers 1 and 2 of the training prompts
+(102 pairs before ties, as 128 judgements with a fifth held out). Every variant is measured on
+the same held-out prompts' six pairs of four answers, which no variant trains on:
+
+- `default`: the round's reward model as configured (layer and penalty chosen per round);
+- `fixed`: the read-out before per-round choice (layer 14 of 30, penalty 1.0);
+- `trl` (with --trl): TRL's RewardTrainer with a LoRA and a score head, TRL's defaults apart
+  from a learning rate for LoRA, on the same pairs.
+
+    python bench/reward_bench.py [--tastes design|test|all|concise,...] [--trl] [--out rows.json]
+
+Prints per taste: held-out accuracy with its 95% interval and count, calibration error (of the
+comparisons it calls p sure, how far from p are right), the layer and penalty chosen, and seconds.
+"""
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import mean
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from noisy_team import every_pair  # noqa: E402
+from sweep import four_answers, judged, load  # noqa: E402
+from tastes import DESIGN, TASTES, TEST  # noqa: E402
+
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
+from trl import RewardConfig, RewardTrainer  # noqa: E402
+from trl.trainer.reward_trainer import suppress_seqcls_warning  # noqa: E402
+
+from storage.exports import HELDOUT_FRACTION, is_heldout  # noqa: E402
+from storage.ratings import win_rate_interval  # noqa: E402
+from trainer import common, reward_model  # noqa: E402
+from trainer.reward_model import RewardModelConfig, train_reward_model  # noqa: E402
+
+VARIANTS = {"default": RewardModelConfig(), "fixed": RewardModelConfig(depths=(0.45,), l2s=(1.0,))}
+
+
+def read_once() -> None:
+    """Every taste judges the same answers: read each answer's features once, not once per
+    taste and variant (the fit is what differs, and it takes seconds)."""
+    read, memo = reward_model.answer_features, {}
+
+    def cached(backbone, tokenizer, prompts, completions, max_length, batch_size=8, layers=None, progress=None):
+        layers = layers or [len(backbone.layers)]
+        keys = [json.dumps([p, c, layers, max_length]) for p, c in zip(prompts, completions)]
+        new = list({k: i for i, k in enumerate(keys) if k not in memo}.values())
+        if new:
+            features, cut = read(backbone, tokenizer, [prompts[i] for i in new], [completions[i] for i in new],
+                                 max_length, batch_size, layers)
+            memo.update({keys[i]: (f, c) for i, f, c in zip(new, features, cut)})
+        return torch.stack([memo[k][0] for k in keys]), [memo[k][1] for k in keys]
+    reward_model.answer_features = cached
+
+
+def trl_baseline(base_path: Path, train: list[dict], held: list[dict], out: Path) -> dict:
+    """TRL's RewardTrainer on the same pairs: the model with a score head and a LoRA, one epoch."""
+    tokenizer = common.load_tokenizer(base_path, padding_side="right")
+    args = RewardConfig(**common.trainer_args(out, "reward-baseline"), learning_rate=3e-4, num_train_epochs=1,
+                        per_device_train_batch_size=8, max_length=512)
+    with suppress_seqcls_warning():
+        model = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1, dtype=torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in train])
+    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            peft_config=common.LoraSettings().config("SEQ_CLS", model))
+    trainer.train()
+    scorer = trainer.model.eval()
+
+    @torch.inference_mode()
+    def scores(side: str) -> torch.Tensor:
+        out = []
+        for i in range(0, len(held), 8):
+            texts = [tokenizer.apply_chat_template(r["prompt"] + r[side], tokenize=False) for r in held[i:i + 8]]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=512,
+                              add_special_tokens=False)
+            out.append(scorer(**batch).logits[:, 0].float())
+        return torch.cat(out)
+    hits = (scores("chosen") > scores("rejected")).tolist()
+    rate = win_rate_interval(sum(hits), len(hits) - sum(hits), 0)
+    return {"rm_accuracy": rate.value, "rm_accuracy_low": rate.low, "rm_accuracy_high": rate.high,
+            "rm_heldout_pairs": float(len(hits))}
+
+
+def measure(variant: str, base_path: Path, train: list[dict], held: list[dict]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="reward-bench-") as tmp:
+        start = time.perf_counter()
+        if variant == "trl":
+            metrics = trl_baseline(base_path, train, held, Path(tmp))
+        else:
+            metrics = train_reward_model(base_path, train, held, VARIANTS[variant], Path(tmp) / "rm")
+        return metrics | {"seconds": time.perf_counter() - start}
+
+
+def print_row(r: dict) -> None:
+    calibration = r.get("rm_heldout_calibration_error")
+    chosen = f"layer {r['rm_layers']:.0f}, l2 {r['rm_l2']:g}" if "rm_l2" in r else ""
+    print(f"{r['split']:<7}{r['taste']:<15}{r['variant']:<9}{r['rm_accuracy']:6.2f} "
+          f"[{r['rm_accuracy_low']:.2f}, {r['rm_accuracy_high']:.2f}] of {r['rm_heldout_pairs']:3.0f}   "
+          f"{'-' if calibration is None else f'{calibration:.3f}':>6}  {chosen:<18}{r['seconds']:6.0f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tastes", default="all", help="design, test, all, or names from bench/tastes.py")
+    parser.add_argument("--variants", default="default,fixed", help=f"of {', '.join(VARIANTS)}")
+    parser.add_argument("--trl", action="store_true", help="add TRL's RewardTrainer as a baseline")
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--judgements", type=int, default=128)
+    parser.add_argument("--out", help="write every row as JSON here")
+    args = parser.parse_args()
+    names = {"design": list(DESIGN), "test": list(TEST), "all": list(TASTES)}.get(args.tastes) or args.tastes.split(",")
+    variants = args.variants.split(",") + ["trl"] * args.trl
+    registry, base_path, prompts = load(args.model)
+    heldout = [p for p in prompts if is_heldout(p["id"], HELDOUT_FRACTION)]
+    train_prompts = random.Random(0).sample([p for p in prompts if p not in heldout],
+                                            round(args.judgements * (1 - HELDOUT_FRACTION)))
+    answers = four_answers(registry, prompts)
+    del registry
+    read_once()
+    print("split  taste          variant  held-out accuracy [95%]  calib.  read-out chosen    seconds")
+    rows = []
+    for name in names:
+        train, held = judged(TASTES[name], train_prompts, answers, 0), every_pair(TASTES[name], heldout, answers)
+        for variant in variants:
+            rows.append({"split": "design" if name in DESIGN else "test", "taste": name, "variant": variant,
+                         "train_pairs": len(train), **measure(variant, base_path, train, held)})
+            print_row(rows[-1])
+    for split in ("design", "test"):
+        for variant in variants:
+            mine = [r["rm_accuracy"] for r in rows if r["split"] == split and r["variant"] == variant]
+            if mine:
+                print(f"{split} tastes, {variant}: mean held-out accuracy {mean(mine):.3f} over {len(mine)} tastes")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
