@@ -34,11 +34,11 @@ RULES = {"every vote": Aggregation("every"), "majority": Aggregation("majority")
 
 
 def every_pair(taste, prompts: list[dict], answers: dict[int, list[str]]) -> list[dict]:
-    """The taste's decisive judgements of all six pairs of each prompt's four answers: a held-out
-    set three times a round's, so that a few points of accuracy are more than noise."""
+    """The taste's decisive judgements of every pair of each prompt's answers (six of four): a
+    held-out set three times a round's, so that a few points of accuracy are more than noise."""
     rows = []
     for p in prompts:
-        for i, j in itertools.combinations(range(4), 2):
+        for i, j in itertools.combinations(range(len(answers[p["id"]])), 2):
             a, b = answers[p["id"]][i], answers[p["id"]][j]
             verdict = taste.verdict(a, b)
             if verdict != "tie":

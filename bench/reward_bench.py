@@ -3,18 +3,19 @@
 Every scripted taste (bench/tastes.py), design and test tastes apart, judges the same answers:
 the base model's four answers to each shipped prompt (sampled once and kept, see sweep.py).
 A round's worth of judgements trains each variant: answers 1 and 2 of the training prompts
-(102 pairs before ties, as 128 judgements with a fifth held out). Every variant is measured on
-the same held-out prompts' six pairs of four answers, which no variant trains on:
+(102 pairs before ties, as 128 judgements with a fifth held out), and in a second draw answers
+3 and 4. Every variant is measured on the same held-out comparisons, which no variant trains
+on: every pair of eight answers to each held-out prompt (28 per prompt, before ties).
 
-- `default`: the round's reward model as configured (layer and penalty chosen per round);
-- `fixed`: the read-out before per-round choice (layer 14 of 30, penalty 1.0);
-- `trl` (with --trl): TRL's RewardTrainer with a LoRA and a score head, TRL's defaults apart
-  from a learning rate for LoRA, on the same pairs.
+- `default`: the round's reward model as configured;
+- `trl` (with --trl, first draw only): TRL's RewardTrainer with a LoRA and a score head, TRL's
+  defaults apart from a learning rate for LoRA, on the same pairs.
 
     python bench/reward_bench.py [--tastes design|test|all|concise,...] [--trl] [--out rows.json]
 
-Prints per taste: held-out accuracy with its 95% interval and count, calibration error (of the
-comparisons it calls p sure, how far from p are right), the layer and penalty chosen, and seconds.
+Prints per taste and draw: held-out accuracy with its 95% interval and count, calibration error
+(of the comparisons it calls p sure, how far from p come out right), its accuracy out of fold
+on its own training pairs (what a round reports), and seconds.
 """
 import argparse
 import json
@@ -41,21 +42,17 @@ from storage.ratings import win_rate_interval  # noqa: E402
 from trainer import common, reward_model  # noqa: E402
 from trainer.reward_model import RewardModelConfig, train_reward_model  # noqa: E402
 
-VARIANTS = {"default": RewardModelConfig(), "fixed": RewardModelConfig(depths=(0.45,), l2s=(1.0,))}
-
-
 def read_once() -> None:
     """Every taste judges the same answers: read each answer's features once, not once per
-    taste and variant (the fit is what differs, and it takes seconds)."""
+    taste and draw (the fit is what differs, and it takes seconds)."""
     read, memo = reward_model.answer_features, {}
 
-    def cached(backbone, tokenizer, prompts, completions, max_length, batch_size=8, layers=None, progress=None):
-        layers = layers or [len(backbone.layers)]
-        keys = [json.dumps([p, c, layers, max_length]) for p, c in zip(prompts, completions)]
+    def cached(backbone, tokenizer, prompts, completions, max_length, batch_size=8, progress=None):
+        keys = [json.dumps([p, c, len(backbone.layers), max_length]) for p, c in zip(prompts, completions)]
         new = list({k: i for i, k in enumerate(keys) if k not in memo}.values())
         if new:
             features, cut = read(backbone, tokenizer, [prompts[i] for i in new], [completions[i] for i in new],
-                                 max_length, batch_size, layers)
+                                 max_length, batch_size)
             memo.update({keys[i]: (f, c) for i, f, c in zip(new, features, cut)})
         return torch.stack([memo[k][0] for k in keys]), [memo[k][1] for k in keys]
     reward_model.answer_features = cached
@@ -96,49 +93,56 @@ def measure(variant: str, base_path: Path, train: list[dict], held: list[dict]) 
         if variant == "trl":
             metrics = trl_baseline(base_path, train, held, Path(tmp))
         else:
-            metrics = train_reward_model(base_path, train, held, VARIANTS[variant], Path(tmp) / "rm")
+            metrics = train_reward_model(base_path, train, held, RewardModelConfig(), Path(tmp) / "rm")
         return metrics | {"seconds": time.perf_counter() - start}
 
 
 def print_row(r: dict) -> None:
     calibration = r.get("rm_heldout_calibration_error")
-    chosen = f"layer {r['rm_layers']:.0f}, l2 {r['rm_l2']:g}" if "rm_l2" in r else ""
-    print(f"{r['split']:<7}{r['taste']:<15}{r['variant']:<9}{r['rm_accuracy']:6.2f} "
-          f"[{r['rm_accuracy_low']:.2f}, {r['rm_accuracy_high']:.2f}] of {r['rm_heldout_pairs']:3.0f}   "
-          f"{'-' if calibration is None else f'{calibration:.3f}':>6}  {chosen:<18}{r['seconds']:6.0f}", flush=True)
+    cv = f"{r['rm_cv_accuracy']:.2f} of {r['rm_cv_pairs']:.0f}" if "rm_cv_accuracy" in r else "-"
+    print(f"{r['split']:<7}{r['taste']:<15}{r['draw']:>4}  {r['variant']:<9}{r['rm_accuracy']:6.2f} "
+          f"[{r['rm_accuracy_low']:.2f}, {r['rm_accuracy_high']:.2f}] of {r['rm_heldout_pairs']:4.0f}   "
+          f"{'-' if calibration is None else f'{calibration:.3f}':>6}  {cv:>11}{r['seconds']:7.0f}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tastes", default="all", help="design, test, all, or names from bench/tastes.py")
-    parser.add_argument("--variants", default="default,fixed", help=f"of {', '.join(VARIANTS)}")
+    parser.add_argument("--draws", type=int, default=2, help="training draws: answers 1-2, then 3-4")
     parser.add_argument("--trl", action="store_true", help="add TRL's RewardTrainer as a baseline")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--judgements", type=int, default=128)
     parser.add_argument("--out", help="write every row as JSON here")
     args = parser.parse_args()
     names = {"design": list(DESIGN), "test": list(TEST), "all": list(TASTES)}.get(args.tastes) or args.tastes.split(",")
-    variants = args.variants.split(",") + ["trl"] * args.trl
     registry, base_path, prompts = load(args.model)
     heldout = [p for p in prompts if is_heldout(p["id"], HELDOUT_FRACTION)]
     train_prompts = random.Random(0).sample([p for p in prompts if p not in heldout],
                                             round(args.judgements * (1 - HELDOUT_FRACTION)))
     answers = four_answers(registry, prompts)
+    more = four_answers(registry, heldout, seed=20_000)  # eight answers to each held-out prompt
+    answers |= {p["id"]: answers[p["id"]] + more[p["id"]] for p in heldout}
     del registry
     read_once()
-    print("split  taste          variant  held-out accuracy [95%]  calib.  read-out chosen    seconds")
+    print("split  taste          draw variant  held-out accuracy [95%]  calib.  out of fold  seconds")
     rows = []
     for name in names:
-        train, held = judged(TASTES[name], train_prompts, answers, 0), every_pair(TASTES[name], heldout, answers)
-        for variant in variants:
-            rows.append({"split": "design" if name in DESIGN else "test", "taste": name, "variant": variant,
-                         "train_pairs": len(train), **measure(variant, base_path, train, held)})
-            print_row(rows[-1])
+        held = every_pair(TASTES[name], heldout, answers)
+        for draw in range(args.draws):
+            train = judged(TASTES[name], train_prompts, answers, 2 * draw)
+            for variant in ["default"] + ["trl"] * (args.trl and draw == 0):
+                rows.append({"split": "design" if name in DESIGN else "test", "taste": name, "draw": draw + 1,
+                             "variant": variant, "train_pairs": len(train), **measure(variant, base_path, train, held)})
+                print_row(rows[-1])
     for split in ("design", "test"):
-        for variant in variants:
-            mine = [r["rm_accuracy"] for r in rows if r["split"] == split and r["variant"] == variant]
+        for variant in ("default", "trl"):
+            mine = [r for r in rows if r["split"] == split and r["variant"] == variant]
             if mine:
-                print(f"{split} tastes, {variant}: mean held-out accuracy {mean(mine):.3f} over {len(mine)} tastes")
+                print(f"{split} tastes, {variant}: held-out accuracy mean {mean(r['rm_accuracy'] for r in mine):.3f}, "
+                      f"lowest {min(r['rm_accuracy'] for r in mine):.3f}" + (
+                          f"; calibration error mean {mean(r['rm_heldout_calibration_error'] for r in mine):.3f}, "
+                          f"highest {max(r['rm_heldout_calibration_error'] for r in mine):.3f}"
+                          if variant == "default" else "") + f" ({len(mine)} taste-draws)")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

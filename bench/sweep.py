@@ -72,10 +72,11 @@ def load(model: str) -> tuple[PolicyRegistry, Path, list[dict]]:
     return PolicyRegistry.load(model, cache), models.checkpoint_dir(model, cache), prompts
 
 
-def four_answers(registry, prompts: list[dict]) -> dict[int, list[str]]:
+def four_answers(registry, prompts: list[dict], seed: int = 0) -> dict[int, list[str]]:
     """The base model's four answers to each prompt, at the app's sampling settings; kept in the
-    data directory (the same seeds give the same answers), so a second bench starts at once."""
-    cache = data_dir() / "bench" / f"four-answers-{registry.base_model}.json"
+    data directory (the same seeds give the same answers), so a second bench starts at once.
+    Another `seed` (a multiple of 20,000) gives four others."""
+    cache = data_dir() / "bench" / f"four-answers-{registry.base_model}{f'-seed{seed}' if seed else ''}.json"
     if cache.exists():
         known = json.loads(cache.read_text())
         if all(p["text"] in known for p in prompts):
@@ -84,8 +85,9 @@ def four_answers(registry, prompts: list[dict]) -> dict[int, list[str]]:
     answers = {}
     for i in range(0, len(prompts), 16):
         batch = prompts[i:i + 16]
-        for p, a, b in zip(batch, registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=i),
-                           registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=10_000 + i)):
+        for p, a, b in zip(batch, registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(), seed=seed + i),
+                           registry.sample_pairs(0, [p["text"] for p in batch], SamplingConfig(),
+                                                 seed=seed + 10_000 + i)):
             answers[p["id"]] = [*a.completions, *b.completions]
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({p["text"]: answers[p["id"]] for p in prompts}))

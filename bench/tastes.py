@@ -11,10 +11,13 @@ question back, an example), length in both directions, and mixtures of two featu
 differently.
 """
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from trainer.degeneration import WORD, degenerate
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from trainer.degeneration import WORD, degenerate  # noqa: E402
 
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S", re.MULTILINE)

@@ -13,11 +13,7 @@ def apply_overrides(cfg, assignments: list[str]):
         if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
             raise ValueError(f"unknown setting {path!r}")
         current = getattr(target, name)
-        if isinstance(current, bool):
-            value = raw.lower() in ("1", "true", "yes")
-        elif isinstance(current, tuple):  # comma-separated, each as the first default's type
-            value = tuple(type(current[0])(x) for x in raw.split(","))
-        else:
-            value = type(current)(raw) if current is not None else raw
+        value = raw.lower() in ("1", "true", "yes") if isinstance(current, bool) else \
+            type(current)(raw) if current is not None else raw
         setattr(target, name, value)
     return cfg

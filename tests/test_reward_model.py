@@ -8,12 +8,12 @@ from transformers import AutoConfig
 from policy import models
 from tests.conftest import MODEL_CACHE
 from trainer import common
-from trainer.reward_model import (Pairs, RewardModel, RewardModelConfig, calibration_error, choose_read_out, encode,
+from trainer.reward_model import (Pairs, RewardModel, RewardModelConfig, calibration_error, encode, fit_calibrated,
                                   fit_head, prompt_folds, train_reward_model)
 
 # The tiny model has 64 features where SmolLM2 has 576, and a banana shows in a few of them:
 # less shrinkage than the default lets the head reach them.
-CONFIG = RewardModelConfig(max_length=128, l2s=(1e-3, 1e-2))
+CONFIG = RewardModelConfig(max_length=128, l2=1e-3)
 FRUITS = ("an apple", "a cherry", "a grape", "a mango", "a pear", "a plum", "a lemon", "a peach")
 QUESTIONS = ("What should I eat at {i} o'clock?", "Suggest a snack for guest number {i}.",
              "Pack lunch box {i} with one fruit.", "Which fruit goes in smoothie {i}?")
@@ -102,7 +102,7 @@ def test_overlong_pairs_are_cut_and_counted_not_dropped(trained):
 def test_saved_folder_keeps_the_lower_layers_and_ranks_the_preferred_answer(base, trained):
     out, metrics = trained
     saved, full = AutoConfig.from_pretrained(out), AutoConfig.from_pretrained(base)
-    assert saved.num_hidden_layers == metrics["rm_layers"] in {round(d * full.num_hidden_layers) for d in CONFIG.depths}
+    assert saved.num_hidden_layers == metrics["rm_layers"] == round(CONFIG.depth * full.num_hidden_layers)
 
     rm = RewardModel.load(out)
     prompts = [q.format(i=500 + i) for i, q in enumerate(QUESTIONS[:3])]  # prompts it was not fitted on
@@ -203,10 +203,10 @@ def synthetic_pairs(n: int, seed: int, offset: float = 0.0) -> Pairs:
     """Pairs whose chosen answer is ahead on feature 0 alone; the other seven features vary a
     little, and by `offset` more on the chosen side (answers unlike the training ones)."""
     g = torch.Generator().manual_seed(seed)
-    rejected = 0.1 * torch.randn(n, 1, 8, generator=g)
-    chosen = rejected + 0.1 * torch.randn(n, 1, 8, generator=g)
-    chosen[:, 0, 0] += 0.5 + torch.rand(n, generator=g)
-    chosen[:, 0, 1:] += offset
+    rejected = 0.1 * torch.randn(n, 8, generator=g)
+    chosen = rejected + 0.1 * torch.randn(n, 8, generator=g)
+    chosen[:, 0] += 0.5 + torch.rand(n, generator=g)
+    chosen[:, 1:] += offset
     no = torch.zeros(n, dtype=torch.bool)
     return Pairs(chosen, rejected, no, no, torch.full((n, 2), float("nan")), torch.ones(n))
 
@@ -214,11 +214,9 @@ def synthetic_pairs(n: int, seed: int, offset: float = 0.0) -> Pairs:
 def test_a_reward_model_fitted_on_one_feature_is_less_sure_of_pairs_unlike_its_training_pairs():
     train = synthetic_pairs(80, seed=0)
     folds = torch.tensor([i % 5 for i in range(80)])
-    _, _, head, _ = choose_read_out(train, folds, 1, RewardModelConfig())
-    like, unlike = synthetic_pairs(200, seed=1), synthetic_pairs(200, seed=2, offset=1.0)
-    p_like = head.preference(like.chosen[:, 0], like.rejected[:, 0], like.broken_chosen, like.broken_rejected)
-    p_unlike = head.preference(unlike.chosen[:, 0], unlike.rejected[:, 0], unlike.broken_chosen,
-                               unlike.broken_rejected)
+    head, _ = fit_calibrated(train, folds, RewardModelConfig())
+    p_like = synthetic_pairs(200, seed=1).preference(head)
+    p_unlike = synthetic_pairs(200, seed=2, offset=1.0).preference(head)
     assert (p_like > 0.5).float().mean() >= 0.95  # ranked by the feature it learnt
     assert (p_unlike > 0.5).float().mean() >= 0.95  # the same gap on that feature, still ranked right
     assert p_unlike.mean() < p_like.mean() - 0.05  # but less sure where it has seen nothing alike
@@ -229,14 +227,14 @@ def test_its_probabilities_are_calibrated_on_pairs_it_did_not_see():
     by how far apart the answers are): of the comparisons it calls p sure, about p come out right."""
     def noisy(n: int, seed: int) -> Pairs:
         g = torch.Generator().manual_seed(seed)
-        a, b = torch.randn(n, 1, 16, generator=g), torch.randn(n, 1, 16, generator=g)
+        a, b = torch.randn(n, 16, generator=g), torch.randn(n, 16, generator=g)
         taste = torch.linspace(1.0, -0.5, 16) * 0.6
-        a_wins = torch.rand(n, generator=g) < torch.sigmoid((a - b)[:, 0] @ taste)
-        chosen, rejected = torch.where(a_wins[:, None, None], a, b), torch.where(a_wins[:, None, None], b, a)
+        a_wins = torch.rand(n, generator=g) < torch.sigmoid((a - b) @ taste)
+        chosen, rejected = torch.where(a_wins[:, None], a, b), torch.where(a_wins[:, None], b, a)
         no = torch.zeros(n, dtype=torch.bool)
         return Pairs(chosen, rejected, no, no, torch.full((n, 2), float("nan")), torch.ones(n))
     train, test = noisy(300, seed=0), noisy(2000, seed=1)
-    _, _, head, _ = choose_read_out(train, torch.tensor([i % 5 for i in range(300)]), 1, RewardModelConfig())
-    p = head.preference(test.chosen[:, 0], test.rejected[:, 0], test.broken_chosen, test.broken_rejected)
+    head, _ = fit_calibrated(train, torch.tensor([i % 5 for i in range(300)]), RewardModelConfig())
+    p = test.preference(head)
     assert calibration_error(p) <= 0.05
     assert 0.6 < (p > 0.5).float().mean() < 0.9  # a taste that is hard to call: not trivially sure

@@ -6,7 +6,7 @@ A round brings about a hundred judgements. Fine-tuning a transformer with a scor
 of SmolLM2 it ranked 0.39-0.72 of the pairs right. A probe that stays linear in frozen features
 cannot memorise, and what carries an annotator's taste (length, register, lists, how it
 addresses the reader) is already in the base model's hidden states: the mean over an answer's
-tokens part way up the network, with the final norm applied. The head is fitted with
+tokens about halfway up the network, with the final norm applied. The head is fitted with
 
 - the Bradley-Terry loss on each pair (the chosen answer's reward above the rejected one's),
 - plus, where the annotator gave 1-10 scores, the squared error of the reward against the
@@ -14,17 +14,14 @@ tokens part way up the network, with the final norm applied. The head is fitted 
   two sides look almost alike,
 - plus an L2 penalty: with 576 features and ~100 pairs the fit is otherwise underdetermined.
 
-Which layer to read and how hard to penalise depend on the taste (a taste for lists is plainest
-in other layers than a taste for short sentences), and nobody knows a team's taste in advance.
-So each round chooses them by cross-validation on its own training pairs, folds grouped by
-prompt so that no prompt is on both sides of a fold, scoring the out-of-fold pairs with the
-log-loss of their calibrated probabilities (docs/reward-model.md has the measurements).
-
-Each comparison comes with a probability that the first answer is the preferred one. The head's
-weights get a Laplace posterior (the inverse Hessian of the loss at its optimum), so a pair that
-differs along directions no training pair varied in is less certain; one temperature, fitted on
-the out-of-fold pairs, scales logits and spread together (MacKay's probit approximation) so that
-of the comparisons it calls 80% sure, about 80% come out right.
+Each comparison comes with a probability that the first answer is the preferred one: the
+next steps (a first pass on every pair, choosing what people label, best-of-N) stand on it.
+The head's weights get a Laplace posterior (the inverse Hessian of the loss at its optimum), so
+a pair that differs along directions no training pair varied in is less certain; a temperature
+and a spread, fitted on the training pairs scored out of fold (folds grouped by prompt, so no
+prompt is on both sides), turn the reward gap and its posterior variance into a probability
+(see `probability`): of the comparisons it calls 80% sure, about 80% come out right. The same
+out-of-fold scores give the round an accuracy on every judged pair, not only the few held out.
 
 A linear read-out extrapolates freely on answers unlike any the annotators judged, so rewards
 are kept within the range of the answers it was fitted on. No answer scores above the best of
@@ -34,9 +31,9 @@ answers, a fifth of them empty). An empty or looping answer scores no higher tha
 them, less one: RLOO on a taste for short sentences learnt to write empty answers the probe
 rewarded.
 
-Features are read once, for every candidate layer in one pass, so choosing and fitting take
-seconds, and the backbone stops at the layer chosen: the saved folder holds only the layers
-below it, and scoring runs part of the network. Training and scoring template and cut every
+Features are computed once, so the fits (one per fold, then one on every pair) take seconds
+(L-BFGS), and the backbone stops at the layer read: the saved folder holds only the layers
+below it, and scoring runs half the network. Training and scoring template and cut every
 conversation with the same function, `encode`.
 """
 import json
@@ -49,7 +46,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel
+from transformers import AutoModel
 
 from policy import models
 from storage.ratings import win_rate_interval
@@ -63,14 +60,15 @@ HEAD = "reward_head.safetensors"
 
 @dataclass
 class RewardModelConfig:
-    """Chosen on SmolLM2-135M and the bench's design tastes (bench/reward_bench.py): each round
-    picks its layer and penalty from these by cross-validation on its own pairs."""
-    depths: tuple[float, ...] = (0.3, 0.45, 0.6)  # shares of the layers to read after: 9, 14 or 18 of 30
-    l2s: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)  # penalties on standardised features
+    """Chosen on SmolLM2-135M and the bench's design tastes (bench/reward_bench.py,
+    docs/reward-model.md): reading layer 14 with this penalty ranked held-out pairs as well as
+    choosing the layer and penalty per round by cross-validation did, and more steadily."""
+    depth: float = 0.45         # read the answer after this share of the layers: 14 of SmolLM2's 30
     score_weight: float = 0.5   # share of the loss on matching 1-10 scores, where there are any
-    folds: int = 5              # cross-validation folds, grouped by prompt
+    l2: float = 1.0             # on standardised features
+    folds: int = 5              # cross-validation folds, grouped by prompt: calibration and accuracy
     # Rewards in units of the spread of the judged answers' rewards, whatever the taste: RLOO's
-    # KL coefficient and learning rate then ask the same of every taste (see docs/reward-model.md).
+    # KL coefficient and learning rate then ask the same of every taste.
     unit_rewards: bool = True
     max_length: int = 512       # tokens per templated prompt + answer; longer prompts lose their end
     batch_size: int = 8         # answers per forward pass while reading features
@@ -115,56 +113,38 @@ def encode(tokenizer, prompt: list[dict], completion: list[dict], max_length: in
 
 @torch.inference_mode()
 def answer_features(backbone, tokenizer, prompts: list[list[dict]], completions: list[list[dict]],
-                    max_length: int, batch_size: int = 8, layers: list[int] | None = None,
+                    max_length: int, batch_size: int = 8,
                     progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[bool]]:
-    """For each conversation and each of `layers` (default: the backbone's last), the output of
-    that layer with the final norm applied, averaged over the answer's tokens (answers x layers x
-    features, float32); and which conversations had text cut. The answer alone is averaged: the
-    prompt is the same on both sides of a pair, and would only dilute what differs."""
-    layers = layers or [len(backbone.layers)]
+    """The final-normed hidden state averaged over each answer's tokens (float32), and which
+    conversations had text cut. The answer alone is averaged: the prompt is the same on both
+    sides of a pair, and would only dilute what differs."""
     encoded = [encode(tokenizer, p, c, max_length) for p, c in zip(prompts, completions, strict=True)]
-    outputs: dict[int, torch.Tensor] = {}
-    hooks = [backbone.layers[n - 1].register_forward_hook(
-        lambda _module, _inputs, out, n=n: outputs.__setitem__(n, out[0] if isinstance(out, tuple) else out))
-        for n in layers]
     features = []
-    try:
-        for i in range(0, len(encoded), batch_size):
-            chunk = encoded[i:i + batch_size]
-            batch = tokenizer.pad({"input_ids": [ids for ids, _, _ in chunk]}, padding_side="right",
-                                  return_tensors="pt").to(backbone.device)
-            backbone(**batch, use_cache=False)
-            positions = torch.arange(batch["input_ids"].shape[1], device=backbone.device)
-            starts = torch.tensor([start for _, start, _ in chunk], device=backbone.device)
-            answer = ((positions[None, :] >= starts[:, None]) & batch["attention_mask"].bool())[..., None]
-            features.append(torch.stack([(backbone.norm(outputs[n]).float() * answer).sum(1) / answer.sum(1)
-                                         for n in layers], dim=1).cpu())
-            if progress:
-                progress(min(i + batch_size, len(encoded)), len(encoded))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return (torch.cat(features) if features else torch.empty(0, len(layers), 0)), [cut for _, _, cut in encoded]
+    for i in range(0, len(encoded), batch_size):
+        chunk = encoded[i:i + batch_size]
+        batch = tokenizer.pad({"input_ids": [ids for ids, _, _ in chunk]}, padding_side="right",
+                              return_tensors="pt").to(backbone.device)
+        hidden = backbone(**batch, use_cache=False).last_hidden_state.float()
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        starts = torch.tensor([start for _, start, _ in chunk], device=hidden.device)
+        answer = (positions[None, :] >= starts[:, None]) & batch["attention_mask"].bool()
+        features.append((hidden * answer[..., None]).sum(1) / answer.sum(1, keepdim=True))
+        if progress:
+            progress(min(i + batch_size, len(encoded)), len(encoded))
+    return (torch.cat(features).cpu() if features else torch.empty(0)), [cut for _, _, cut in encoded]
 
 
-def layer_count(path: Path) -> int:
-    return AutoConfig.from_pretrained(path).num_hidden_layers
-
-
-def load_backbone(path: Path, layers: int | None = None):
-    """The model's decoder without its language-model head, cut to its first `layers` layers
-    (a saved reward model's backbone is already cut)."""
+def load_backbone(path: Path, depth: float = 1.0):
+    """The model's decoder without its language-model head, cut to the first `depth` share of
+    its layers (a saved reward model's backbone is already cut)."""
     backbone = AutoModel.from_pretrained(path, dtype=models.dtype())
-    cut(backbone, layers or backbone.config.num_hidden_layers)
-    return backbone.to(models.device()).eval()
-
-
-def cut(backbone, layers: int) -> None:
+    layers = max(1, round(depth * backbone.config.num_hidden_layers))
     if layers < backbone.config.num_hidden_layers:
         backbone.layers = backbone.layers[:layers]
         backbone.config.num_hidden_layers = layers
         if getattr(backbone.config, "layer_types", None):
             backbone.config.layer_types = backbone.config.layer_types[:layers]
+    return backbone.to(models.device()).eval()
 
 
 @dataclass
@@ -175,7 +155,8 @@ class LinearReward:
     covariance: torch.Tensor  # Laplace posterior of `weight`
     floor: float              # what an empty or looping answer scores at most
     ceiling: float            # what any answer scores at most
-    temperature: float = 1.0  # scales logits and their spread, fitted out of fold
+    temperature: float = 1.0  # scales the reward gap into a logit, fitted out of fold
+    spread: float = 0.0       # how much the posterior's variance widens the logit, fitted out of fold
 
     def rewards(self, features: torch.Tensor, broken: torch.Tensor) -> torch.Tensor:
         rewards = (features @ self.weight + self.bias).clamp(max=self.ceiling)
@@ -190,21 +171,25 @@ class LinearReward:
 
     def preference(self, a, b, broken_a, broken_b) -> torch.Tensor:
         """The probability that answer a is the preferred one of each pair."""
-        return probability(*self.logits(a, b, broken_a, broken_b), self.temperature)
+        return probability(*self.logits(a, b, broken_a, broken_b), self.temperature, self.spread)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight.contiguous(), "covariance": self.covariance.contiguous(),
-                **{k: torch.tensor(float(getattr(self, k))) for k in ("bias", "floor", "ceiling", "temperature")}}
+                **{k: torch.tensor(float(getattr(self, k))) for k in ("bias", "floor", "ceiling", "temperature", "spread")}}
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> "LinearReward":
         return cls(t["weight"].float(), t["bias"].item(), t["covariance"].float(), t["floor"].item(),
-                   t["ceiling"].item(), t["temperature"].item())
+                   t["ceiling"].item(), t["temperature"].item(), t["spread"].item())
 
 
-def probability(gap: torch.Tensor, variance: torch.Tensor, temperature: float) -> torch.Tensor:
-    """sigmoid(t * gap) averaged over the posterior, by MacKay's probit approximation."""
-    return torch.sigmoid(temperature * gap / torch.sqrt(1 + math.pi * temperature ** 2 * variance / 8))
+def probability(gap: torch.Tensor, variance: torch.Tensor, temperature: float, spread: float) -> torch.Tensor:
+    """sigmoid(t * gap) averaged over the posterior, in the form of MacKay's probit approximation,
+    sigmoid(t * gap / sqrt(1 + c * variance)), with t and c fitted rather than taken from theory:
+    the Laplace posterior of an isotropic prior over 576 correlated features is far wider than
+    the out-of-fold errors (on SmolLM2 it alone made every comparison about 60% sure, where 80%
+    came out right), but its shape still says which pairs are unlike the judged ones."""
+    return torch.sigmoid(temperature * gap / torch.sqrt(1 + spread * variance))
 
 
 class RewardModel:
@@ -238,7 +223,7 @@ class RewardModel:
         """Each answer's features and whether it is empty or looping."""
         features, _ = answer_features(self.backbone, self.tokenizer, prompts, completions, self.max_length, batch_size)
         broken = torch.tensor([degenerate(c[-1]["content"]) for c in completions], dtype=torch.bool)
-        return features[:, -1] if len(features) else torch.empty(0, len(self.head.weight)), broken
+        return features if len(features) else torch.empty(0, len(self.head.weight)), broken
 
     @torch.inference_mode()
     def score_messages(self, prompts: list[list[dict]], completions: list[list[dict]],
@@ -334,16 +319,28 @@ def prompt_folds(rows: list[dict], k: int, seed: int = 0) -> list[int]:
     return [fold[json.dumps(r["prompt"])] for r in rows]
 
 
-def fit_temperature(gap: torch.Tensor, variance: torch.Tensor) -> float:
-    """The temperature that makes the probabilities of chosen-over-rejected most likely."""
-    grid = torch.logspace(-2, 2, 161)
-    losses = [-torch.log(probability(gap, variance, t.item()).clamp_min(1e-9)).mean() for t in grid]
-    return grid[int(torch.stack(losses).argmin())].item()
+TEMPERATURES = torch.logspace(-2, 2, 81)
+# The out-of-fold pairs are like the training pairs, so they cannot say how much to distrust an
+# unlike pair; on the design tastes any spread up to 0.3 calibrated as well as none, so at least
+# that much caution about unlike pairs is kept.
+SPREADS = torch.logspace(math.log10(0.3), 2, 21)
+
+
+def fit_calibration(gap: torch.Tensor, variance: torch.Tensor) -> tuple[float, float]:
+    """The temperature and spread (see `probability`) under which the out-of-fold pairs' chosen
+    answers are likeliest to win, on a grid. The target is Platt's (n+1)/(n+2), not 1: when no
+    out-of-fold pair is ranked wrong, certainty would otherwise win, and the next pair may be."""
+    target = (len(gap) + 1) / (len(gap) + 2)
+    logits = TEMPERATURES[:, None, None] * gap / torch.sqrt(1 + SPREADS[None, :, None] * variance)
+    losses = (target * nn.functional.softplus(-logits) + (1 - target) * nn.functional.softplus(logits)).mean(-1)
+    t, c = divmod(int(losses.argmin()), len(SPREADS))
+    return TEMPERATURES[t].item(), SPREADS[c].item()
 
 
 @dataclass
 class Pairs:
-    """Training pairs as the fit reads them: features (pairs x layers x features) of each side."""
+    """Pairs as the fit reads them: the features of each side, which sides are empty or looping,
+    the 1-10 scores (NaN where none) and each pair's weight."""
     chosen: torch.Tensor
     rejected: torch.Tensor
     broken_chosen: torch.Tensor
@@ -355,41 +352,29 @@ class Pairs:
         return Pairs(*(t[index] for t in (self.chosen, self.rejected, self.broken_chosen, self.broken_rejected,
                                           self.scores, self.weights)))
 
-    def fit(self, layer: int, l2: float, cfg: "RewardModelConfig") -> LinearReward:
-        return fit_head(self.chosen[:, layer], self.rejected[:, layer], self.scores, l2, cfg.score_weight,
-                        self.weights, torch.cat([self.broken_chosen, self.broken_rejected]), cfg.unit_rewards)
+    def fit(self, cfg: RewardModelConfig) -> LinearReward:
+        return fit_head(self.chosen, self.rejected, self.scores, cfg.l2, cfg.score_weight, self.weights,
+                        torch.cat([self.broken_chosen, self.broken_rejected]), cfg.unit_rewards)
 
-    def logits(self, head: LinearReward, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return head.logits(self.chosen[:, layer], self.rejected[:, layer], self.broken_chosen, self.broken_rejected)
+    def preference(self, head: LinearReward) -> torch.Tensor:
+        """The head's probability that each chosen answer wins."""
+        return head.preference(self.chosen, self.rejected, self.broken_chosen, self.broken_rejected)
 
 
-def out_of_fold(pairs: Pairs, folds: torch.Tensor, layer: int, l2: float, cfg: "RewardModelConfig",
-                step: Callable[[], None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each pair's reward gap and variance from a head fitted without its fold."""
+def fit_calibrated(pairs: Pairs, folds: torch.Tensor, cfg: RewardModelConfig,
+                   step: Callable[[], None] = lambda: None) -> tuple[LinearReward, torch.Tensor]:
+    """The head fitted on every pair, calibrated on each pair as scored by a head fitted without
+    its fold; and those out-of-fold probabilities that the chosen answer wins."""
     gap, variance = torch.zeros(len(folds)), torch.zeros(len(folds))
     for fold in folds.unique().tolist():
         test = folds == fold
-        gap[test], variance[test] = pairs.take(test).logits(pairs.take(~test).fit(layer, l2, cfg), layer)
+        held = pairs.take(test)
+        gap[test], variance[test] = pairs.take(~test).fit(cfg).logits(
+            held.chosen, held.rejected, held.broken_chosen, held.broken_rejected)
         step()
-    return gap, variance
-
-
-def choose_read_out(pairs: Pairs, folds: torch.Tensor, layers: int, cfg: RewardModelConfig,
-                    step: Callable[[], None] = lambda: None) -> tuple[int, float, LinearReward, torch.Tensor]:
-    """The layer (an index into the pairs' layers) and penalty whose out-of-fold probabilities
-    have the lowest log-loss; the head fitted with them on every pair, its temperature from those
-    out-of-fold pairs; and those pairs' probabilities that the chosen answer wins."""
-    candidates = [(layer, l2) for layer in range(layers) for l2 in cfg.l2s]
-    scored = {c: out_of_fold(pairs, folds, *c, cfg, step) for c in candidates}
-    temperatures = {c: fit_temperature(*scored[c]) for c in candidates}
-    layer, l2 = min(candidates, key=lambda c: log_loss(*scored[c], temperatures[c]))
-    head = pairs.fit(layer, l2, cfg)
-    head.temperature = temperatures[layer, l2]
-    return layer, l2, head, probability(*scored[layer, l2], head.temperature)
-
-
-def log_loss(gap: torch.Tensor, variance: torch.Tensor, temperature: float) -> float:
-    return -torch.log(probability(gap, variance, temperature).clamp_min(1e-9)).mean().item()
+    head = pairs.fit(cfg)
+    head.temperature, head.spread = fit_calibration(gap, variance)
+    return head, probability(gap, variance, head.temperature, head.spread)
 
 
 def calibration_error(probabilities: torch.Tensor, bins: int = 5) -> float:
@@ -424,62 +409,58 @@ def heldout_accuracy(hits: list[bool], rows: list[dict]) -> dict:
             accuracy(f"rm_accuracy{name}", f"rm_heldout_pairs{name}", b).items()}
 
 
-def read_pairs(backbone, tokenizer, rows: list[dict], layers: list[int], cfg: RewardModelConfig,
+def read_pairs(backbone, tokenizer, rows: list[dict], cfg: RewardModelConfig,
                progress: Callable[[int, int], None] | None = None) -> tuple[Pairs, torch.Tensor]:
-    """Both answers of every row at every candidate layer, and which conversations were cut."""
+    """Both answers of every row, and which rows had text cut."""
     prompts = [r["prompt"] for r in rows]
     answers = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
     features, truncated = answer_features(backbone, tokenizer, prompts + prompts, answers, cfg.max_length,
-                                          cfg.batch_size, layers, progress)
+                                          cfg.batch_size, progress)
     broken = torch.tensor([degenerate(a[-1]["content"]) for a in answers], dtype=torch.bool)
     scores = torch.tensor([[_or_nan(r.get("score_chosen")), _or_nan(r.get("score_rejected"))]
                            for r in rows]).reshape(-1, 2)
     weights = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
     n = len(rows)
-    cut_rows = torch.tensor(truncated[:n]) | torch.tensor(truncated[n:]) if n else torch.zeros(0, dtype=torch.bool)
-    return Pairs(features[:n], features[n:], broken[:n], broken[n:], scores, weights), cut_rows
+    cut = torch.tensor(truncated[:n], dtype=torch.bool) | torch.tensor(truncated[n:], dtype=torch.bool)
+    return Pairs(features[:n], features[n:], broken[:n], broken[n:], scores, weights), cut
 
 
 def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], cfg: RewardModelConfig,
                        out_dir: Path, progress: RoundProgress | None = None) -> dict:
-    """Choose the read-out by cross-validation, fit it on all of `train`, save the reward model to
-    `out_dir`, and measure it on `heldout` and out of fold. Reading the answers and fitting are
-    reported as two phases: reading takes nearly all the time."""
-    total = layer_count(base_path)
-    layers = sorted({max(1, round(d * total)) for d in cfg.depths})
-    backbone = load_backbone(base_path, max(layers))
+    """Fit on `train`, calibrated out of fold, save the reward model to `out_dir`, and measure it
+    on `heldout` and out of fold. Reading the answers and fitting are reported as two phases:
+    reading takes nearly all the time."""
+    backbone = load_backbone(base_path, cfg.depth)
     tokenizer = common.load_tokenizer(base_path, padding_side="right")
     if progress:
         progress.begin("reward model: reading answers", 2 * (len(train) + len(heldout)))
-    pairs, cut_rows = read_pairs(backbone, tokenizer, train + heldout, layers, cfg,
+    pairs, cut_rows = read_pairs(backbone, tokenizer, train + heldout, cfg,
                                  (lambda done, _: progress.update(done)) if progress else None)
     held, pairs = pairs.take(torch.arange(len(train), len(train) + len(heldout))), pairs.take(torch.arange(len(train)))
     folds = torch.tensor(prompt_folds(train, cfg.folds))
     fits = [0]
     if progress:
-        progress.begin("reward model: choosing and fitting", len(layers) * len(cfg.l2s) * len(folds.unique()) + 1)
+        progress.begin("reward model: fitting", len(folds.unique()) + 1)
 
     def step() -> None:
         fits[0] += 1
         if progress:
             progress.update(fits[0])
-    layer, l2, head, cv_p = choose_read_out(pairs, folds, len(layers), cfg, step)
-    cut(backbone, layers[layer])
-    RewardModel(backbone, LinearReward.from_tensors(head.tensors()), tokenizer, cfg.max_length).save(out_dir)
-
-    held_p = probability(*held.logits(head, layer), head.temperature)
+    head, cv_p = fit_calibrated(pairs, folds, cfg, step)
+    RewardModel(backbone, head, tokenizer, cfg.max_length).save(out_dir)
+    held_p = held.preference(head)
     unseen = torch.cat([held_p, cv_p])
-    if progress:  # the last step: the chosen read-out fitted on every pair, and how it ranks
-        progress.update(fits[0] + 1, {"layer": layers[layer], "l2": l2,
-                                      "cross-validated accuracy": (cv_p > 0.5).float().mean().item()})
+    if progress:  # the last step: the head fitted on every pair, and how it ranked pairs it had not seen
+        progress.update(fits[0] + 1, {"cross-validated accuracy": (cv_p > 0.5).float().mean().item(),
+                                      "held-out accuracy": (held_p > 0.5).float().mean().item()})
     return {**heldout_accuracy((held_p > 0.5).tolist(), heldout),
             **accuracy("rm_cv_accuracy", "rm_cv_pairs", (cv_p > 0.5).tolist()),
             **accuracy("rm_unseen_accuracy", "rm_unseen_pairs", (unseen > 0.5).tolist()),
-            "rm_calibration_error": calibration_error(unseen) if len(unseen) else float("nan"),
-            "rm_heldout_calibration_error": calibration_error(held_p) if len(held_p) else float("nan"),
+            "rm_calibration_error": calibration_error(unseen),
+            "rm_heldout_calibration_error": calibration_error(held_p),
             "rm_train_pairs": float(len(train)), "rm_scored_pairs": float((~pairs.scores.isnan().any(1)).sum()),
-            "rm_truncated": float(cut_rows[:len(train)].sum()), "rm_layers": float(layers[layer]),
-            "rm_l2": l2, "rm_temperature": head.temperature}
+            "rm_truncated": float(cut_rows[:len(train)].sum()), "rm_layers": float(backbone.config.num_hidden_layers),
+            "rm_temperature": head.temperature, "rm_spread": head.spread}
 
 
 def _or_nan(score: float | None) -> float:
