@@ -13,7 +13,8 @@ on: every pair of eight answers to each held-out prompt (28 per prompt, before t
 
     python bench/reward_bench.py [--tastes design|test|all|concise,...] [--trl] [--out rows.json]
 
-Prints per taste and draw: held-out accuracy with its 95% interval and count, calibration error
+Prints per taste and draw: held-out accuracy with its 95% interval (resampling held-out prompts)
+and its count of pairs and prompts, calibration error
 (of the comparisons it calls p sure, how far from p come out right), its accuracy out of fold
 on its own training pairs (what a round reports), and seconds.
 """
@@ -38,9 +39,13 @@ from trl import RewardConfig, RewardTrainer  # noqa: E402
 from trl.trainer.reward_trainer import suppress_seqcls_warning  # noqa: E402
 
 from storage.exports import HELDOUT_FRACTION, is_heldout  # noqa: E402
-from storage.ratings import win_rate_interval  # noqa: E402
 from trainer import common, reward_model  # noqa: E402
-from trainer.reward_model import RewardModelConfig, train_reward_model  # noqa: E402
+from trainer.reward_model import RewardModel, RewardModelConfig, train_reward_model  # noqa: E402
+from trainer.rounds import RoundConfig  # noqa: E402
+
+
+MIN_PAIRS = RoundConfig().min_pairs
+
 
 def read_once() -> None:
     """Every taste judges the same answers: read each answer's features once, not once per
@@ -58,8 +63,9 @@ def read_once() -> None:
     reward_model.answer_features = cached
 
 
-def trl_baseline(base_path: Path, train: list[dict], held: list[dict], out: Path) -> dict:
-    """TRL's RewardTrainer on the same pairs: the model with a score head and a LoRA, one epoch."""
+def trl_baseline(base_path: Path, train: list[dict], held: list[dict], out: Path) -> list[bool]:
+    """TRL's RewardTrainer on the same pairs, the model with a score head and a LoRA, one epoch;
+    whether it ranks each held-out pair right."""
     tokenizer = common.load_tokenizer(base_path, padding_side="right")
     args = RewardConfig(**common.trainer_args(out, "reward-baseline"), learning_rate=3e-4, num_train_epochs=1,
                         per_device_train_batch_size=8, max_length=512)
@@ -81,27 +87,43 @@ def trl_baseline(base_path: Path, train: list[dict], held: list[dict], out: Path
                               add_special_tokens=False)
             out.append(scorer(**batch).logits[:, 0].float())
         return torch.cat(out)
-    hits = (scores("chosen") > scores("rejected")).tolist()
-    rate = win_rate_interval(sum(hits), len(hits) - sum(hits), 0)
-    return {"rm_accuracy": rate.value, "rm_accuracy_low": rate.low, "rm_accuracy_high": rate.high,
-            "rm_heldout_pairs": float(len(hits))}
+    return (scores("chosen") > scores("rejected")).tolist()
+
+
+def by_prompt(hits: list[bool], held: list[dict], resamples: int = 2000) -> dict:
+    """Held-out accuracy with a 95% interval from resampling held-out prompts, not pairs: the
+    28 pairs of one prompt share its eight answers, so they are not 28 independent trials."""
+    groups: dict[str, list[bool]] = {}
+    for hit, row in zip(hits, held):
+        groups.setdefault(row["prompt"][0]["content"], []).append(hit)
+    right = torch.tensor([sum(g) for g in groups.values()], dtype=torch.float)
+    count = torch.tensor([len(g) for g in groups.values()], dtype=torch.float)
+    draws = torch.randint(len(groups), (resamples, len(groups)), generator=torch.Generator().manual_seed(0))
+    rates = right[draws].sum(1) / count[draws].sum(1)
+    return {"rm_accuracy": sum(hits) / len(hits), "rm_accuracy_low": rates.quantile(0.025).item(),
+            "rm_accuracy_high": rates.quantile(0.975).item(), "rm_heldout_pairs": float(len(hits)),
+            "heldout_prompts": float(len(groups))}
 
 
 def measure(variant: str, base_path: Path, train: list[dict], held: list[dict]) -> dict:
     with tempfile.TemporaryDirectory(prefix="reward-bench-") as tmp:
         start = time.perf_counter()
         if variant == "trl":
-            metrics = trl_baseline(base_path, train, held, Path(tmp))
+            metrics, hits = {}, trl_baseline(base_path, train, held, Path(tmp))
         else:
             metrics = train_reward_model(base_path, train, held, RewardModelConfig(), Path(tmp) / "rm")
-        return metrics | {"seconds": time.perf_counter() - start}
+            p = RewardModel.load(Path(tmp) / "rm").preference(*(
+                [r[k][0]["content"] for r in held] for k in ("prompt", "chosen", "rejected")))
+            hits = (p > 0.5).tolist()
+        return metrics | by_prompt(hits, held) | {"seconds": time.perf_counter() - start}
 
 
 def print_row(r: dict) -> None:
     calibration = r.get("rm_heldout_calibration_error")
     cv = f"{r['rm_cv_accuracy']:.2f} of {r['rm_cv_pairs']:.0f}" if "rm_cv_accuracy" in r else "-"
     print(f"{r['split']:<7}{r['taste']:<15}{r['draw']:>4}  {r['variant']:<9}{r['rm_accuracy']:6.2f} "
-          f"[{r['rm_accuracy_low']:.2f}, {r['rm_accuracy_high']:.2f}] of {r['rm_heldout_pairs']:4.0f}   "
+          f"[{r['rm_accuracy_low']:.2f}, {r['rm_accuracy_high']:.2f}] of {r['rm_heldout_pairs']:4.0f} "
+          f"({r['heldout_prompts']:.0f})  "
           f"{'-' if calibration is None else f'{calibration:.3f}':>6}  {cv:>11}{r['seconds']:7.0f}", flush=True)
 
 
@@ -124,12 +146,16 @@ def main() -> None:
     answers |= {p["id"]: answers[p["id"]] + more[p["id"]] for p in heldout}
     del registry
     read_once()
-    print("split  taste          draw variant  held-out accuracy [95%]  calib.  out of fold  seconds")
+    print("split  taste          draw variant  held-out accuracy [95%] pairs (prompts)  calib.  out of fold  seconds")
     rows = []
     for name in names:
         held = every_pair(TASTES[name], heldout, answers)
         for draw in range(args.draws):
             train = judged(TASTES[name], train_prompts, answers, 2 * draw)
+            if len(train) < MIN_PAIRS or not held:
+                print(f"{name}, draw {draw + 1}: {len(train)} decisive training pairs and {len(held)} held-out "
+                      f"comparisons; a round needs {MIN_PAIRS} and some held out", flush=True)
+                continue
             for variant in ["default"] + ["trl"] * (args.trl and draw == 0):
                 rows.append({"split": "design" if name in DESIGN else "test", "taste": name, "draw": draw + 1,
                              "variant": variant, "train_pairs": len(train), **measure(variant, base_path, train, held)})

@@ -87,6 +87,20 @@ def test_metrics_are_stored_per_version(db, tmp_path):
     assert "skipped" not in table[v1]
 
 
+def test_the_versions_table_reads_accuracy_on_every_pair_the_reward_model_did_not_train_on(db, tmp_path):
+    """A round since cross-validation scores its training pairs out of fold too: the table reads
+    that figure, over held-out and out-of-fold pairs, with its calibration error."""
+    queries.ensure_base_version(db, "tiny")
+    round_id = rounds.start_round(db, "rloo", {}, pid=1)
+    v1 = rounds.add_version(db, parent_id=0, adapter_path=str(tmp_path), algo="rloo", round_id=round_id)
+    rounds.add_metrics(db, {"rm_accuracy": 0.56, "rm_accuracy_low": 0.34, "rm_accuracy_high": 0.75,
+                            "rm_heldout_pairs": 18, "rm_unseen_accuracy": 0.81, "rm_unseen_accuracy_low": 0.73,
+                            "rm_unseen_accuracy_high": 0.87, "rm_unseen_pairs": 120, "rm_calibration_error": 0.043},
+                       round_id=round_id, version_id=v1)
+    table = {row["version"]: row for row in rounds.versions_table(db)}
+    assert table[v1]["reward_accuracy"] == "0.81 [0.73-0.87] of 120, calibration error 0.04"
+
+
 def test_retired_stock_is_dropped_but_shown_pairs_are_kept(db):
     shown = add_pair(db, prompt="Seen")
     show(db)
