@@ -140,7 +140,7 @@ def row(taste_name: str, taste: Taste, algo: str, number: int, judge: Judge, dat
 
 
 REWARD_MODEL_FIGURES = ("rm_accuracy", "rm_heldout_pairs", "rm_unseen_accuracy", "rm_unseen_accuracy_low",
-                        "rm_unseen_accuracy_high", "rm_unseen_pairs", "rm_calibration_error", "rm_layers", "rm_l2")
+                        "rm_unseen_accuracy_high", "rm_unseen_pairs", "rm_calibration_error")
 
 
 def print_row(r: dict) -> None:

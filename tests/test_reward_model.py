@@ -1,6 +1,8 @@
 """Reward model on the tiny model: it learns a preference that holds on unseen prompts, saves a
 folder that reloads and scores the same, learns from 1-10 scores what pairs alone leave open,
 cuts over-long pairs instead of losing them, and keeps its rewards within the range it was fitted on."""
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import AutoConfig
@@ -112,6 +114,18 @@ def test_saved_folder_keeps_the_lower_layers_and_ranks_the_preferred_answer(base
     assert (banana > other).all()
 
 
+def test_the_saved_head_keeps_its_posterior_and_calibration(base, trained):
+    out, metrics = trained
+    rm = RewardModel.load(out)
+    assert rm.head.covariance.shape == (rm.head.weight.shape[0],) * 2 and rm.head.covariance.abs().sum() > 0
+    assert (rm.head.temperature, rm.head.spread) == pytest.approx((metrics["rm_temperature"], metrics["rm_spread"]))
+    prompts = [q.format(i=700 + i) for i, q in enumerate(QUESTIONS[:3])]
+    sure = rm.preference(prompts, ["I would go with a banana."] * 3, ["I would go with a plum."] * 3)
+    assert (sure > 0.5).all() and (sure < 1).all()  # prefers the banana, and says how sure
+    flipped = rm.preference(prompts, ["I would go with a plum."] * 3, ["I would go with a banana."] * 3)
+    assert flipped == pytest.approx((1 - sure).tolist(), abs=1e-5)
+
+
 def test_empty_or_looping_answers_score_below_every_answer_it_was_fitted_on(trained):
     """A banana is what these annotators want, yet an answer that only says so, or says it in a
     loop, earns less than any ordinary answer: RL must not be paid for a broken answer."""
@@ -162,11 +176,10 @@ def test_scores_settle_what_the_pairs_leave_open():
     scores = torch.stack([5 + 2 * chosen[:, 0], 5 + 2 * rejected[:, 0]], dim=1)
     unscored = torch.full_like(scores, float("nan"))
     better, worse = torch.tensor([[1.0, -1.0]]), torch.tensor([[0.0, 0.5]])
-    intact = torch.tensor([False])
     with_scores = fit_head(chosen, rejected, scores, l2=0.01, score_weight=0.5)
     pairs_only = fit_head(chosen, rejected, unscored, l2=0.01, score_weight=0.5)
-    assert with_scores.rewards(better, intact) > with_scores.rewards(worse, intact)
-    assert pairs_only.rewards(better, intact) < pairs_only.rewards(worse, intact)
+    assert with_scores.weight @ (better - worse)[0] > 0  # unclamped: the cap cannot hide a difference
+    assert pairs_only.weight @ (better - worse)[0] < 0
 
 
 def test_encode_cuts_the_prompt_and_keeps_the_answer(base):
@@ -216,10 +229,20 @@ def test_a_reward_model_fitted_on_one_feature_is_less_sure_of_pairs_unlike_its_t
     folds = torch.tensor([i % 5 for i in range(80)])
     head, _ = fit_calibrated(train, folds, RewardModelConfig())
     p_like = synthetic_pairs(200, seed=1).preference(head)
-    p_unlike = synthetic_pairs(200, seed=2, offset=1.0).preference(head)
+    unlike = synthetic_pairs(200, seed=2, offset=1.0)
+    p_unlike = unlike.preference(head)
+    p_unlike_without_posterior = unlike.preference(replace(head, covariance=torch.zeros_like(head.covariance)))
     assert (p_like > 0.5).float().mean() >= 0.95  # ranked by the feature it learnt
     assert (p_unlike > 0.5).float().mean() >= 0.95  # the same gap on that feature, still ranked right
-    assert p_unlike.mean() < p_like.mean() - 0.05  # but less sure where it has seen nothing alike
+    assert p_unlike.mean() < p_like.mean() - 0.05  # but less sure where it has seen nothing alike,
+    assert p_unlike.mean() < p_unlike_without_posterior.mean() - 0.05  # and that is the posterior's doing
+
+
+def test_pairs_of_one_prompt_get_a_head_but_no_cross_validated_figures():
+    pairs = synthetic_pairs(20, seed=0)
+    head, out_of_fold = fit_calibrated(pairs, torch.zeros(20, dtype=torch.long), RewardModelConfig())
+    assert len(out_of_fold) == 0 and head.temperature == 1.0
+    assert (pairs.preference(head) > 0.5).all()
 
 
 def test_its_probabilities_are_calibrated_on_pairs_it_did_not_see():

@@ -359,7 +359,14 @@ class Pairs:
 def fit_calibrated(pairs: Pairs, folds: torch.Tensor, cfg: RewardModelConfig,
                    step: Callable[[], None] = lambda: None) -> tuple[LinearReward, torch.Tensor]:
     """The head fitted on every pair, calibrated on each pair as scored by a head fitted without
-    its fold; and those out-of-fold probabilities that the chosen answer wins."""
+    its fold; and those out-of-fold probabilities that the chosen answer wins, each calibrated
+    without its own fold too, so that their calibration error is measured, not fitted. Pairs
+    from a single prompt cannot be cross-validated: the head keeps a temperature of 1 and the
+    least spread, and there are no out-of-fold probabilities."""
+    head = pairs.fit(cfg)
+    head.spread = SPREADS[0].item()
+    if len(folds.unique()) < 2:
+        return head, torch.empty(0)
     gap, variance = torch.zeros(len(folds)), torch.zeros(len(folds))
     for fold in folds.unique().tolist():
         test = folds == fold
@@ -367,15 +374,20 @@ def fit_calibrated(pairs: Pairs, folds: torch.Tensor, cfg: RewardModelConfig,
         gap[test], variance[test] = pairs.take(~test).fit(cfg).logits(
             held.chosen, held.rejected, held.broken_chosen, held.broken_rejected)
         step()
-    head = pairs.fit(cfg)
     head.temperature, head.spread = fit_calibration(gap, variance)
-    return head, probability(gap, variance, head.temperature, head.spread)
+    cross_fitted = torch.zeros(len(folds))
+    for fold in folds.unique().tolist():
+        test = folds == fold
+        cross_fitted[test] = probability(gap[test], variance[test], *fit_calibration(gap[~test], variance[~test]))
+    return head, cross_fitted
 
 
 def calibration_error(probabilities: torch.Tensor, bins: int = 5) -> float:
     """Expected calibration error of probabilities that the chosen answer wins: over bins of
     confidence (0.5-0.6, ..., 0.9-1.0), the gap between how sure it was and how often it was
     right, weighted by the bin's share of pairs."""
+    if not len(probabilities):
+        return float("nan")
     confidence = torch.maximum(probabilities, 1 - probabilities)
     right = (probabilities > 0.5).float()
     which = ((confidence - 0.5) * 2 * bins).long().clamp(max=bins - 1)
@@ -425,6 +437,8 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
     """Fit on `train`, calibrated out of fold, save the reward model to `out_dir`, and measure it
     on `heldout` and out of fold. Reading the answers and fitting are reported as two phases:
     reading takes nearly all the time."""
+    if cfg.folds < 2:
+        raise ValueError(f"reward.folds is {cfg.folds}: cross-validation needs at least 2 folds")
     backbone = load_backbone(base_path, cfg.depth)
     tokenizer = common.load_tokenizer(base_path, padding_side="right")
     if progress:
@@ -435,7 +449,7 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
     folds = torch.tensor(prompt_folds(train, cfg.folds))
     fits = [0]
     if progress:
-        progress.begin("reward model: fitting", len(folds.unique()) + 1)
+        progress.begin("reward model: fitting", (len(folds.unique()) if len(folds.unique()) > 1 else 0) + 1)
 
     def step() -> None:
         fits[0] += 1
@@ -446,8 +460,8 @@ def train_reward_model(base_path: Path, train: list[dict], heldout: list[dict], 
     held_p = held.preference(head)
     unseen = torch.cat([held_p, cv_p])
     if progress:  # the last step: the head fitted on every pair, and how it ranked pairs it had not seen
-        progress.update(fits[0] + 1, {"cross-validated accuracy": (cv_p > 0.5).float().mean().item(),
-                                      "held-out accuracy": (held_p > 0.5).float().mean().item()})
+        progress.update(fits[0] + 1, {name: (p > 0.5).float().mean().item() for name, p in
+                                      (("cross-validated accuracy", cv_p), ("held-out accuracy", held_p)) if len(p)})
     return {**heldout_accuracy((held_p > 0.5).tolist(), heldout),
             **accuracy("rm_cv_accuracy", "rm_cv_pairs", (cv_p > 0.5).tolist()),
             **accuracy("rm_unseen_accuracy", "rm_unseen_pairs", (unseen > 0.5).tolist()),
