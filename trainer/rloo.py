@@ -27,7 +27,9 @@ class RLOOSettings:
     0.2, win-rate 0.46 against the base); at 1e-3 it reached 0.81, and with the reward model's floor
     on broken answers plain 0.79 and concise 0.94 (bench/loop_efficacy.py). Uncapped, a second
     round overshot (concise: 8-word answers, a fifth empty); with the reward model's cap three
-    concise rounds went 0.89, 0.95, 0.97 with no more broken answers than the base."""
+    concise rounds went 0.89, 0.95, 0.97 with no more broken answers than the base. Those rounds
+    paid rewards in the probe's raw units; since the reward model pays in units of the judged
+    answers' spread, one round moved concise to 0.81 (docs/benchmarks.md has the taste table)."""
     lr: float = 1e-3                 # TRL's 1e-6 would leave a LoRA where it was after so few steps
     beta: float = 0.05               # KL penalty per answer, in reward units per nat
     num_generations: int = 4         # k answers per prompt: the baseline of one is the other k-1
