@@ -78,16 +78,19 @@ def trl_baseline(base_path: Path, train: list[dict], held: list[dict], out: Path
     trainer.train()
     scorer = trainer.model.eval()
 
-    @torch.inference_mode()
-    def scores(side: str) -> torch.Tensor:
-        out = []
-        for i in range(0, len(held), 8):
-            texts = [tokenizer.apply_chat_template(r["prompt"] + r[side], tokenize=False) for r in held[i:i + 8]]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=512,
-                              add_special_tokens=False)
-            out.append(scorer(**batch).logits[:, 0].float())
-        return torch.cat(out)
-    return (scores("chosen") > scores("rejected")).tolist()
+    # Score each held-out answer once: the comparisons are every pair of eight answers per prompt.
+    texts = {tokenizer.apply_chat_template(r["prompt"] + r[side], tokenize=False): None
+             for r in held for side in ("chosen", "rejected")}
+    ordered = list(texts)
+    with torch.inference_mode():
+        for i in range(0, len(ordered), 8):
+            batch = tokenizer(ordered[i:i + 8], return_tensors="pt", padding=True, truncation=True,
+                              max_length=512, add_special_tokens=False)
+            texts.update(zip(ordered[i:i + 8], scorer(**batch).logits[:, 0].float().tolist()))
+
+    def score(r: dict, side: str) -> float:
+        return texts[tokenizer.apply_chat_template(r["prompt"] + r[side], tokenize=False)]
+    return [score(r, "chosen") > score(r, "rejected") for r in held]
 
 
 def by_prompt(hits: list[bool], held: list[dict], resamples: int = 2000) -> dict:

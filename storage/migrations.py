@@ -324,3 +324,23 @@ def m011_login_failures(db):
             expires_at REAL NOT NULL
         )""")
     db.execute("CREATE INDEX login_failures_expiry ON login_failures (expires_at)")
+
+
+@migrations()
+def m012_best_answers(db):
+    """The answers rejection sampling kept: the round's reward model's best of the policy's N
+    answers to a training prompt, with its reward and the median of the N. A round writes them
+    with its version, all or none; later rounds pool them (see `trainer.rejection_sampling`).
+    Append-only: they are what a version was trained on."""
+    db.execute("""
+        CREATE TABLE best_answers (
+            id INTEGER PRIMARY KEY,
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            prompt TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            reward REAL NOT NULL,
+            median REAL NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX best_answers_prompt ON best_answers (prompt)")
+    _append_only(db, "best_answers", "kept answers are append-only")

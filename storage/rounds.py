@@ -18,7 +18,7 @@ from .aggregation import describe
 from .queries import immediate, live_version_id, now
 
 
-ALGOS = ("dpo", "ppo", "rloo")
+ALGOS = ("dpo", "ppo", "rloo", "sft", "rs-sft")
 # One round of 128 scripted judgements (bench/loop_efficacy.py): RLOO reached 0.79-0.94 against
 # the base on each of its three tastes, DPO 0.59-0.79.
 DEFAULT_ALGO = "rloo"
@@ -189,6 +189,26 @@ def registered_round_ids(db: sqlite_utils.Database) -> set[int]:
     """Rounds that made a version: their adapter and reward model folders are in use."""
     rows = db.query("SELECT round_id FROM policy_versions WHERE round_id IS NOT NULL")
     return {r["round_id"] for r in rows}
+
+
+def add_best_answers(db: sqlite_utils.Database, round_id: int, kept: list[dict]) -> None:
+    """The answers a rejection-sampling round kept (prompt, answer, reward, median)."""
+    created = now()
+    db["best_answers"].insert_all({"round_id": round_id, "prompt": k["prompt"], "answer": k["answer"],
+                                   "reward": k["reward"], "median": k["median"], "created_at": created}
+                                  for k in kept)
+
+
+def best_answers(db: sqlite_utils.Database, prompts: list[str]) -> dict[str, list[str]]:
+    """Each prompt's answers kept by earlier rounds, distinct, oldest first."""
+    pooled: dict[str, list[str]] = {}
+    for i in range(0, len(prompts), 500):  # SQLite's limit on bound parameters
+        chunk = prompts[i:i + 500]
+        for r in db.query(f"SELECT prompt, answer FROM best_answers WHERE prompt IN ({','.join('?' * len(chunk))}) "
+                          "ORDER BY id", chunk):
+            if r["answer"] not in pooled.setdefault(r["prompt"], []):
+                pooled[r["prompt"]].append(r["answer"])
+    return pooled
 
 
 def get_version(db: sqlite_utils.Database, version_id: int) -> dict:

@@ -21,7 +21,7 @@ from .conftest import REPO, banana_judgements
 FAST = ["reward.max_length=96", "dpo.max_length=96", "eval.prompts=4", "eval.samples=1",
         "eval.sampling.max_new_tokens=8", "ppo.iterations=2", "ppo.batch_size=4",
         "ppo.max_new_tokens=8", "rloo.steps=2", "rloo.max_completion_length=8",
-        "max_rl_prompts=8", "min_pairs=4"]
+        "max_rl_prompts=8", "min_pairs=4", "sft.max_length=96", "rs.n=2", "rs.sampling.max_new_tokens=8"]
 
 
 @pytest.fixture
@@ -177,3 +177,40 @@ def test_a_round_turns_reference_answers_into_pairs_against_the_live_policy(data
     assert summary["demonstration_pairs"] == 2
     [version] = [v for v in rounds.versions_table(db) if v["round"] == result.round_id]
     assert "2 from reference answers" in version["data"]
+
+
+def import_snack_answers(db, tmp_path, count=6):
+    from storage import imports
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text("\n".join(json.dumps({"prompt": f"Suggest a snack for night {i}.",
+                                           "completion": "Sliced apple with peanut butter."})
+                              for i in range(count)) + "\n")
+    imports.import_demonstration_file(db, refs)
+
+
+def test_an_sft_round_without_demonstrations_says_what_it_needs_and_changes_nothing(data):
+    with pytest.raises(ValueError, match="write corrections or import demonstrations"):
+        run_round(config(data, "sft"))
+    db = open_db(data / "prefloop.db")
+    assert rounds.get_round(db, 1)["status"] == "failed" and queries.live_version_id(db) == 0
+
+
+def test_a_rejection_sampling_round_samples_scores_fine_tunes_and_serves(data, tmp_path, registry):
+    db = open_db(data / "prefloop.db")
+    import_snack_answers(db, tmp_path)
+    result = run_round(config(data, "rs-sft", "gate.min_win_rate=-1"))
+    assert result.promoted and rounds.get_version(db, result.version_id)["algo"] == "rs-sft"
+    metrics = rounds.version_metrics(db, result.version_id)
+    assert metrics["rs_prompts"] == 8 and metrics["rs_gap_n1"] == 0 and metrics["rs_gap_n2"] >= 0
+    kept = list(db.query("SELECT * FROM best_answers"))
+    assert len(kept) == metrics["rs_kept"] and all(k["round_id"] == result.round_id for k in kept)
+    assert metrics["sft_examples"] == metrics["rs_kept"] + 6
+    phases = {p["phase"]: p for p in rounds.round_progress(db, result.round_id)}
+    assert phases["best of n"]["step"] == phases["best of n"]["total"] == 8
+    assert phases["sft"]["step"] == phases["sft"]["total"] and "loss" in phases["sft"]["points"][-1]
+    assert {"seconds_best_of_n", "seconds_sft", "peak_mb_sft"} <= set(metrics)
+    # the app's registry serves the new version
+    registry.ensure_loaded(result.version_id, rounds.get_version(db, result.version_id)["adapter_path"])
+    from policy.sampling import SamplingConfig
+    [[answer]] = registry.complete(result.version_id, ["Name a fruit."], SamplingConfig(max_new_tokens=4), seed=0)
+    assert answer.text

@@ -13,6 +13,20 @@ from storage.aggregation import Aggregation, training_rows
 from storage.exports import is_heldout
 
 
+def splitter(db: sqlite_utils.Database, heldout_fraction: float):
+    """`side(prompt_id, prompt messages)`: "train", "heldout" or, for an imported row whose
+    question is one of our held-out prompts, "drop": rounds are measured on those, so nothing
+    may have trained on them."""
+    heldout_norms = {queries.normalise(p["text"]) for p in queries.all_prompts(db)
+                     if is_heldout(p["id"], heldout_fraction)}
+
+    def side(prompt_id: int | None, prompt: list[dict]) -> str:
+        if prompt_id is not None:
+            return "heldout" if is_heldout(prompt_id, heldout_fraction) else "train"
+        return "drop" if queries.normalise(prompt[-1]["content"]) in heldout_norms else "train"
+    return side
+
+
 @dataclass
 class Snapshot:
     train: list[dict]
@@ -29,15 +43,8 @@ def snapshot(db: sqlite_utils.Database, heldout_fraction: float, agg: Aggregatio
     made = training_rows(db, agg)
     rows = [exports.conversational(row) for row in made.rows]
     prompts = queries.all_prompts(db)
-    # Imported pairs train, unless their question is one of our held-out prompts: rounds are
-    # measured on those, so nothing may have trained on them.
-    heldout_norms = {queries.normalise(p["text"]) for p in prompts if is_heldout(p["id"], heldout_fraction)}
-
-    def side(row: dict) -> str:
-        if row["prompt_id"] is not None:
-            return "heldout" if is_heldout(row["prompt_id"], heldout_fraction) else "train"
-        return "drop" if queries.normalise(row["prompt"][-1]["content"]) in heldout_norms else "train"
-    sides = [side(r) for r in rows]
+    side = splitter(db, heldout_fraction)
+    sides = [side(r["prompt_id"], r["prompt"]) for r in rows]
     train = [r for r, s in zip(rows, sides) if s == "train"]
     heldout = [r for r, s in zip(rows, sides) if s == "heldout"]
     if "drop" in sides:
@@ -70,3 +77,11 @@ def demonstration_pairs(db: sqlite_utils.Database, registry, version: int, n: in
             "source": d["source"]}) for d, [own] in zip(chunk, answers)
             if not own.cut_off and own.text.strip() not in ("", d["answer"])]
     return rows
+
+
+def demonstrations(db: sqlite_utils.Database, heldout_fraction: float) -> list[dict]:
+    """Annotators' corrected answers and imported reference answers as SFT rows (prompt and
+    completion, conversational), none to a held-out prompt."""
+    side = splitter(db, heldout_fraction)
+    return [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in exports.sft_rows(db)
+            if side(r["prompt_id"], r["messages"][:-1]) == "train"]

@@ -27,13 +27,15 @@ from storage.db import open_db
 from storage.exports import HELDOUT_FRACTION
 from storage.paths import data_dir
 
-from . import common, data, dpo, rloo
+from . import common, data, dpo, rloo, sft
 from .dpo import DPOSettings, train_dpo
 from .evaluate import CANDIDATE, EvalConfig, Evaluation, evaluate
 from .ppo import PPOConfig, train_ppo
 from .progress import PhaseClock, ProgressConfig, RoundProgress, TrainerProgress
 from .reward_model import RewardModel, RewardModelConfig, train_reward_model
+from .rejection_sampling import RejectionSamplingSettings, Selection, best_of_n
 from .rloo import RLOOSettings, train_rloo
+from .sft import SFTSettings, train_sft
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,15 @@ class RoundConfig:
     model: str | None = None       # if given, must be the database's base model
     heldout_fraction: float = HELDOUT_FRACTION
     min_pairs: int = 8             # fewer decisive votes than this is not worth a round
-    max_rl_prompts: int = 64       # training prompts PPO and RLOO sample from, drawn anew each round
+    max_rl_prompts: int = 64       # training prompts PPO, RLOO and rejection sampling sample from, drawn anew each round
     auto_promote: bool = True
     data: Aggregation = field(default_factory=Aggregation)  # how judgements become training rows
     reward: RewardModelConfig = field(default_factory=RewardModelConfig)
     dpo: DPOSettings = field(default_factory=DPOSettings)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     rloo: RLOOSettings = field(default_factory=RLOOSettings)
+    sft: SFTSettings = field(default_factory=SFTSettings)
+    rs: RejectionSamplingSettings = field(default_factory=RejectionSamplingSettings)  # rs-sft's best of N
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
@@ -177,6 +181,7 @@ class Trained:
     evaluation: Evaluation
     adapter_dir: Path
     rm_dir: Path
+    kept: list[dict]  # rejection sampling's kept answers, stored with the version
 
 
 def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progress: RoundProgress) -> Trained:
@@ -210,25 +215,45 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progres
         clock.start("reward model")
         metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir, progress)
         adapter_dir = work / "adapter"
-        clock.start(cfg.algo)
-        # every logged step is a point of the phase's curves: none is skipped (every=0)
-        steps = {"dpo": cfg.dpo.steps(len(snap.train)), "rloo": cfg.rloo.steps, "ppo": cfg.ppo.iterations}
-        progress.begin(cfg.algo, steps[cfg.algo], every=0)
-        # DPO needs the reward model only to evaluate: it is not held in memory while DPO trains.
-        rm = None if cfg.algo == "dpo" else RewardModel.load(rm_dir)
-        if cfg.algo == "dpo":
-            metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
-                                 run_name=f"round-{round_id}-dpo",
-                                 callbacks=[TrainerProgress(progress, dpo.PROGRESS_FIGURES)])
-        elif cfg.algo == "rloo":
-            metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
-                                  cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
-                                  callbacks=[TrainerProgress(progress, rloo.PROGRESS_FIGURES)])
+        # DPO and SFT need the reward model only to evaluate: it is not held while they train.
+        rm = None if cfg.algo in ("dpo", "sft") else RewardModel.load(rm_dir)
+        kept = []
+        if cfg.algo in ("sft", "rs-sft"):
+            examples = data.demonstrations(db, cfg.heldout_fraction)
+            if cfg.algo == "rs-sft":
+                clock.start("best of n")
+                progress.begin("best of n", len(rl_prompts))
+                selection = _best_of_n(cfg, db, round_id, live, live_adapter, rl_prompts, rm, progress)
+                kept, examples = selection.kept, selection.examples + examples
+                metrics |= selection.metrics
+            if not examples:
+                raise ValueError("nothing to fine-tune on: no corrected or imported answers to training prompts"
+                                 + (" and no sampled answer cleared its prompt's median by the margin"
+                                    if cfg.algo == "rs-sft" else "; write corrections or import demonstrations,"
+                                    " or choose rs-sft"))
+            clock.start("sft")
+            progress.begin("sft", cfg.sft.steps(len(examples)), every=0)
+            metrics |= train_sft(base_path, live_adapter, examples, cfg.sft, adapter_dir,
+                                 run_name=f"round-{round_id}-{cfg.algo}",
+                                 callbacks=[TrainerProgress(progress, sft.PROGRESS_FIGURES)])
         else:
-            history = train_ppo(base_path, live_adapter, rl_prompts, rm.score, cfg.ppo, adapter_dir,
-                                log=lambda s: progress.update(s["iteration"], {
-                                    "loss": s["policy_loss"], "reward": s["reward"], "KL": s["kl"]}))
-            metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
+            clock.start(cfg.algo)
+            # every logged step is a point of the phase's curves: none is skipped (every=0)
+            steps = {"dpo": cfg.dpo.steps(len(snap.train)), "rloo": cfg.rloo.steps, "ppo": cfg.ppo.iterations}
+            progress.begin(cfg.algo, steps[cfg.algo], every=0)
+            if cfg.algo == "dpo":
+                metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
+                                     run_name=f"round-{round_id}-dpo",
+                                     callbacks=[TrainerProgress(progress, dpo.PROGRESS_FIGURES)])
+            elif cfg.algo == "rloo":
+                metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
+                                      cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
+                                      callbacks=[TrainerProgress(progress, rloo.PROGRESS_FIGURES)])
+            else:
+                history = train_ppo(base_path, live_adapter, rl_prompts, rm.score, cfg.ppo, adapter_dir,
+                                    log=lambda s: progress.update(s["iteration"], {
+                                        "loss": s["policy_loss"], "reward": s["reward"], "KL": s["kl"]}))
+                metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
 
         clock.start("evaluate")
         progress.begin("evaluate")  # its total is known once the cached answers are found
@@ -241,7 +266,17 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progres
         metrics |= evaluation.metrics | clock.stop()
         log_to_wandb(cfg, round_id, metrics, evaluation.judgements)
 
-        return Trained(live, metrics, evaluation, adapter_dir, rm_dir)
+        return Trained(live, metrics, evaluation, adapter_dir, rm_dir, kept)
+
+
+def _best_of_n(cfg: RoundConfig, db, round_id: int, live: int, live_adapter: Path | None, prompts: list[str],
+               rm: RewardModel, progress: RoundProgress) -> Selection:
+    """The live policy's best answers to the round's training prompts, by the round's reward model."""
+    registry = PolicyRegistry.load(rounds.get_version(db, 0)["base_model"], cfg.data_dir / "models")
+    registry.ensure_loaded(live, live_adapter)
+    pooled = rounds.best_answers(db, prompts) if cfg.rs.pool else {}
+    return best_of_n(registry, live, prompts, rm, cfg.rs, seed=round_id * 100_000, pooled=pooled,
+                     progress=lambda done, total: progress.update(done))
 
 
 def answer_cache(root: Path) -> Path:
@@ -262,6 +297,7 @@ def _register(cfg: RoundConfig, db, round_id: int, trained: Trained, progress: R
         rounds.add_metrics(db, trained.metrics, round_id=round_id, version_id=version_id)
         evaluations.add_model_judgements(db, round_id, [j.row(version_id) for j in trained.evaluation.judgements],
                                          cfg.eval.sampling.record(), cfg.eval.seed)
+        rounds.add_best_answers(db, round_id, trained.kept)
         progress.update(1)
         rounds.finish_round(db, round_id, version_id)
     trained.evaluation.keep_candidate_as(version_id)
