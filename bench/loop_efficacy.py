@@ -8,7 +8,7 @@ trains on, with the base model's and the previous version's: the same prompts, t
 the app's sampling settings.
 
     python bench/loop_efficacy.py [--model smollm2] [--tastes design|test|concise,lists,...]
-        [--algos dpo,ppo,rloo] [--rounds 3] [--rl-rounds 1] [--judgements 128] [--set dpo.lr=1e-3]
+        [--algos dpo,ppo,rloo,sft,rs-sft] [--rounds 3] [--rl-rounds 1] [--judgements 128] [--set dpo.lr=1e-3]
 
 Prints per taste, algorithm and round: win-rate against the base with its 95% interval and
 against the previous version, the taste's own measure of the answers, the reward model's
@@ -131,6 +131,8 @@ def row(taste_name: str, taste: Taste, algo: str, number: int, judge: Judge, dat
         "measure": mean(map(taste.measure, new.texts)), "measure_base": mean(map(taste.measure, base.texts)),
         "words": mean(len(words(t)) for t in new.texts), "words_base": mean(len(words(t)) for t in base.texts),
         **degeneration(new.texts), **{k: m.get(k) for k in REWARD_MODEL_FIGURES}, "kl_to_ref": m.get("kl_to_ref"),
+        # rejection sampling: prompts kept, and the best-minus-median reward gap by N
+        **{k: v for k, v in m.items() if k.startswith("rs_")},
         "promoted": (result["decision"] or "").startswith("promoted"), "decision": result["decision"],
         "round_s": result["wall_s"], "peak_mb": result["peak_mb"], "pairs_s": pairs_s,
         "phases_s": {k.removeprefix("seconds_"): v for k, v in m.items()
@@ -146,7 +148,7 @@ REWARD_MODEL_FIGURES = ("rm_accuracy", "rm_heldout_pairs", "rm_unseen_accuracy",
 def print_row(r: dict) -> None:
     phases = " ".join(f"{k} {v:.0f}" for k, v in r["phases_s"].items())
     rm = "-" if r["rm_unseen_accuracy"] is None else f"{r['rm_unseen_accuracy']:.2f}/{r['rm_unseen_pairs']:.0f}"
-    print(f"{r['taste']:<14}{r['algo']:<5}{r['round']:>3}  v{r['version']:<3}"
+    print(f"{r['taste']:<14}{r['algo']:<7}{r['round']:>3}  v{r['version']:<3}"
           f"{r['win_vs_base']:6.2f} [{r['win_vs_base_low']:.2f}, {r['win_vs_base_high']:.2f}]"
           f"{r['win_vs_previous']:7.2f}  {r['measure_base']:7.3f} -> {r['measure']:7.3f}"
           f"{r['words']:7.1f}  {r['empty_share']:.2f}/{r['repetitive_share']:.2f}  {rm:>8}"
@@ -154,7 +156,7 @@ def print_row(r: dict) -> None:
           f"{'promoted ' if r['promoted'] else 'candidate'}  ({phases})", flush=True)
 
 
-HEADER = ("taste         algo rnd  ver  vs base [95% interval]  vs prev  taste measure base -> new   words  "
+HEADER = ("taste         algo   rnd  ver  vs base [95% interval]  vs prev  taste measure base -> new   words  "
           "empty/loop  RM acc/n   KL  round s  peak MB  gate  (phase seconds)")
 
 
@@ -164,7 +166,7 @@ def main() -> None:
     parser.add_argument("--tastes", default="design", help=f"design, test, or names of {', '.join(TASTES)}")
     parser.add_argument("--algos", default="dpo,ppo,rloo")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of DPO, each on new judgements")
-    parser.add_argument("--rl-rounds", type=int, default=1, help="rounds of PPO and RLOO")
+    parser.add_argument("--rl-rounds", type=int, default=1, help="rounds of every other algorithm")
     parser.add_argument("--judgements", type=int, default=128, help="new judgements before each round")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="passed to every round (and eval.* to the judge's answers)")
@@ -203,8 +205,8 @@ def main() -> None:
                     result = run_round(data, algo, args.set)
                     rows.append(row(name, taste, algo, number, judge, data, result, live, pairs_s, decisive))
                     print_row(rows[-1])
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+                    if args.out:  # after every row: a run stopped part-way keeps what it measured
+                        Path(args.out).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

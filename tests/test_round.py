@@ -195,15 +195,25 @@ def test_an_sft_round_without_demonstrations_says_what_it_needs_and_changes_noth
     assert rounds.get_round(db, 1)["status"] == "failed" and queries.live_version_id(db) == 0
 
 
-def test_a_rejection_sampling_round_samples_scores_fine_tunes_and_serves(data, tmp_path, registry):
+def test_a_rejection_sampling_round_samples_scores_fine_tunes_and_serves(data, tmp_path, registry, monkeypatch):
     db = open_db(data / "prefloop.db")
     import_snack_answers(db, tmp_path)
-    result = run_round(config(data, "rs-sft", "gate.min_win_rate=-1"))
+    from policy.sampling import Answer
+    choose = trainer_rounds.best_of_n
+
+    def as_if_finished(policy, *args, **kwargs):
+        """The tiny model never ends an answer: let its 8 tokens count as whole answers."""
+        class Finished:
+            def complete(self, *a, **k):
+                return [[Answer(x.text, False) for x in xs] for xs in policy.complete(*a, **k)]
+        return choose(Finished(), *args, **kwargs)
+    monkeypatch.setattr(trainer_rounds, "best_of_n", as_if_finished)
+    result = run_round(config(data, "rs-sft", "gate.min_win_rate=-1", "rs.margin=0"))  # keep every best
     assert result.promoted and rounds.get_version(db, result.version_id)["algo"] == "rs-sft"
     metrics = rounds.version_metrics(db, result.version_id)
     assert metrics["rs_prompts"] == 8 and metrics["rs_gap_n1"] == 0 and metrics["rs_gap_n2"] >= 0
     kept = list(db.query("SELECT * FROM best_answers"))
-    assert len(kept) == metrics["rs_kept"] and all(k["round_id"] == result.round_id for k in kept)
+    assert 0 < len(kept) == metrics["rs_kept"] and all(k["round_id"] == result.round_id for k in kept)
     assert metrics["sft_examples"] == metrics["rs_kept"] + 6
     phases = {p["phase"]: p for p in rounds.round_progress(db, result.round_id)}
     assert phases["best of n"]["step"] == phases["best of n"]["total"] == 8
