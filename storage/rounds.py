@@ -18,7 +18,7 @@ from .aggregation import describe
 from .queries import immediate, live_version_id, now
 
 
-ALGOS = ("dpo", "ppo", "rloo", "sft", "rs-sft")
+ALGOS = ("dpo", "ppo", "rloo", "sft", "rs-sft", "online-dpo", "rs-sft-dpo")
 # One round of 128 scripted judgements (bench/loop_efficacy.py): RLOO reached 0.79-0.94 against
 # the base on each of its three tastes, DPO 0.59-0.79.
 DEFAULT_ALGO = "rloo"

@@ -1,6 +1,6 @@
 """Rejection sampling's choice, with a scripted policy and reward model: the best of N is kept
 when it clears the prompt's median by the margin, never an answer cut off at the length limit,
-and earlier rounds' kept answers compete again."""
+earlier rounds' kept answers compete again, and online DPO pairs put the best over the worst."""
 import torch
 
 from policy.sampling import Answer
@@ -81,3 +81,15 @@ def test_kept_answers_are_stored_and_pooled_distinct_by_prompt(db):
                                     {"prompt": "p", "answer": "A", "reward": 2.0, "median": 0.0},
                                     {"prompt": "q", "answer": "C", "reward": 2.0, "median": 0.0}])
     assert rounds.best_answers(db, ["p", "r"]) == {"p": ["A", "B"]}
+
+
+def test_online_dpo_pairs_put_the_reward_models_best_over_its_worst():
+    policy = Policy({"clear": answers("meh", "good good", "good", "good"),  # best - median 1, - worst 2
+                     "near": answers("good", "good", "good", "good good"),  # best - worst 1: not with margin 1.5
+                     "cut": answers("good good good", "meh", "meh", "meh", cut=0)})
+    chosen = best_of_n(policy, 0, ["clear", "near", "cut"], Judge(),
+                       RejectionSamplingSettings(n=4, margin=1.5, chunk=2), seed=0)
+    assert chosen.pairs == [{"prompt": [{"role": "user", "content": "clear"}],
+                             "chosen": [{"role": "assistant", "content": "good good"}],
+                             "rejected": [{"role": "assistant", "content": "meh"}]}]
+    assert chosen.kept == [] and chosen.metrics["rs_pairs"] == 1

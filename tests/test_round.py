@@ -224,3 +224,29 @@ def test_a_rejection_sampling_round_samples_scores_fine_tunes_and_serves(data, t
     from policy.sampling import SamplingConfig
     [[answer]] = registry.complete(result.version_id, ["Name a fruit."], SamplingConfig(max_new_tokens=4), seed=0)
     assert answer.text
+
+
+def test_the_whole_recipe_runs_as_a_command_and_makes_a_version_the_app_serves(data, tmp_path, registry):
+    """Reward model, best of N, SFT on the kept answers and demonstrations, then DPO on the reward
+    model's pairs and the judgements, from `python -m trainer round --algo rs-sft-dpo`."""
+    db = open_db(data / "prefloop.db")
+    import_snack_answers(db, tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer", "--data-dir", str(data), "round", "--algo", "rs-sft-dpo",
+         *[arg for s in [*FAST, "gate.min_win_rate=-1"] for arg in ("--set", s)]],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    assert result["promoted"] and queries.live_version_id(db) == result["version"]
+    version = rounds.get_version(db, result["version"])
+    assert version["algo"] == "rs-sft-dpo"
+    progress = rounds.round_progress(db, result["round"])
+    assert [p["phase"] for p in progress] == ["snapshot", "reward model: reading answers", "reward model: fitting",
+                                              "best of n", "sft", "dpo", "evaluate", "register"]
+    metrics, judged = result["metrics"], progress[0]["points"][-1]["training pairs"]
+    assert metrics["sft_examples"] == metrics["rs_kept"] + 6 and "rs_gap_n2" in metrics
+    assert metrics["dpo_train_pairs"] == metrics["rs_pairs"] + judged
+    registry.ensure_loaded(result["version"], version["adapter_path"])
+    from policy.sampling import SamplingConfig
+    [[answer]] = registry.complete(result["version"], ["Name a fruit."], SamplingConfig(max_new_tokens=4), seed=0)
+    assert answer.text

@@ -1,6 +1,7 @@
 """Rejection sampling (Llama 2's and 3's recipe): the live policy writes N answers to each
 training prompt, the round's reward model scores them, and the best, when it beats the
-prompt's median answer by a margin, becomes an SFT example.
+prompt's median answer by a margin, becomes an SFT example. The same answers make online DPO
+pairs (RLHFlow's iterative DPO): the best chosen over the worst, when they differ by the margin.
 
 Best-of-N moves the policy only as far as its own best answers go, so how much a round can
 gain is the gap between the best and the median answer; Llama 2 found it grows with N. Each
@@ -36,6 +37,7 @@ class RejectionSamplingSettings:
 class Selection:
     examples: list[dict]       # SFT rows: the kept best answers
     kept: list[dict]           # {"prompt", "answer", "reward", "median"} for storage and pooling
+    pairs: list[dict]          # DPO rows: the best chosen over the worst
     metrics: dict
 
 
@@ -57,7 +59,7 @@ def best_of_n(registry, version: int, prompts: list[str], rm: RewardModel, cfg: 
     writes now). `progress(done, total)` is called after each batch of prompts.
     """
     pooled = pooled or {}
-    kept, rewards, cut = [], [], 0
+    kept, pairs, rewards, cut = [], [], [], 0
     for i in range(0, len(prompts), cfg.chunk):
         chunk = prompts[i:i + cfg.chunk]
         answers = registry.complete(version, chunk, cfg.sampling, seed + i, copies=cfg.n)
@@ -69,14 +71,26 @@ def best_of_n(registry, version: int, prompts: list[str], rm: RewardModel, cfg: 
             cut += sum(a.cut_off for a in own)
             allowed = [j for j in range(len(candidates)) if j >= cfg.n or not own[j].cut_off]
             best = max(allowed, key=lambda j: score[j].item(), default=None)
-            if best is not None and score[best].item() - median >= cfg.margin:
+            if best is None:
+                continue
+            if score[best].item() - median >= cfg.margin:
                 kept.append({"prompt": prompt, "answer": candidates[best], "reward": score[best].item(),
                              "median": median, "pooled": best >= cfg.n})
+            worst = score[:cfg.n].argmin().item()
+            if score[best].item() - score[worst].item() >= cfg.margin:
+                pairs.append(preference(prompt, candidates[best], candidates[worst]))
         if progress:
             progress(min(i + cfg.chunk, len(prompts)), len(prompts))
     table = torch.stack(rewards) if rewards else torch.zeros(0, cfg.n)
     metrics = gaps(table) | {"rs_prompts": float(len(prompts)), "rs_kept": float(len(kept)),
                              "rs_kept_pooled": float(sum(k["pooled"] for k in kept)),
                              "rs_cut_off_share": cut / max(table.numel(), 1)}
+    metrics["rs_pairs"] = float(len(pairs))
     examples = [example([{"role": "user", "content": k["prompt"]}], k["answer"]) for k in kept]
-    return Selection(examples, kept, metrics)
+    return Selection(examples, kept, pairs, metrics)
+
+
+def preference(prompt: str, chosen: str, rejected: str) -> dict:
+    """A DPO row in the conversational form a round's judgements take."""
+    return {"prompt": [{"role": "user", "content": prompt}], "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}]}

@@ -39,6 +39,9 @@ from .sft import SFTSettings, train_sft
 
 log = logging.getLogger(__name__)
 
+# The algorithms that start from the live policy's best of N answers (see `rejection_sampling`).
+BEST_OF_N = ("rs-sft", "online-dpo", "rs-sft-dpo")
+
 
 @dataclass
 class GateConfig:
@@ -90,7 +93,7 @@ class RoundConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     rloo: RLOOSettings = field(default_factory=RLOOSettings)
     sft: SFTSettings = field(default_factory=SFTSettings)
-    rs: RejectionSamplingSettings = field(default_factory=RejectionSamplingSettings)  # rs-sft's best of N
+    rs: RejectionSamplingSettings = field(default_factory=RejectionSamplingSettings)  # the best of N
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
@@ -215,45 +218,50 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progres
         clock.start("reward model")
         metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir, progress)
         adapter_dir = work / "adapter"
-        # DPO and SFT need the reward model only to evaluate: it is not held while they train.
-        rm = None if cfg.algo in ("dpo", "sft") else RewardModel.load(rm_dir)
-        kept = []
-        if cfg.algo in ("sft", "rs-sft"):
-            examples = data.demonstrations(db, cfg.heldout_fraction)
-            if cfg.algo == "rs-sft":
-                clock.start("best of n")
-                progress.begin("best of n", len(rl_prompts))
-                selection = _best_of_n(cfg, db, round_id, live, live_adapter, rl_prompts, rm, progress)
-                kept, examples = selection.kept, selection.examples + examples
-                metrics |= selection.metrics
+        # Only the RL methods hold the reward model while training; the others use it before
+        # (rejection sampling) or only to evaluate, and free it meanwhile.
+        rm = RewardModel.load(rm_dir) if cfg.algo in ("rloo", "ppo", *BEST_OF_N) else None
+        selection = Selection([], [], [], {})
+        if cfg.algo in BEST_OF_N:
+            clock.start("best of n")
+            progress.begin("best of n", len(rl_prompts))
+            selection = _best_of_n(cfg, db, round_id, live, live_adapter, rl_prompts, rm, progress)
+            metrics |= selection.metrics
+            rm = None
+        start = live_adapter  # where the policy update begins: the live adapter, or SFT's
+        if cfg.algo in ("sft", "rs-sft", "rs-sft-dpo"):
+            examples = selection.examples + data.demonstrations(db, cfg.heldout_fraction)
             if not examples:
                 raise ValueError("nothing to fine-tune on: no corrected or imported answers to training prompts"
                                  + (" and no sampled answer cleared its prompt's median by the margin"
-                                    if cfg.algo == "rs-sft" else "; write corrections or import demonstrations,"
+                                    if cfg.algo in BEST_OF_N else "; write corrections or import demonstrations,"
                                     " or choose rs-sft"))
             clock.start("sft")
             progress.begin("sft", cfg.sft.steps(len(examples)), every=0)
-            metrics |= train_sft(base_path, live_adapter, examples, cfg.sft, adapter_dir,
-                                 run_name=f"round-{round_id}-{cfg.algo}",
+            start = adapter_dir if cfg.algo != "rs-sft-dpo" else work / "sft"
+            metrics |= train_sft(base_path, live_adapter, examples, cfg.sft, start,
+                                 run_name=f"round-{round_id}-sft",
                                  callbacks=[TrainerProgress(progress, sft.PROGRESS_FIGURES)])
-        else:
-            clock.start(cfg.algo)
+        if cfg.algo in ("dpo", "online-dpo", "rs-sft-dpo"):
+            pairs = selection.pairs + snap.train  # the judgements last: DPO keeps the newest when it cuts
+            clock.start("dpo")
             # every logged step is a point of the phase's curves: none is skipped (every=0)
-            steps = {"dpo": cfg.dpo.steps(len(snap.train)), "rloo": cfg.rloo.steps, "ppo": cfg.ppo.iterations}
-            progress.begin(cfg.algo, steps[cfg.algo], every=0)
-            if cfg.algo == "dpo":
-                metrics |= train_dpo(base_path, live_adapter, snap.train, cfg.dpo, adapter_dir,
-                                     run_name=f"round-{round_id}-dpo",
-                                     callbacks=[TrainerProgress(progress, dpo.PROGRESS_FIGURES)])
-            elif cfg.algo == "rloo":
-                metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
-                                      cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
-                                      callbacks=[TrainerProgress(progress, rloo.PROGRESS_FIGURES)])
-            else:
-                history = train_ppo(base_path, live_adapter, rl_prompts, rm.score, cfg.ppo, adapter_dir,
-                                    log=lambda s: progress.update(s["iteration"], {
-                                        "loss": s["policy_loss"], "reward": s["reward"], "KL": s["kl"]}))
-                metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
+            progress.begin("dpo", cfg.dpo.steps(len(pairs)), every=0)
+            metrics |= train_dpo(base_path, start, pairs, cfg.dpo, adapter_dir, run_name=f"round-{round_id}-dpo",
+                                 callbacks=[TrainerProgress(progress, dpo.PROGRESS_FIGURES)])
+        elif cfg.algo == "rloo":
+            clock.start("rloo")
+            progress.begin("rloo", cfg.rloo.steps, every=0)
+            metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
+                                  cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
+                                  callbacks=[TrainerProgress(progress, rloo.PROGRESS_FIGURES)])
+        elif cfg.algo == "ppo":
+            clock.start("ppo")
+            progress.begin("ppo", cfg.ppo.iterations, every=0)
+            history = train_ppo(base_path, live_adapter, rl_prompts, rm.score, cfg.ppo, adapter_dir,
+                                log=lambda s: progress.update(s["iteration"], {
+                                    "loss": s["policy_loss"], "reward": s["reward"], "KL": s["kl"]}))
+            metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
 
         clock.start("evaluate")
         progress.begin("evaluate")  # its total is known once the cached answers are found
@@ -266,7 +274,7 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progres
         metrics |= evaluation.metrics | clock.stop()
         log_to_wandb(cfg, round_id, metrics, evaluation.judgements)
 
-        return Trained(live, metrics, evaluation, adapter_dir, rm_dir, kept)
+        return Trained(live, metrics, evaluation, adapter_dir, rm_dir, selection.kept)
 
 
 def _best_of_n(cfg: RoundConfig, db, round_id: int, live: int, live_adapter: Path | None, prompts: list[str],
