@@ -8,7 +8,7 @@ trains on, with the base model's and the previous version's: the same prompts, t
 the app's sampling settings.
 
     python bench/loop_efficacy.py [--model smollm2] [--tastes design|test|concise,lists,...]
-        [--algos dpo,ppo,rloo,sft,rs-sft] [--rounds 3] [--rl-rounds 1] [--judgements 128] [--set dpo.lr=1e-3]
+        [--algos dpo,ppo,rloo,rs-sft,online-dpo,rs-sft-dpo] [--rounds 3] [--rl-rounds 1] [--judgements 128] [--set dpo.lr=1e-3]
 
 Prints per taste, algorithm and round: win-rate against the base with its 95% interval and
 against the previous version, the taste's own measure of the answers, the reward model's
@@ -148,7 +148,7 @@ REWARD_MODEL_FIGURES = ("rm_accuracy", "rm_heldout_pairs", "rm_unseen_accuracy",
 def print_row(r: dict) -> None:
     phases = " ".join(f"{k} {v:.0f}" for k, v in r["phases_s"].items())
     rm = "-" if r["rm_unseen_accuracy"] is None else f"{r['rm_unseen_accuracy']:.2f}/{r['rm_unseen_pairs']:.0f}"
-    print(f"{r['taste']:<14}{r['algo']:<7}{r['round']:>3}  v{r['version']:<3}"
+    print(f"{r['taste']:<14}{r['algo']:<11}{r['round']:>3}  v{r['version']:<3}"
           f"{r['win_vs_base']:6.2f} [{r['win_vs_base_low']:.2f}, {r['win_vs_base_high']:.2f}]"
           f"{r['win_vs_previous']:7.2f}  {r['measure_base']:7.3f} -> {r['measure']:7.3f}"
           f"{r['words']:7.1f}  {r['empty_share']:.2f}/{r['repetitive_share']:.2f}  {rm:>8}"
@@ -156,7 +156,7 @@ def print_row(r: dict) -> None:
           f"{'promoted ' if r['promoted'] else 'candidate'}  ({phases})", flush=True)
 
 
-HEADER = ("taste         algo   rnd  ver  vs base [95% interval]  vs prev  taste measure base -> new   words  "
+HEADER = ("taste         algo       rnd  ver  vs base [95% interval]  vs prev  taste measure base -> new   words  "
           "empty/loop  RM acc/n   KL  round s  peak MB  gate  (phase seconds)")
 
 

@@ -66,10 +66,10 @@ def test_an_earlier_rounds_answer_competes_against_todays_median():
 def test_the_gap_between_best_and_median_is_reported_for_each_n():
     rewards = torch.tensor([[0.0, 2.0, 1.0, 3.0], [1.0, 1.0, 1.0, 5.0]])
     figures = gaps(rewards)
-    assert set(figures) == {"rs_gap_n1", "rs_gap_n2", "rs_gap_n4"}
-    assert figures["rs_gap_n1"] == 0.0
-    assert figures["rs_gap_n2"] == (2.0 + 0.0) / 2
+    assert set(figures) == {"rs_gap_n2", "rs_gap_n4"}
+    assert figures["rs_gap_n2"] == (2.0 + 0.0) / 2  # of two answers the lower median is the worse
     assert figures["rs_gap_n4"] == ((3.0 - 1.0) + (5.0 - 1.0)) / 2
+    assert set(gaps(torch.zeros(3, 6))) == {"rs_gap_n2", "rs_gap_n4", "rs_gap_n6"}
 
 
 def test_kept_answers_are_stored_and_pooled_distinct_by_prompt(db):
@@ -86,10 +86,17 @@ def test_kept_answers_are_stored_and_pooled_distinct_by_prompt(db):
 def test_online_dpo_pairs_put_the_reward_models_best_over_its_worst():
     policy = Policy({"clear": answers("meh", "good good", "good", "good"),  # best - median 1, - worst 2
                      "near": answers("good", "good", "good", "good good"),  # best - worst 1: not with margin 1.5
-                     "cut": answers("good good good", "meh", "meh", "meh", cut=0)})
-    chosen = best_of_n(policy, 0, ["clear", "near", "cut"], Judge(),
+                     "cut": answers("good good good", "meh", "meh", "meh", cut=0),  # the best is a fragment
+                     "cut worst": answers("good good", "good", "good", "", cut=3)})  # so is the worst
+    chosen = best_of_n(policy, 0, ["clear", "near", "cut", "cut worst"], Judge(),
                        RejectionSamplingSettings(n=4, margin=1.5, chunk=2), seed=0)
     assert chosen.pairs == [{"prompt": [{"role": "user", "content": "clear"}],
                              "chosen": [{"role": "assistant", "content": "good good"}],
                              "rejected": [{"role": "assistant", "content": "meh"}]}]
     assert chosen.kept == [] and chosen.metrics["rs_pairs"] == 1
+
+
+def test_answers_all_alike_make_no_pair_even_without_a_margin():
+    policy = Policy({"same": answers("good", "good", "good", "good")})
+    chosen = best_of_n(policy, 0, ["same"], Judge(), RejectionSamplingSettings(n=4, margin=0.0), seed=0)
+    assert chosen.pairs == [] and len(chosen.kept) == 1

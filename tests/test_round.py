@@ -193,9 +193,12 @@ def test_an_sft_round_without_demonstrations_says_what_it_needs_and_changes_noth
         run_round(config(data, "sft"))
     db = open_db(data / "prefloop.db")
     assert rounds.get_round(db, 1)["status"] == "failed" and queries.live_version_id(db) == 0
+    assert [p["phase"] for p in rounds.round_progress(db, 1)] == ["snapshot"]  # said before fitting anything
 
 
-def test_a_rejection_sampling_round_samples_scores_fine_tunes_and_serves(data, tmp_path, registry, monkeypatch):
+def test_the_whole_recipe_samples_scores_fine_tunes_then_prefers_and_serves(data, tmp_path, registry, monkeypatch):
+    """Reward model, best of N, SFT on the kept answers and demonstrations, then DPO from the
+    SFT'd adapter on the reward model's pairs and the judgements."""
     db = open_db(data / "prefloop.db")
     import_snack_answers(db, tmp_path)
     from policy.sampling import Answer
@@ -208,17 +211,20 @@ def test_a_rejection_sampling_round_samples_scores_fine_tunes_and_serves(data, t
                 return [[Answer(x.text, False) for x in xs] for xs in policy.complete(*a, **k)]
         return choose(Finished(), *args, **kwargs)
     monkeypatch.setattr(trainer_rounds, "best_of_n", as_if_finished)
-    result = run_round(config(data, "rs-sft", "gate.min_win_rate=-1", "rs.margin=0"))  # keep every best
-    assert result.promoted and rounds.get_version(db, result.version_id)["algo"] == "rs-sft"
+    result = run_round(config(data, "rs-sft-dpo", "gate.min_win_rate=-1", "rs.margin=0"))  # keep every best
+    assert result.promoted and rounds.get_version(db, result.version_id)["algo"] == "rs-sft-dpo"
     metrics = rounds.version_metrics(db, result.version_id)
-    assert metrics["rs_prompts"] == 8 and metrics["rs_gap_n1"] == 0 and metrics["rs_gap_n2"] >= 0
+    assert metrics["rs_prompts"] == 8 and "rs_gap_n2" in metrics
     kept = list(db.query("SELECT * FROM best_answers"))
-    assert 0 < len(kept) == metrics["rs_kept"] and all(k["round_id"] == result.round_id for k in kept)
-    assert metrics["sft_examples"] == metrics["rs_kept"] + 6
-    phases = {p["phase"]: p for p in rounds.round_progress(db, result.round_id)}
+    assert len(kept) == metrics["rs_kept"] == 8 and all(k["round_id"] == result.round_id for k in kept)
+    assert metrics["sft_examples"] == 8 + 6  # the kept answers and the imported ones
+    progress = rounds.round_progress(db, result.round_id)
+    phases = {p["phase"]: p for p in progress}
     assert phases["best of n"]["step"] == phases["best of n"]["total"] == 8
     assert phases["sft"]["step"] == phases["sft"]["total"] and "loss" in phases["sft"]["points"][-1]
-    assert {"seconds_best_of_n", "seconds_sft", "peak_mb_sft"} <= set(metrics)
+    assert 0 < metrics["rs_pairs"] <= 8
+    assert metrics["dpo_train_pairs"] == progress[0]["points"][-1]["training pairs"] + metrics["rs_pairs"]
+    assert {"seconds_best_of_n", "seconds_sft", "seconds_dpo", "peak_mb_sft"} <= set(metrics)
     # the app's registry serves the new version
     registry.ensure_loaded(result.version_id, rounds.get_version(db, result.version_id)["adapter_path"])
     from policy.sampling import SamplingConfig
@@ -226,9 +232,7 @@ def test_a_rejection_sampling_round_samples_scores_fine_tunes_and_serves(data, t
     assert answer.text
 
 
-def test_the_whole_recipe_runs_as_a_command_and_makes_a_version_the_app_serves(data, tmp_path, registry):
-    """Reward model, best of N, SFT on the kept answers and demonstrations, then DPO on the reward
-    model's pairs and the judgements, from `python -m trainer round --algo rs-sft-dpo`."""
+def test_the_whole_recipe_runs_as_a_command_and_its_version_goes_live(data, tmp_path):
     db = open_db(data / "prefloop.db")
     import_snack_answers(db, tmp_path)
     out = subprocess.run(
@@ -238,15 +242,7 @@ def test_the_whole_recipe_runs_as_a_command_and_makes_a_version_the_app_serves(d
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout[out.stdout.index("{"):])
     assert result["promoted"] and queries.live_version_id(db) == result["version"]
-    version = rounds.get_version(db, result["version"])
-    assert version["algo"] == "rs-sft-dpo"
-    progress = rounds.round_progress(db, result["round"])
-    assert [p["phase"] for p in progress] == ["snapshot", "reward model: reading answers", "reward model: fitting",
-                                              "best of n", "sft", "dpo", "evaluate", "register"]
-    metrics, judged = result["metrics"], progress[0]["points"][-1]["training pairs"]
-    assert metrics["sft_examples"] == metrics["rs_kept"] + 6 and "rs_gap_n2" in metrics
-    assert metrics["dpo_train_pairs"] == metrics["rs_pairs"] + judged
-    registry.ensure_loaded(result["version"], version["adapter_path"])
-    from policy.sampling import SamplingConfig
-    [[answer]] = registry.complete(result["version"], ["Name a fruit."], SamplingConfig(max_new_tokens=4), seed=0)
-    assert answer.text
+    assert rounds.get_version(db, result["version"])["algo"] == "rs-sft-dpo"
+    assert [p["phase"] for p in rounds.round_progress(db, result["round"])] == [
+        "snapshot", "reward model: reading answers", "reward model: fitting", "best of n", "sft", "dpo",
+        "evaluate", "register"]

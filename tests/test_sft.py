@@ -1,5 +1,6 @@
-"""SFT on the tiny model: a demonstrated answer becomes more likely, and the rows a round trains
-on are annotators' corrections and imported answers, never to a held-out prompt."""
+"""SFT on the tiny model: a demonstrated answer becomes more likely, the loss is on the answer
+and its end of turn only, and the rows a round trains on are annotators' corrections and
+imported answers, never to a held-out prompt nor from an annotator the round left out."""
 import json
 
 import pytest
@@ -12,7 +13,8 @@ from storage.exports import is_heldout
 from tests.conftest import MODEL_CACHE, add_pair, show
 from trainer import data
 from trainer.dpo import completion_logprobs
-from trainer.sft import SFTSettings, example, train_sft
+from trainer.common import load_tokenizer
+from trainer.sft import SFTSettings, example, sft_trainer, train_sft
 
 PROMPTS = [f"Suggest a snack for day {i}." for i in range(8)]
 ANSWER = "A ripe banana, sliced."
@@ -29,7 +31,6 @@ def likelihood(model, tokenizer) -> float:
 
 
 def test_sft_makes_the_demonstrated_answer_more_likely(base, tmp_path):
-    from trainer.common import load_tokenizer
     tokenizer = load_tokenizer(base)
     before = likelihood(AutoModelForCausalLM.from_pretrained(base), tokenizer)
     cfg = SFTSettings(lr=5e-3, epochs=3, max_length=64)
@@ -41,28 +42,48 @@ def test_sft_makes_the_demonstrated_answer_more_likely(base, tmp_path):
     assert after > before + 1.0, (before, after)  # nats over the answer's ~10 tokens
 
 
+def test_the_loss_is_on_the_answer_and_its_end_of_turn_not_the_prompt(base, tmp_path):
+    trainer = sft_trainer(base, None, [example([{"role": "user", "content": PROMPTS[0]}], ANSWER)],
+                          SFTSettings(max_length=64), tmp_path / "adapter")
+    row = trainer.train_dataset[0]
+    tokenizer = load_tokenizer(base)
+    learned = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label != -100])
+    assert learned.strip() == ANSWER + "<|im_end|>"
+    assert PROMPTS[0] in tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label == -100])
+
+
 def test_no_examples_is_a_clear_error(base, tmp_path):
     with pytest.raises(ValueError, match="no SFT examples"):
         train_sft(base, None, [], SFTSettings(), tmp_path / "adapter")
 
 
-def test_a_round_fine_tunes_on_corrections_and_imports_but_never_held_out_prompts(db, tmp_path):
-    prompts = [f"Question {i}?" for i in range(30)]
+def corrections(db, prompts, annotator="alice"):
     for prompt in prompts:
         pair_id = add_pair(db, prompt, ("first", "second"))
-        shown = show(db)
-        queries.record_vote(db, "alice", pair_id, "a", correction=f"Corrected: {prompt}")
-        assert shown["pair_id"] == pair_id
+        assert show(db, annotator)["pair_id"] == pair_id
+        queries.record_vote(db, annotator, pair_id, "a", correction=f"Corrected by {annotator}: {prompt}")
+
+
+def test_a_round_fine_tunes_on_corrections_and_imports_but_never_held_out_prompts(db, tmp_path):
+    prompts = [f"Question {i}?" for i in range(30)]
+    corrections(db, prompts)
+    corrections(db, ["Asked of bob?"], "bob")
     rows = [{"prompt": p, "completion": f"Imported: {p}"} for p in prompts[:10]] + \
         [{"prompt": "Never asked here.", "completion": "Imported."}]
     (tmp_path / "refs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     imports.import_demonstration_file(db, tmp_path / "refs.jsonl")
     ids = {r["text"]: r["id"] for r in db.query("SELECT id, text FROM prompts")}
     held = {p for p in prompts if is_heldout(ids[p])}
-    assert held and len(held) < len(prompts)
+    assert held and len(held) < len(prompts) and not is_heldout(ids["Asked of bob?"])
 
-    examples = data.demonstrations(db, 0.2)
-    answers = {(e["prompt"][-1]["content"], e["completion"][0]["content"]) for e in examples}
-    assert answers == {(p, f"Corrected: {p}") for p in prompts if p not in held} | \
+    def answers(examples):
+        return {(e["prompt"][-1]["content"], e["completion"][0]["content"]) for e in examples}
+    examples = data.demonstrations(db, 0.2, excluded=["bob"], max_imported=100, seed=0)
+    assert answers(examples) == {(p, f"Corrected by alice: {p}") for p in prompts if p not in held} | \
         {(p, f"Imported: {p}") for p in prompts[:10] if p not in held} | {("Never asked here.", "Imported.")}
     assert all(e["completion"][0]["role"] == "assistant" and len(e["completion"]) == 1 for e in examples)
+    assert ("Asked of bob?", "Corrected by bob: Asked of bob?") in answers(
+        data.demonstrations(db, 0.2, excluded=[], max_imported=100, seed=0))
+    capped = answers(data.demonstrations(db, 0.2, excluded=["bob"], max_imported=2, seed=0))
+    assert len([a for a in capped if a[1].startswith("Imported")]) == 2  # every correction, two imports
+    assert len([a for a in capped if a[1].startswith("Corrected")]) == len(prompts) - len(held)

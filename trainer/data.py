@@ -12,6 +12,8 @@ from storage import exports, queries
 from storage.aggregation import Aggregation, training_rows
 from storage.exports import is_heldout
 
+from .sft import example
+
 
 def splitter(db: sqlite_utils.Database, heldout_fraction: float):
     """`side(prompt_id, prompt messages)`: "train", "heldout" or, for an imported row whose
@@ -79,9 +81,14 @@ def demonstration_pairs(db: sqlite_utils.Database, registry, version: int, n: in
     return rows
 
 
-def demonstrations(db: sqlite_utils.Database, heldout_fraction: float) -> list[dict]:
-    """Annotators' corrected answers and imported reference answers as SFT rows (prompt and
-    completion, conversational), none to a held-out prompt."""
+def demonstrations(db: sqlite_utils.Database, heldout_fraction: float, excluded: list[str],
+                   max_imported: int, seed: int) -> list[dict]:
+    """SFT rows (see `sft.example`), none to a held-out prompt: every corrected answer but those of
+    annotators the round's aggregation left out, then up to `max_imported` imported reference
+    answers drawn at random."""
     side = splitter(db, heldout_fraction)
-    return [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in exports.sft_rows(db)
-            if side(r["prompt_id"], r["messages"][:-1]) == "train"]
+    rows = [r for r in exports.sft_rows(db) if side(r["prompt_id"], r["messages"][:-1]) == "train"]
+    corrected = [r for r in rows if r["author"] is not None and r["author"] not in excluded]
+    imported = [r for r in rows if r["author"] is None]
+    imported = random.Random(seed).sample(imported, min(max_imported, len(imported)))
+    return [example(r["messages"][:-1], r["messages"][-1]["content"]) for r in corrected + imported]

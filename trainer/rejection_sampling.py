@@ -5,7 +5,7 @@ pairs (RLHFlow's iterative DPO): the best chosen over the worst, when they diffe
 
 Best-of-N moves the policy only as far as its own best answers go, so how much a round can
 gain is the gap between the best and the median answer; Llama 2 found it grows with N. Each
-round reports that gap for N = 1, 2, 4, ... so N can be chosen by measurement. The answers a
+round reports that gap for N = 2, 4, ... up to its N, so N can be chosen by measurement. The answers a
 round kept are stored (`storage.rounds.add_best_answers`) and compete again in later rounds,
 rescored by the newer reward model: Llama 2 lost skills between rounds until it pooled them.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from policy.sampling import SamplingConfig
+from storage.exports import conversational
 
 from .reward_model import RewardModel
 from .sft import example
@@ -42,10 +43,10 @@ class Selection:
 
 
 def gaps(rewards: torch.Tensor) -> dict[str, float]:
-    """Mean over prompts of the best minus the median of the first k answers, for k = 1, 2, 4...
-    up to N (rows: prompts, columns: answers in sampling order)."""
+    """Mean over prompts of the best minus the (lower) median of the first k answers, for
+    k = 2, 4, 8... up to N (rows: prompts, columns: answers in sampling order)."""
     n = rewards.shape[1]
-    ks = sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
+    ks = sorted({2 ** i for i in range(1, n.bit_length()) if 2 ** i <= n} | ({n} if n > 1 else set()))
     return {f"rs_gap_n{k}": (rewards[:, :k].max(1).values - rewards[:, :k].median(1).values).mean().item()
             for k in ks}
 
@@ -69,28 +70,24 @@ def best_of_n(registry, version: int, prompts: list[str], rm: RewardModel, cfg: 
             rewards.append(score[:cfg.n])
             median = score[:cfg.n].median().item()  # the lower middle one when N is even
             cut += sum(a.cut_off for a in own)
-            allowed = [j for j in range(len(candidates)) if j >= cfg.n or not own[j].cut_off]
-            best = max(allowed, key=lambda j: score[j].item(), default=None)
-            if best is None:
+            # An answer cut off at the length limit is on neither side: its reward is for a fragment.
+            whole = [j for j in range(len(candidates)) if j >= cfg.n or not own[j].cut_off]
+            if not whole:
                 continue
+            best = max(whole, key=lambda j: score[j].item())
             if score[best].item() - median >= cfg.margin:
                 kept.append({"prompt": prompt, "answer": candidates[best], "reward": score[best].item(),
                              "median": median, "pooled": best >= cfg.n})
-            worst = score[:cfg.n].argmin().item()
-            if score[best].item() - score[worst].item() >= cfg.margin:
-                pairs.append(preference(prompt, candidates[best], candidates[worst]))
+            worst = min((j for j in whole if j < cfg.n), key=lambda j: score[j].item(), default=best)
+            if candidates[worst] != candidates[best] and score[best].item() - score[worst].item() >= cfg.margin:
+                pairs.append(conversational({"prompt": prompt, "chosen": candidates[best],
+                                             "rejected": candidates[worst]}))
         if progress:
             progress(min(i + cfg.chunk, len(prompts)), len(prompts))
     table = torch.stack(rewards) if rewards else torch.zeros(0, cfg.n)
     metrics = gaps(table) | {"rs_prompts": float(len(prompts)), "rs_kept": float(len(kept)),
                              "rs_kept_pooled": float(sum(k["pooled"] for k in kept)),
-                             "rs_cut_off_share": cut / max(table.numel(), 1)}
-    metrics["rs_pairs"] = float(len(pairs))
+                             "rs_pairs": float(len(pairs)), "rs_cut_off_share": cut / max(table.numel(), 1)}
     examples = [example([{"role": "user", "content": k["prompt"]}], k["answer"]) for k in kept]
     return Selection(examples, kept, pairs, metrics)
 
-
-def preference(prompt: str, chosen: str, rejected: str) -> dict:
-    """A DPO row in the conversational form a round's judgements take."""
-    return {"prompt": [{"role": "user", "content": prompt}], "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}]}

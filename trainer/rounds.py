@@ -39,8 +39,12 @@ from .sft import SFTSettings, train_sft
 
 log = logging.getLogger(__name__)
 
-# The algorithms that start from the live policy's best of N answers (see `rejection_sampling`).
-BEST_OF_N = ("rs-sft", "online-dpo", "rs-sft-dpo")
+# Each algorithm as the phases that update the policy, in order. "best of n" is rejection
+# sampling (SFT examples and online DPO pairs from the live policy's answers, see
+# `rejection_sampling`); "sft" and "dpo" train on those and on the team's own data.
+PHASES = {"rloo": ("rloo",), "dpo": ("dpo",), "ppo": ("ppo",), "sft": ("sft",),
+          "rs-sft": ("best of n", "sft"), "online-dpo": ("best of n", "dpo"),
+          "rs-sft-dpo": ("best of n", "sft", "dpo")}
 
 
 @dataclass
@@ -199,16 +203,20 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progres
         progress.begin("snapshot", 1)
         snap = data.snapshot(db, cfg.heldout_fraction, cfg.data)
         if cfg.data.demonstration_pairs:  # the live policy answers the reference answers' prompts
-            registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
-            registry.ensure_loaded(live, live_adapter)
-            made = data.demonstration_pairs(db, registry, live, cfg.data.demonstration_pairs, seed=round_id)
-            del registry
+            made = data.demonstration_pairs(db, live_registry(cfg, base_spec, live, live_adapter), live,
+                                            cfg.data.demonstration_pairs, seed=round_id)
             snap.train = made + snap.train  # first: DPO keeps the newest rows, the judgements, when it cuts
             snap.summary["demonstration_pairs"] = len(made)
         if len(snap.train) < cfg.min_pairs or not snap.heldout:
             raise ValueError(f"{len(snap.train)} training and {len(snap.heldout)} held-out preference "
                              f"pairs: a round needs at least {cfg.min_pairs} and some held out; "
                              "collect more judgements first")
+        phases = PHASES[cfg.algo]
+        examples = data.demonstrations(db, cfg.heldout_fraction, snap.summary["excluded_annotators"],
+                                       cfg.sft.max_imported, seed=round_id) if "sft" in phases else []
+        if phases == ("sft",) and not examples:  # said before the reward model's minute, not after
+            raise ValueError("nothing to fine-tune on: no corrected or imported answers to training prompts; "
+                             "write corrections or import demonstrations, or choose rs-sft")
         rounds.set_round_votes(db, round_id, snap.vote_ids, snap.summary, snap.last_vote_id)
         progress.update(1, {"training pairs": len(snap.train), "held-out pairs": len(snap.heldout)})
         rl_prompts = random.Random(round_id).sample(snap.train_prompts,
@@ -218,55 +226,52 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progres
         clock.start("reward model")
         metrics = train_reward_model(base_path, snap.train, snap.heldout, cfg.reward, rm_dir, progress)
         adapter_dir = work / "adapter"
-        # Only the RL methods hold the reward model while training; the others use it before
-        # (rejection sampling) or only to evaluate, and free it meanwhile.
-        rm = RewardModel.load(rm_dir) if cfg.algo in ("rloo", "ppo", *BEST_OF_N) else None
+        start = live_adapter  # where the next phase's update begins: the live adapter, or SFT's
         selection = Selection([], [], [], {})
-        if cfg.algo in BEST_OF_N:
-            clock.start("best of n")
-            progress.begin("best of n", len(rl_prompts))
-            selection = _best_of_n(cfg, db, round_id, live, live_adapter, rl_prompts, rm, progress)
-            metrics |= selection.metrics
-            rm = None
-        start = live_adapter  # where the policy update begins: the live adapter, or SFT's
-        if cfg.algo in ("sft", "rs-sft", "rs-sft-dpo"):
-            examples = selection.examples + data.demonstrations(db, cfg.heldout_fraction)
-            if not examples:
-                raise ValueError("nothing to fine-tune on: no corrected or imported answers to training prompts"
-                                 + (" and no sampled answer cleared its prompt's median by the margin"
-                                    if cfg.algo in BEST_OF_N else "; write corrections or import demonstrations,"
-                                    " or choose rs-sft"))
-            clock.start("sft")
-            progress.begin("sft", cfg.sft.steps(len(examples)), every=0)
-            start = adapter_dir if cfg.algo != "rs-sft-dpo" else work / "sft"
-            metrics |= train_sft(base_path, live_adapter, examples, cfg.sft, start,
-                                 run_name=f"round-{round_id}-sft",
-                                 callbacks=[TrainerProgress(progress, sft.PROGRESS_FIGURES)])
-        if cfg.algo in ("dpo", "online-dpo", "rs-sft-dpo"):
-            pairs = selection.pairs + snap.train  # the judgements last: DPO keeps the newest when it cuts
-            clock.start("dpo")
-            # every logged step is a point of the phase's curves: none is skipped (every=0)
-            progress.begin("dpo", cfg.dpo.steps(len(pairs)), every=0)
-            metrics |= train_dpo(base_path, start, pairs, cfg.dpo, adapter_dir, run_name=f"round-{round_id}-dpo",
-                                 callbacks=[TrainerProgress(progress, dpo.PROGRESS_FIGURES)])
-        elif cfg.algo == "rloo":
-            clock.start("rloo")
-            progress.begin("rloo", cfg.rloo.steps, every=0)
-            metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
-                                  cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
-                                  callbacks=[TrainerProgress(progress, rloo.PROGRESS_FIGURES)])
-        elif cfg.algo == "ppo":
-            clock.start("ppo")
-            progress.begin("ppo", cfg.ppo.iterations, every=0)
-            history = train_ppo(base_path, live_adapter, rl_prompts, rm.score, cfg.ppo, adapter_dir,
-                                log=lambda s: progress.update(s["iteration"], {
-                                    "loss": s["policy_loss"], "reward": s["reward"], "KL": s["kl"]}))
-            metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
+        rm = None  # held only while a phase uses it; the evaluation loads it again if need be
+        for phase in phases:
+            clock.start(phase)  # frees what the previous phase left before this one loads a model
+            if phase == "best of n":
+                progress.begin(phase, len(rl_prompts))
+                selection = best_of_n(live_registry(cfg, base_spec, live, live_adapter), live, rl_prompts,
+                                      RewardModel.load(rm_dir), cfg.rs, seed=round_id * 100_000,
+                                      pooled=rounds.best_answers(db, rl_prompts) if cfg.rs.pool else {},
+                                      progress=lambda done, total: progress.update(done))
+                metrics |= selection.metrics
+            elif phase == "sft":
+                examples = selection.examples + examples
+                if not examples:
+                    raise ValueError("nothing to fine-tune on: no sampled answer cleared its prompt's median by "
+                                     "the margin, and there are no corrected or imported answers")
+                progress.begin(phase, cfg.sft.steps(len(examples)), every=0)  # every step is a point
+                start = adapter_dir if phase == phases[-1] else work / "sft"
+                metrics |= train_sft(base_path, live_adapter, examples, cfg.sft, start,
+                                     run_name=f"round-{round_id}-sft",
+                                     callbacks=[TrainerProgress(progress, sft.PROGRESS_FIGURES)])
+            elif phase == "dpo":
+                # The sampled pairs last: DPO keeps the newest rows when it cuts, and they are the
+                # most on-policy of all (the live policy wrote them this round).
+                pairs = snap.train + selection.pairs
+                progress.begin(phase, cfg.dpo.steps(len(pairs)), every=0)
+                metrics |= train_dpo(base_path, start, pairs, cfg.dpo, adapter_dir, run_name=f"round-{round_id}-dpo",
+                                     callbacks=[TrainerProgress(progress, dpo.PROGRESS_FIGURES)])
+            elif phase == "rloo":
+                progress.begin(phase, cfg.rloo.steps, every=0)
+                rm = RewardModel.load(rm_dir)
+                metrics |= train_rloo(base_path, live_adapter, rl_prompts, rm,
+                                      cfg.rloo, adapter_dir, run_name=f"round-{round_id}-rloo",
+                                      callbacks=[TrainerProgress(progress, rloo.PROGRESS_FIGURES)])
+            else:
+                progress.begin(phase, cfg.ppo.iterations, every=0)
+                rm = RewardModel.load(rm_dir)
+                history = train_ppo(base_path, live_adapter, rl_prompts, rm.score, cfg.ppo, adapter_dir,
+                                    log=lambda s: progress.update(s["iteration"], {
+                                        "loss": s["policy_loss"], "reward": s["reward"], "KL": s["kl"]}))
+                metrics |= {f"ppo_{k}": v for k, v in history[-1].items()}
 
         clock.start("evaluate")
         progress.begin("evaluate")  # its total is known once the cached answers are found
-        registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
-        registry.ensure_loaded(live, live_adapter)
+        registry = live_registry(cfg, base_spec, live, live_adapter)
         registry.ensure_loaded(CANDIDATE, adapter_dir)
         evaluation = evaluate(registry, rm or RewardModel.load(rm_dir), snap.heldout_prompts, live, cfg.eval,
                               cache_dir=answer_cache(cfg.data_dir),
@@ -277,14 +282,11 @@ def _train_and_evaluate(cfg: RoundConfig, db, round_id: int, work: Path, progres
         return Trained(live, metrics, evaluation, adapter_dir, rm_dir, selection.kept)
 
 
-def _best_of_n(cfg: RoundConfig, db, round_id: int, live: int, live_adapter: Path | None, prompts: list[str],
-               rm: RewardModel, progress: RoundProgress) -> Selection:
-    """The live policy's best answers to the round's training prompts, by the round's reward model."""
-    registry = PolicyRegistry.load(rounds.get_version(db, 0)["base_model"], cfg.data_dir / "models")
+def live_registry(cfg: RoundConfig, base_spec: str, live: int, live_adapter: Path | None) -> PolicyRegistry:
+    """The live policy, ready to sample from."""
+    registry = PolicyRegistry.load(base_spec, cfg.data_dir / "models")
     registry.ensure_loaded(live, live_adapter)
-    pooled = rounds.best_answers(db, prompts) if cfg.rs.pool else {}
-    return best_of_n(registry, live, prompts, rm, cfg.rs, seed=round_id * 100_000, pooled=pooled,
-                     progress=lambda done, total: progress.update(done))
+    return registry
 
 
 def answer_cache(root: Path) -> Path:

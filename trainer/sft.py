@@ -29,6 +29,9 @@ class SFTSettings:
     batch_size: int = 8       # examples per optimiser step
     micro_batch: int = 4      # examples per forward and backward pass (memory)
     max_length: int = 320     # templated prompt + answer, as DPO cuts them
+    # Imported reference answers a round samples (annotators' corrections are always taken): a
+    # round sees at most max_steps * batch_size examples, and TRL tokenises every row it is given.
+    max_imported: int = 200
     lora: common.LoraSettings = field(default_factory=common.LoraSettings)
 
     def steps(self, examples: int) -> int:
@@ -40,9 +43,10 @@ def example(prompt: list[dict], answer: str) -> dict:
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]}
 
 
-def train_sft(base_path: Path, live_adapter: Path | None, examples: list[dict], cfg: SFTSettings,
-              out_dir: Path, run_name: str = "sft", callbacks: list | None = None) -> dict:
-    """SFT from the live policy on prompt-completion rows; the adapter is written to `out_dir`."""
+def sft_trainer(base_path: Path, live_adapter: Path | None, examples: list[dict], cfg: SFTSettings,
+                out_dir: Path, run_name: str = "sft", callbacks: list | None = None) -> SFTTrainer:
+    """TRL's SFTTrainer on the live policy's LoRA, its rows tokenised with the loss mask: the
+    answer and its end-of-turn token, not the prompt."""
     if not examples:
         raise ValueError("no SFT examples: nothing to train on")
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
@@ -51,11 +55,16 @@ def train_sft(base_path: Path, live_adapter: Path | None, examples: list[dict], 
                      gradient_accumulation_steps=common.accumulation_steps(cfg.batch_size, cfg.micro_batch),
                      max_length=cfg.max_length, completion_only_loss=True)
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
-                         processing_class=common.load_tokenizer(base_path, padding_side="right"),
-                         callbacks=callbacks)
+    return SFTTrainer(model=model, args=args, train_dataset=dataset,
+                      processing_class=common.load_tokenizer(base_path, padding_side="right"), callbacks=callbacks)
+
+
+def train_sft(base_path: Path, live_adapter: Path | None, examples: list[dict], cfg: SFTSettings,
+              out_dir: Path, run_name: str = "sft", callbacks: list | None = None) -> dict:
+    """SFT from the live policy on prompt-completion rows; the adapter is written to `out_dir`."""
+    trainer = sft_trainer(base_path, live_adapter, examples, cfg, out_dir, run_name, callbacks)
     result = common.train(trainer)
-    common.save_trained_adapter(model, out_dir)
+    common.save_trained_adapter(trainer.model, out_dir)
     last = common.last_logged(trainer, "loss", "mean_token_accuracy")
     return {"sft_loss": last["loss"], "sft_examples": float(len(examples)),
             "sft_steps": float(result.global_step)} | (
