@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from storage import queries, rounds
 from storage.db import open_db
@@ -204,13 +205,22 @@ def test_the_whole_recipe_samples_scores_fine_tunes_then_prefers_and_serves(data
     from policy.sampling import Answer
     choose = trainer_rounds.best_of_n
 
-    def as_if_finished(policy, *args, **kwargs):
+    class Finished:
         """The tiny model never ends an answer: let its 8 tokens count as whole answers."""
-        class Finished:
-            def complete(self, *a, **k):
-                return [[Answer(x.text, False) for x in xs] for xs in policy.complete(*a, **k)]
-        return choose(Finished(), *args, **kwargs)
-    monkeypatch.setattr(trainer_rounds, "best_of_n", as_if_finished)
+        def __init__(self, policy):
+            self.policy = policy
+
+        def complete(self, *args, **kwargs):
+            return [[Answer(x.text, False) for x in xs] for xs in self.policy.complete(*args, **kwargs)]
+
+    class ByLength:
+        """The tiny reward model scores all of the tiny model's babble alike: prefer longer."""
+        def score(self, prompts, texts):
+            return torch.tensor([float(len(t)) for t in texts])
+
+    def scripted(policy, version, prompts, rm, *args, **kwargs):
+        return choose(Finished(policy), version, prompts, ByLength(), *args, **kwargs)
+    monkeypatch.setattr(trainer_rounds, "best_of_n", scripted)
     result = run_round(config(data, "rs-sft-dpo", "gate.min_win_rate=-1", "rs.margin=0"))  # keep every best
     assert result.promoted and rounds.get_version(db, result.version_id)["algo"] == "rs-sft-dpo"
     metrics = rounds.version_metrics(db, result.version_id)
