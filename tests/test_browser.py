@@ -141,7 +141,7 @@ def test_an_admin_follows_a_round_to_the_gates_decision_and_promotes_only_once_c
     db = open_db(cfg.db_path)
     page = log_in_browser(cfg.port, "root")
     page.get_by_role("tab", name="Admin").click()
-    page.get_by_label("dpo").check()
+    page.get_by_label("dpo", exact=True).check()  # not online-dpo or rs-sft-dpo
     page.get_by_role("button", name="Launch a round").click()
     expect(page.get_by_text("Started round process")).to_be_visible(timeout=30_000)
 
