@@ -101,7 +101,11 @@ def test_an_admin_sets_the_overlap_and_marks_a_gold_pair_in_the_annotators_tab(a
     page.get_by_role("tab", name="Annotators").click()
     expect(page.get_by_text("Each pair goes to 1 annotator;")).to_be_visible(timeout=30_000)
     page.get_by_text("Assignment").click()
-    page.get_by_label("Annotators per pair").fill("3")
+    overlap = page.get_by_label("Annotators per pair")
+    expect(overlap).to_have_value("1", timeout=30_000)  # the tab's figures have filled it: typing now sticks
+    overlap.fill("3")
+    overlap.press("Tab")
+    expect(overlap).to_have_value("3")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Each pair goes to 3 annotators;").first).to_be_visible(timeout=30_000)
     assert queries.overlap(db) == 3
@@ -110,7 +114,7 @@ def test_an_admin_sets_the_overlap_and_marks_a_gold_pair_in_the_annotators_tab(a
     page.get_by_text("Gold pairs", exact=True).click()
     page.locator("#gold-pair input").fill("1")
     page.get_by_role("button", name="Show the pair").click()
-    expect(page.get_by_text("Blue, deep and cold.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("tabpanel").get_by_text("Blue, deep and cold.")).to_be_visible(timeout=30_000)
     page.get_by_label("Answer 2 is better").check()
     page.get_by_role("button", name="Mark as a gold pair").click()
     expect(page.get_by_text("Pair 1 is a gold pair.")).to_be_visible(timeout=30_000)
