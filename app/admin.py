@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import altair as alt
@@ -39,8 +40,9 @@ VERSION_COLUMNS = {"version": "Version", "parent": "Parent", "algo": "Algorithm"
 
 
 class Admin:
-    def __init__(self, data_dir: Path, db_path: Path):
+    def __init__(self, data_dir: Path, db_path: Path, check_servable: Callable[[str], None] = lambda path: None):
         self.data_dir, self.db_path = data_dir, db_path
+        self.check_servable = check_servable  # raises ValueError for an adapter the sampler cannot load
         # The round's process takes the data directory's lock only once Python and torch have
         # loaded, seconds after it starts; till then the launch itself answers "busy".
         self._launching = threading.Lock()
@@ -132,8 +134,12 @@ class Admin:
         who = self.require_admin(request)
         try:
             version_id = inputs.whole_number("the version", version_id, low=0)
-            rounds.promote(thread_db(self.db_path), version_id, by=who)
-        except (inputs.InputError, rounds.PromotionError) as e:
+            db = thread_db(self.db_path)
+            adapter = rounds.get_version(db, version_id)["adapter_path"]
+            if adapter:
+                self.check_servable(adapter)
+            rounds.promote(db, version_id, by=who)
+        except ValueError as e:  # bad input, a refused promotion, an adapter the sampler cannot load
             raise refusal(e) from None
         return version_id
 

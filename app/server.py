@@ -75,7 +75,7 @@ def prepare(cfg: AppConfig) -> tuple[PolicyRegistry | RemotePolicy, PairQueue]:
 
 def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
     annotation = Annotation(cfg.db_path, queue)
-    admin = Admin(cfg.data_dir, cfg.db_path)
+    admin = Admin(cfg.data_dir, cfg.db_path, queue.registry.check_servable)
     compare = Compare(cfg.db_path, queue, cfg.queue.sampling)
     annotators = Annotators(admin)
     with gr.Blocks(title="prefloop") as demo:

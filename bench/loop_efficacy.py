@@ -8,7 +8,7 @@ trains on, with the base model's and the previous version's: the same prompts, t
 the app's sampling settings.
 
     python bench/loop_efficacy.py [--model smollm2] [--tastes design|test|concise,lists,...]
-        [--algos dpo,ppo,rloo,rs-sft,online-dpo,rs-sft-dpo] [--rounds 3] [--rl-rounds 1] [--judgements 128] [--set dpo.lr=1e-3]
+        [--algos dpo,ppo,rloo,rs-sft,online-dpo,rs-sft-dpo,dpo+ia3] [--rounds 3] [--rl-rounds 1] [--judgements 128] [--set dpo.lr=1e-3]
 
 Prints per taste, algorithm and round: win-rate against the base with its 95% interval and
 against the previous version, the taste's own measure of the answers, the reward model's
@@ -78,21 +78,26 @@ def clone(src: Path, dst: Path) -> None:
         shutil.copytree(answer_cache(src), answer_cache(dst))
 
 
-def run_round(data: Path, algo: str, sets: list[str]) -> dict:
-    """`python -m trainer round`, timed, with the peak resident memory the kernel saw."""
+def run_round(data: Path, recipe: str, sets: list[str]) -> dict:
+    """`python -m trainer round`, timed, with the peak resident memory the kernel saw. A recipe
+    is an algorithm, with `+ia3` for an IA3 adapter instead of LoRA."""
+    algo, _, adapter = recipe.partition("+")
     log = data / f"round-{algo}-{time.time_ns()}.log"
     start = time.perf_counter()
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "trainer", "--data-dir", str(data), "round", "--algo", algo,
-             *[arg for s in sets for arg in ("--set", s)]], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+             "--adapter", adapter or "lora", *[arg for s in sets for arg in ("--set", s)]],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     db = open_db(data / "prefloop.db")
     [last] = rounds.list_rounds(db, limit=1)
     if status != 0 or last["status"] != "done":
         sys.exit(f"round failed ({last['error']}); see {log}")
+    adapter = Path(rounds.get_version(db, last["version_id"])["adapter_path"])
     return {"version": last["version_id"], "decision": last["decision"], "wall_s": seconds,
+            "adapter_kb": sum(f.stat().st_size for f in adapter.glob("*.safetensors")) / 1024,
             "peak_mb": usage.ru_maxrss / 1024, "metrics": rounds.version_metrics(db, last["version_id"])}
 
 
@@ -135,6 +140,7 @@ def row(taste_name: str, taste: Taste, algo: str, number: int, judge: Judge, dat
         **{k: v for k, v in m.items() if k.startswith("rs_")},
         "promoted": (result["decision"] or "").startswith("promoted"), "decision": result["decision"],
         "round_s": result["wall_s"], "peak_mb": result["peak_mb"], "pairs_s": pairs_s,
+        "adapter_kb": result["adapter_kb"],
         "phases_s": {k.removeprefix("seconds_"): v for k, v in m.items()
                      if k.startswith("seconds_") and k != "seconds_total"},
         "phase_peak_mb": {k.removeprefix("peak_mb_"): v for k, v in m.items() if k.startswith("peak_mb_")},
@@ -146,7 +152,7 @@ REWARD_MODEL_FIGURES = ("rm_accuracy", "rm_heldout_pairs", "rm_unseen_accuracy",
 
 
 def print_row(r: dict) -> None:
-    phases = " ".join(f"{k} {v:.0f}" for k, v in r["phases_s"].items())
+    phases = " ".join(f"{k} {v:.0f}" for k, v in r["phases_s"].items()) + f"; adapter {r['adapter_kb']:.0f} kB"
     rm = "-" if r["rm_unseen_accuracy"] is None else f"{r['rm_unseen_accuracy']:.2f}/{r['rm_unseen_pairs']:.0f}"
     print(f"{r['taste']:<14}{r['algo']:<11}{r['round']:>3}  v{r['version']:<3}"
           f"{r['win_vs_base']:6.2f} [{r['win_vs_base_low']:.2f}, {r['win_vs_base_high']:.2f}]"
@@ -164,7 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--tastes", default="design", help=f"design, test, or names of {', '.join(TASTES)}")
-    parser.add_argument("--algos", default="dpo,ppo,rloo")
+    parser.add_argument("--algos", default="dpo,ppo,rloo", help="recipes: an algorithm, +ia3 for IA3 adapters")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of DPO, each on new judgements")
     parser.add_argument("--rl-rounds", type=int, default=1, help="rounds of every other algorithm")
     parser.add_argument("--judgements", type=int, default=128, help="new judgements before each round")
@@ -197,7 +203,7 @@ def main() -> None:
                 queue = PairQueue(data / "prefloop.db", registry, QueueConfig(), random.Random(0))
                 db = open_db(data / "prefloop.db")
                 pairs_s = first_pairs_s
-                for number in range(1, (args.rounds if algo == "dpo" else args.rl_rounds) + 1):
+                for number in range(1, (args.rounds if algo.startswith("dpo") else args.rl_rounds) + 1):
                     live = queries.live_version_id(db)
                     if number > 1:
                         pairs_s = stock(queue, live, args.judgements)

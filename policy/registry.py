@@ -1,17 +1,20 @@
-"""The policy versions a running app can sample from: one base model, one LoRA adapter per version.
+"""The policy versions a running app can sample from: one base model, one adapter per version.
 
-Hot-swap is loading a new adapter beside the others; nothing global changes. Each call names
+Hot-swap is loading a new adapter beside the others; nothing global changes. PEFT holds adapters
+of one kind per model, so IA3 versions live on a copy of the base model beside the LoRA ones,
+made when the first of them is loaded. Each call names
 the version it wants and selects that adapter under the lock for the length of its own
 `generate`, so a generation already running finishes on its version and a promotion never
 switches weights under it.
 """
 import contextlib
+import copy
 import threading
 from pathlib import Path
 
 from peft import PeftModel
 
-from . import models
+from . import adapters, models
 import torch
 
 from .sampling import Answer, SampledPair, SamplingConfig, complete, sample_batch, sample_pairs, token_logprobs
@@ -26,9 +29,10 @@ class PolicyRegistry:
     """
 
     def __init__(self, model, tokenizer, base_model: str):
-        self.model, self.tokenizer, self.base_model = model, tokenizer, base_model
+        self.model, self.tokenizer, self.base_model = model, tokenizer, base_model  # model answers as version 0
         self._lock = threading.Lock()
-        self._adapters: dict[int, str] = {}
+        self._by_kind: dict[str, PeftModel] = {}  # adapter kind -> the model holding those adapters
+        self._adapters: dict[int, tuple[PeftModel, str]] = {}  # version -> its model and adapter name
 
     @classmethod
     def load(cls, spec: str, cache_dir: Path) -> "PolicyRegistry":
@@ -45,16 +49,26 @@ class PolicyRegistry:
         if not adapter_path:
             raise ValueError(f"policy version {version_id} has no adapter")
         name = f"v{version_id}" if version_id > 0 else f"candidate{-version_id}"
+        kind = adapters.kind(adapter_path)
         with self._lock:
             if version_id in self._adapters:  # loaded by another caller while we waited
                 return
-            if isinstance(self.model, PeftModel):
-                self.model.load_adapter(str(adapter_path), adapter_name=name)
+            model = self._by_kind.get(kind)
+            if model is not None:
+                model.load_adapter(str(adapter_path), adapter_name=name)
             else:
-                self.model = PeftModel.from_pretrained(self.model, str(adapter_path),
-                                                       adapter_name=name)
-            self.model.eval()
-            self._adapters[version_id] = name
+                # The first kind wraps the base model itself; another one a copy without adapters.
+                base = copy.deepcopy(self.model).unload() if isinstance(self.model, PeftModel) else self.model
+                model = PeftModel.from_pretrained(base, str(adapter_path), adapter_name=name)
+                self._by_kind[kind] = model
+                if base is self.model:
+                    self.model = model
+            model.eval()
+            self._adapters[version_id] = (model, name)
+
+    def check_servable(self, adapter_path: str | Path) -> None:
+        """Every kind of adapter loads here (see `RemotePolicy.check_servable`)."""
+        adapters.kind(adapter_path)
 
     @contextlib.contextmanager
     def _selected(self, version_id: int):
@@ -68,8 +82,9 @@ class PolicyRegistry:
             return
         if version_id not in self._adapters:
             raise KeyError(f"policy version {version_id} is not loaded")
-        self.model.set_adapter(self._adapters[version_id])
-        yield self.model
+        model, name = self._adapters[version_id]
+        model.set_adapter(name)
+        yield model
 
     def sample_pairs(self, version_id: int, prompts: list[str], cfg: SamplingConfig,
                      seed: int, cancel: threading.Event | None = None) -> list[SampledPair]:
@@ -86,9 +101,10 @@ class PolicyRegistry:
     def unload(self, version_id: int) -> None:
         """Free a version's adapter; a generation using it finishes first."""
         with self._lock:
-            name = self._adapters.pop(version_id, None)
-            if name is not None:
-                self.model.delete_adapter(name)
+            loaded = self._adapters.pop(version_id, None)
+            if loaded is not None:
+                model, name = loaded
+                model.delete_adapter(name)
 
     def sample_batch(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int):
         """One answer per prompt from this version; see `sampling.sample_batch`."""

@@ -6,7 +6,8 @@ Version N is served under the adapter name `policy-vN`: loaded into every endpoi
 goes live and never replaced in place, so a pair's version is the name it was sampled with.
 Version 0 is the endpoint's base model. Prompts are spread over the endpoints; an endpoint that
 fails is skipped, and one that comes back (a restarted worker has no adapters) is given the
-adapters again before it is asked for answers.
+adapters again before it is asked for answers. vLLM loads LoRA adapters only: an IA3 version is
+refused before it is sent to an endpoint that is not a prefloop worker.
 """
 import itertools
 import threading
@@ -16,11 +17,16 @@ from pathlib import Path
 
 import httpx
 
+from . import adapters
 from .sampling import Answer, Cancelled, SampledPair, SamplingConfig, distinct_pairs
 
 
 class EndpointError(RuntimeError):
     """No endpoint could answer."""
+
+
+class AdapterRefused(ValueError):
+    """An endpoint cannot load this kind of adapter."""
 
 
 class RemotePolicy:
@@ -32,6 +38,7 @@ class RemotePolicy:
         # A long read (a batch on a busy CPU) is normal; a slow connect means the endpoint is down.
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0))
         self._adapters: dict[int, str] = {}  # version -> adapter path
+        self._kinds: dict[int, str] = {}  # version -> adapter kind
         self._loaded: dict[str, set[int]] = {url: set() for url in self.endpoints}
         self._base_ids: dict[str, str] = {}
         self._turn = itertools.count()
@@ -48,12 +55,33 @@ class RemotePolicy:
             return
         if not adapter_path:
             raise ValueError(f"policy version {version_id} has no adapter")
+        self.check_servable(adapter_path)
         self._adapters[version_id] = str(Path(adapter_path).resolve())
+        self._kinds[version_id] = adapters.kind(adapter_path)
         for url in self.endpoints:
             try:
                 self._model_on(url, version_id)
             except httpx.HTTPError:
                 pass  # down for now: loaded when it is back
+
+    def check_servable(self, adapter_path: str | Path) -> None:
+        """Raise `AdapterRefused` if an endpoint answering now cannot load this adapter; one
+        that is down is asked when it is back, before the adapter is sent to it."""
+        kind = adapters.kind(adapter_path)
+        for url in self.endpoints:
+            try:
+                self._check_kind(url, kind)
+            except httpx.HTTPError:
+                pass
+
+    def _check_kind(self, url: str, kind: str) -> None:
+        if kind == "lora":
+            return
+        owners = {m.get("owned_by") for m in self._http.get(f"{url}/v1/models").raise_for_status().json()["data"]}
+        if owners != {"prefloop"}:
+            raise AdapterRefused(f"{url} loads LoRA adapters only (it is not a `python -m policy serve` worker) "
+                                 f"and this version is an {kind.upper()} adapter: serve it with workers or the "
+                                 "local backend, or train LoRA rounds")
 
     def _post(self, url: str, path: str, body: dict) -> httpx.Response:
         response = self._http.post(f"{url}{path}", json=body)
@@ -77,6 +105,7 @@ class RemotePolicy:
         if version_id not in self._loaded[url]:
             if version_id not in self._adapters:
                 raise KeyError(f"policy version {version_id} is not loaded")
+            self._check_kind(url, self._kinds[version_id])
             try:
                 self._post(url, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": self._adapters[version_id]})
             except httpx.HTTPStatusError as e:

@@ -118,17 +118,18 @@ def live_app(tmp_path_factory):
     demo.close()
 
 
-def random_adapter(path: Path) -> Path:
-    """A LoRA adapter for the tiny model with random weights, so it visibly changes answers."""
+def random_adapter(path: Path, kind: str = "lora") -> Path:
+    """A LoRA (or IA3) adapter for the tiny model with random weights, so it visibly changes answers."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import IA3Config, LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from policy.models import checkpoint_dir
     base = AutoModelForCausalLM.from_pretrained(checkpoint_dir("tiny", MODEL_CACHE))
     torch.manual_seed(1)
-    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=64, target_modules="all-linear",
-                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    config = IA3Config(init_ia3_weights=False, task_type="CAUSAL_LM") if kind == "ia3" else \
+        LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    model = get_peft_model(base, config)
     model.save_pretrained(path)
     return path
 

@@ -1,21 +1,31 @@
-"""What every training recipe shares: the machine's precision, W&B reporting, LoRA, the policy.
+"""What every training recipe shares: the machine's precision, W&B reporting, the adapter, the policy.
 
 TRL configs default to bf16 and gradient checkpointing, which a two-core CPU cannot use, and
 report to every installed logger; these helpers make those choices once, explicitly.
 """
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
 
-from policy import models
+from policy import adapters, models
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class LoraSettings:
+    """The adapter a method trains: LoRA, or IA3 (`kind`), which learns only a scale per channel
+    of the keys, values and feed-forward input, a few hundred times fewer weights than LoRA."""
+    kind: str = "lora"
+    # IA3's scales start at 1 and move by lr per step like LoRA's weights do from 0, but a
+    # change of 1e-3 to a scale is a far smaller change to the answers: IA3 takes the method's
+    # learning rate times this (see docs/benchmarks.md, "IA3").
+    ia3_lr_scale: float = 10.0
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
@@ -23,7 +33,15 @@ class LoraSettings:
     # pass then stops at the lowest adapted layer, which halves a training step on a CPU.
     top_layers: int = 0
 
-    def config(self, task_type: str, model) -> LoraConfig:
+    def learning_rate(self, lr: float) -> float:
+        """The method's learning rate, for this kind of adapter."""
+        return lr * self.ia3_lr_scale if self.kind == "ia3" else lr
+
+    def config(self, task_type: str, model) -> LoraConfig | IA3Config:
+        if self.kind not in adapters.KINDS:
+            raise ValueError(f"the adapter kind must be one of {adapters.KINDS}, not {self.kind!r}")
+        if self.kind == "ia3":  # PEFT's choice for Llama-style blocks: k_proj, v_proj and down_proj
+            return IA3Config(task_type=task_type)
         n = model.config.num_hidden_layers
         if self.top_layers and self.top_layers < n:
             # PEFT takes layers_to_transform only with named modules, so name them by pattern:
@@ -81,17 +99,26 @@ def load_tokenizer(base_path: Path, padding_side: str = "left"):
     return tokenizer
 
 
-def policy_for_training(base_path: Path, live_adapter: Path | None, lora: LoraSettings) -> PeftModel:
-    """The live policy as a trainable LoRA adapter named "default".
+def continues(live_adapter: Path | None, lora: LoraSettings) -> bool:
+    """Whether a round trains the live adapter on: only one of the kind it trains."""
+    return live_adapter is not None and adapters.kind(live_adapter) == lora.kind
 
-    A round continues from the live adapter when there is one, or starts a fresh LoRA on the
-    base model (whose zero-initialised update makes it equal to version 0). TRL's trainers
-    copy "default" into a frozen "ref" adapter, so the reference is the previous live policy.
+
+def policy_for_training(base_path: Path, live_adapter: Path | None, lora: LoraSettings) -> PeftModel:
+    """The live policy as a trainable adapter named "default".
+
+    A round continues from the live adapter when it is of the kind the round trains, or starts
+    a fresh adapter on the base model (LoRA's zero-initialised update and IA3's unit scales
+    make it equal to version 0). TRL's trainers copy "default" into a frozen "ref" adapter, so
+    the reference is the policy the round started from.
     """
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=models.dtype())
-    if live_adapter is None:
-        return get_peft_model(model, lora.config("CAUSAL_LM", model))
-    return PeftModel.from_pretrained(model, str(live_adapter), is_trainable=True)
+    if continues(live_adapter, lora):
+        return PeftModel.from_pretrained(model, str(live_adapter), is_trainable=True)
+    if live_adapter is not None:
+        log.warning("the live version is a %s adapter and this round trains %s: it starts a fresh "
+                    "adapter on the base model", adapters.kind(live_adapter), lora.kind)
+    return get_peft_model(model, lora.config("CAUSAL_LM", model))
 
 
 def save_trained_adapter(model: PeftModel, out_dir: Path) -> None:

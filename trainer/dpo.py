@@ -61,7 +61,8 @@ def train_dpo(base_path: Path, live_adapter: Path | None, train: list[dict], cfg
     changes within a round, so a second forward pass per step would only repeat them.
     """
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
-    args = DPOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr, beta=cfg.beta,
+    args = DPOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lora.learning_rate(cfg.lr),
+                     beta=cfg.beta,
                      loss_type=[cfg.loss_type, "sft"] if cfg.sft_weight else [cfg.loss_type],
                      loss_weights=[1.0, cfg.sft_weight] if cfg.sft_weight else None,
                      max_steps=cfg.steps(len(train)),

@@ -209,7 +209,7 @@ def train_ppo(base_path: Path, live_adapter: Path | None, prompts: list[str],
     device = "cuda" if common.on_cuda() else "cpu"
     tokenizer = common.load_tokenizer(base_path)
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
-    if live_adapter is not None:
+    if common.continues(live_adapter, cfg.lora):  # else the reference is the base model
         model.load_adapter(str(live_adapter), adapter_name="ref", is_trainable=False)
     ref_adapter = "ref" if "ref" in model.peft_config else None
     # No dropout: the rollout's log-probs must equal the first update's, so ratios start at 1.
@@ -217,8 +217,9 @@ def train_ppo(base_path: Path, live_adapter: Path | None, prompts: list[str],
     value_head = nn.Linear(model.config.hidden_size, 1, device=device)
     nn.init.zeros_(value_head.weight)  # every state starts at value 0: no made-up baseline
     nn.init.zeros_(value_head.bias)
-    trainable = [p for p in model.parameters() if p.requires_grad] + list(value_head.parameters())
-    optimizer = torch.optim.Adam(trainable, lr=cfg.lr)
+    adapter = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam([{"params": adapter, "lr": cfg.lora.learning_rate(cfg.lr)},
+                                  {"params": list(value_head.parameters())}], lr=cfg.lr)
     kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
     generator = torch.Generator().manual_seed(cfg.seed)
     order = random.Random(cfg.seed).sample(prompts, len(prompts))

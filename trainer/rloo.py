@@ -57,7 +57,8 @@ def train_rloo(base_path: Path, live_adapter: Path | None, prompts: list[str], r
     """`cfg.steps` RLOO updates from the live policy; the trained adapter is written to `out_dir`."""
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
     tokenizer = common.load_tokenizer(base_path)
-    args = RLOOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr, beta=cfg.beta,
+    args = RLOOConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lora.learning_rate(cfg.lr),
+                      beta=cfg.beta,
                       num_generations=cfg.num_generations, per_device_train_batch_size=cfg.micro_batch,
                       gradient_accumulation_steps=common.accumulation_steps(cfg.batch_size, cfg.micro_batch),
                       max_steps=cfg.steps, max_completion_length=cfg.max_completion_length,

@@ -50,7 +50,7 @@ def sft_trainer(base_path: Path, live_adapter: Path | None, examples: list[dict]
     if not examples:
         raise ValueError("no SFT examples: nothing to train on")
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
-    args = SFTConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lr,
+    args = SFTConfig(**common.trainer_args(out_dir, run_name), learning_rate=cfg.lora.learning_rate(cfg.lr),
                      max_steps=cfg.steps(len(examples)), per_device_train_batch_size=cfg.micro_batch,
                      gradient_accumulation_steps=common.accumulation_steps(cfg.batch_size, cfg.micro_batch),
                      max_length=cfg.max_length, completion_only_loss=True)
