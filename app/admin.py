@@ -40,7 +40,7 @@ VERSION_COLUMNS = {"version": "Version", "parent": "Parent", "algo": "Algorithm"
 
 
 class Admin:
-    def __init__(self, data_dir: Path, db_path: Path, check_servable: Callable[[str], None] = lambda path: None):
+    def __init__(self, data_dir: Path, db_path: Path, check_servable: Callable[[str], object] = lambda path: None):
         self.data_dir, self.db_path = data_dir, db_path
         self.check_servable = check_servable  # raises ValueError for an adapter the sampler cannot load
         # The round's process takes the data directory's lock only once Python and torch have
@@ -136,7 +136,7 @@ class Admin:
             version_id = inputs.whole_number("the version", version_id, low=0)
             db = thread_db(self.db_path)
             adapter = rounds.get_version(db, version_id)["adapter_path"]
-            if adapter:
+            if adapter and Path(adapter).is_dir():  # a missing folder: `promote` says so
                 self.check_servable(adapter)
             rounds.promote(db, version_id, by=who)
         except ValueError as e:  # bad input, a refused promotion, an adapter the sampler cannot load

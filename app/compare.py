@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from policy.remote import AdapterRefused
 from policy.sampling import SamplingConfig
 from storage import evaluations, inputs, queries, rounds
 from storage.db import thread_db
@@ -63,7 +64,10 @@ class Compare:
             raise refusal(e) from None
         if blind and self.rng.random() < 0.5:
             versions.reverse()
-        answers = [self._answer(v, prompt, seed) for v in versions]
+        try:
+            answers = [self._answer(v, prompt, seed) for v in versions]
+        except AdapterRefused as e:  # an IA3 version on vLLM
+            raise refusal(e) from None
         comparison_id = evaluations.add_comparison(
             db, prompt=prompt, version_a=versions[0], version_b=versions[1], completion_a=answers[0],
             completion_b=answers[1], sampling=self.sampling.record(), seed=seed, blind=blind,

@@ -93,8 +93,8 @@ def run_round(data: Path, recipe: str, sets: list[str]) -> dict:
     seconds = time.perf_counter() - start
     db = open_db(data / "prefloop.db")
     [last] = rounds.list_rounds(db, limit=1)
-    if status != 0 or last["status"] != "done":
-        sys.exit(f"round failed ({last['error']}); see {log}")
+    if status != 0 or last["status"] != "done":  # the last round may be an earlier one: see the log
+        sys.exit(f"round failed (exit status {status}; {last['error']}); see {log}")
     adapter = Path(rounds.get_version(db, last["version_id"])["adapter_path"])
     return {"version": last["version_id"], "decision": last["decision"], "wall_s": seconds,
             "adapter_kb": sum(f.stat().st_size for f in adapter.glob("*.safetensors")) / 1024,
@@ -154,7 +154,7 @@ REWARD_MODEL_FIGURES = ("rm_accuracy", "rm_heldout_pairs", "rm_unseen_accuracy",
 def print_row(r: dict) -> None:
     phases = " ".join(f"{k} {v:.0f}" for k, v in r["phases_s"].items()) + f"; adapter {r['adapter_kb']:.0f} kB"
     rm = "-" if r["rm_unseen_accuracy"] is None else f"{r['rm_unseen_accuracy']:.2f}/{r['rm_unseen_pairs']:.0f}"
-    print(f"{r['taste']:<14}{r['algo']:<11}{r['round']:>3}  v{r['version']:<3}"
+    print(f"{r['taste']:<14}{r['algo']:<15}{r['round']:>3}  v{r['version']:<3}"
           f"{r['win_vs_base']:6.2f} [{r['win_vs_base_low']:.2f}, {r['win_vs_base_high']:.2f}]"
           f"{r['win_vs_previous']:7.2f}  {r['measure_base']:7.3f} -> {r['measure']:7.3f}"
           f"{r['words']:7.1f}  {r['empty_share']:.2f}/{r['repetitive_share']:.2f}  {rm:>8}"
@@ -162,7 +162,7 @@ def print_row(r: dict) -> None:
           f"{'promoted ' if r['promoted'] else 'candidate'}  ({phases})", flush=True)
 
 
-HEADER = ("taste         algo       rnd  ver  vs base [95% interval]  vs prev  taste measure base -> new   words  "
+HEADER = ("taste         algo           rnd  ver  vs base [95% interval]  vs prev  taste measure base -> new   words  "
           "empty/loop  RM acc/n   KL  round s  peak MB  gate  (phase seconds)")
 
 
@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--tastes", default="design", help=f"design, test, or names of {', '.join(TASTES)}")
     parser.add_argument("--algos", default="dpo,ppo,rloo", help="recipes: an algorithm, +ia3 for IA3 adapters")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of DPO, each on new judgements")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of DPO (LoRA or IA3), each on new judgements")
     parser.add_argument("--rl-rounds", type=int, default=1, help="rounds of every other algorithm")
     parser.add_argument("--judgements", type=int, default=128, help="new judgements before each round")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",

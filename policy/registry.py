@@ -66,9 +66,9 @@ class PolicyRegistry:
             model.eval()
             self._adapters[version_id] = (model, name)
 
-    def check_servable(self, adapter_path: str | Path) -> None:
-        """Every kind of adapter loads here (see `RemotePolicy.check_servable`)."""
-        adapters.kind(adapter_path)
+    def check_servable(self, adapter_path: str | Path) -> str:
+        """The adapter's kind: every kind loads here (see `RemotePolicy.check_servable`)."""
+        return adapters.kind(adapter_path)
 
     @contextlib.contextmanager
     def _selected(self, version_id: int):

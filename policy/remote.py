@@ -37,8 +37,7 @@ class RemotePolicy:
         self.base_model = base_model  # how the database names the base model, not the endpoint
         # A long read (a batch on a busy CPU) is normal; a slow connect means the endpoint is down.
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0))
-        self._adapters: dict[int, str] = {}  # version -> adapter path
-        self._kinds: dict[int, str] = {}  # version -> adapter kind
+        self._adapters: dict[int, tuple[str, str]] = {}  # version -> adapter path and kind
         self._loaded: dict[str, set[int]] = {url: set() for url in self.endpoints}
         self._base_ids: dict[str, str] = {}
         self._turn = itertools.count()
@@ -55,17 +54,18 @@ class RemotePolicy:
             return
         if not adapter_path:
             raise ValueError(f"policy version {version_id} has no adapter")
-        self.check_servable(adapter_path)
-        self._adapters[version_id] = str(Path(adapter_path).resolve())
-        self._kinds[version_id] = adapters.kind(adapter_path)
+        if version_id in self._adapters:
+            return  # a version's adapter never changes; endpoints that lack it get it when asked
+        kind = self.check_servable(adapter_path)
+        self._adapters[version_id] = str(Path(adapter_path).resolve()), kind
         for url in self.endpoints:
             try:
                 self._model_on(url, version_id)
             except httpx.HTTPError:
                 pass  # down for now: loaded when it is back
 
-    def check_servable(self, adapter_path: str | Path) -> None:
-        """Raise `AdapterRefused` if an endpoint answering now cannot load this adapter; one
+    def check_servable(self, adapter_path: str | Path) -> str:
+        """The adapter's kind; `AdapterRefused` if an endpoint answering now cannot load it. One
         that is down is asked when it is back, before the adapter is sent to it."""
         kind = adapters.kind(adapter_path)
         for url in self.endpoints:
@@ -73,6 +73,7 @@ class RemotePolicy:
                 self._check_kind(url, kind)
             except httpx.HTTPError:
                 pass
+        return kind
 
     def _check_kind(self, url: str, kind: str) -> None:
         if kind == "lora":
@@ -105,9 +106,10 @@ class RemotePolicy:
         if version_id not in self._loaded[url]:
             if version_id not in self._adapters:
                 raise KeyError(f"policy version {version_id} is not loaded")
-            self._check_kind(url, self._kinds[version_id])
+            path, kind = self._adapters[version_id]
+            self._check_kind(url, kind)
             try:
-                self._post(url, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": self._adapters[version_id]})
+                self._post(url, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
             except httpx.HTTPStatusError as e:
                 if "already been loaded" not in str(e):
                     raise

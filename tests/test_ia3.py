@@ -1,6 +1,8 @@
 """IA3 adapters beside LoRA: a round trains one, the app and a worker hot-swap it, and an
 endpoint that loads LoRA only (vLLM) is never sent one."""
+import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,14 +14,18 @@ import pytest
 
 from app.admin import Admin
 from app.users import add_account
+from policy.models import checkpoint_dir
 from policy.registry import PolicyRegistry
 from policy.remote import AdapterRefused, RemotePolicy
 from policy.sampling import SamplingConfig
 from storage import queries, rounds
 from storage.db import open_db
+from trainer.common import LoraSettings
+from trainer.dpo import train_dpo
 from trainer.rounds import run_round
 
 from .conftest import MODEL_CACHE, REPO, banana_judgements, random_adapter
+from .test_dpo import SETTINGS, TRAIN, LossLog, heldout_margin
 from .test_round import FAST, config
 from .test_worker import chat, worker  # noqa: F401 - the fixture
 
@@ -54,7 +60,7 @@ def adapter_config(data, round_id: int) -> dict:
     return json.loads((data / "adapters" / f"round-{round_id}" / "adapter_config.json").read_text())
 
 
-def test_an_ia3_round_goes_live_then_a_lora_round_starts_afresh_from_the_base(tmp_path):
+def test_ia3_rounds_go_live_and_stay_ia3_until_asked_for_lora(tmp_path):
     data = banana_judgements(tmp_path)
     out = subprocess.run(
         [sys.executable, "-m", "trainer", "--data-dir", str(data), "round", "--algo", "dpo", "--adapter", "ia3",
@@ -64,18 +70,34 @@ def test_an_ia3_round_goes_live_then_a_lora_round_starts_afresh_from_the_base(tm
     db = open_db(data / "prefloop.db")
     assert queries.live_version_id(db) == 1 and adapter_config(data, 1)["peft_type"] == "IA3"
     record = json.loads(rounds.get_round(db, 1)["config"])
-    assert record["dpo"]["lora"]["kind"] == "ia3"
+    assert record["adapter"] == "ia3" and record["dpo"]["lora"]["kind"] == record["sft"]["lora"]["kind"] == "ia3"
 
     from safetensors.torch import load_file
     scales = load_file(data / "adapters" / "round-1" / "adapter_model.safetensors")
     assert scales and any((s != 1).any() for s in scales.values())  # trained away from the identity
-
     registry = PolicyRegistry.load("tiny", data / "models")
     registry.ensure_loaded(1, rounds.get_version(db, 1)["adapter_path"])
-    assert all(answers(registry, 1))
+    assert all(answers(registry, 1))  # the registry serves it (its answers differ: see the first test)
 
-    result = run_round(config(data, "dpo", "gate.min_win_rate=-1"))  # LoRA cannot continue an IA3 adapter
-    assert result.promoted and adapter_config(data, result.round_id)["peft_type"] == "LORA"
+    # A round launched without --adapter (the Admin tab, `trainer watch`) keeps the live kind.
+    second = run_round(config(data, "dpo", "gate.min_win_rate=-1"))
+    assert second.promoted and adapter_config(data, second.round_id)["peft_type"] == "IA3"
+    third = run_round(config(data, "dpo", "gate.min_win_rate=-1", "adapter=lora"))  # a fresh LoRA on the base
+    assert third.promoted and adapter_config(data, third.round_id)["peft_type"] == "LORA"
+
+
+def test_an_ia3_round_continues_from_the_live_ia3_policy_and_saves_the_whole_of_it(tmp_path):
+    base = checkpoint_dir("tiny", MODEL_CACHE)
+    settings = dataclasses.replace(SETTINGS, lora=LoraSettings(kind="ia3"))
+    first, second, losses = tmp_path / "first", tmp_path / "second", LossLog()
+    train_dpo(base, None, TRAIN, settings, first, run_name="test-ia3-1")
+    assert heldout_margin(base, first) > heldout_margin(base) + 1.0  # IA3 learns the preference too
+    train_dpo(base, first, TRAIN, dataclasses.replace(settings, epochs=1), second, run_name="test-ia3-2",
+              callbacks=[losses])
+    # The reference is the live IA3 policy, as for LoRA: the first loss is log 2 (against the
+    # base model it would already be lower), and the saved scales carry both rounds' learning.
+    assert losses.losses[0] == pytest.approx(math.log(2), abs=1e-4)
+    assert heldout_margin(base, second) > heldout_margin(base, first)
 
 
 def fake_vllm(loads: list) -> httpx.MockTransport:

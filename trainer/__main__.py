@@ -19,8 +19,7 @@ def round_config(args):
     from .rounds import RoundConfig
     cfg = RoundConfig(algo=args.algo, data_dir=Path(args.data_dir), model=args.model,
                       auto_promote=not args.no_promote)
-    kind = [f"{method}.lora.kind={args.adapter}" for method in ("dpo", "ppo", "rloo", "sft")]
-    return apply_overrides(cfg, kind + (args.set or []))
+    return apply_overrides(cfg, ([f"adapter={args.adapter}"] if args.adapter else []) + (args.set or []))
 
 
 def cmd_round(args) -> int:
@@ -94,8 +93,9 @@ def main(argv=None) -> int:
                        help="how the policy is updated (default: %(default)s)")
         p.add_argument("--model", help="checked against the database's base model ('smollm2', 'tiny' or a path)")
         p.add_argument("--no-promote", action="store_true", help="keep the new version a candidate")
-        p.add_argument("--adapter", choices=adapters.KINDS, default="lora",
-                       help="the adapter every phase trains (default: %(default)s); vLLM serves LoRA only")
+        p.add_argument("--adapter", choices=adapters.KINDS,
+                       help="the adapter every phase trains (default: the live version's kind, LoRA on the "
+                            "base model); vLLM serves LoRA only")
         p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                        help="override a setting, e.g. dpo.lr=1e-4 or gate.max_kl=10 (repeatable)")
         p.set_defaults(func=cmd_round if name == "round" else cmd_watch)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
 
 from policy import adapters, models
@@ -20,11 +21,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoraSettings:
     """The adapter a method trains: LoRA, or IA3 (`kind`), which learns only a scale per channel
-    of the keys, values and feed-forward input, a few hundred times fewer weights than LoRA."""
+    of the keys, values and feed-forward input, a few hundred times fewer weights than LoRA.
+    A round sets `kind` for every method from its own `adapter` setting. `r`, `alpha`,
+    `dropout` and `top_layers` are LoRA's; IA3 scales every layer's keys, values and down_proj."""
     kind: str = "lora"
     # IA3's scales start at 1 and move by lr per step like LoRA's weights do from 0, but a
     # change of 1e-3 to a scale is a far smaller change to the answers: IA3 takes the method's
-    # learning rate times this (see docs/benchmarks.md, "IA3").
+    # learning rate times this (a first guess, not tuned: docs/benchmarks.md, "IA3 against LoRA").
     ia3_lr_scale: float = 10.0
     r: int = 16
     alpha: int = 32
@@ -100,19 +103,39 @@ def load_tokenizer(base_path: Path, padding_side: str = "left"):
 
 
 def continues(live_adapter: Path | None, lora: LoraSettings) -> bool:
-    """Whether a round trains the live adapter on: only one of the kind it trains."""
+    """Whether a round trains on from the live adapter: only from one of the kind it trains."""
     return live_adapter is not None and adapters.kind(live_adapter) == lora.kind
 
 
-def policy_for_training(base_path: Path, live_adapter: Path | None, lora: LoraSettings) -> PeftModel:
-    """The live policy as a trainable adapter named "default".
+def merges_live(live_adapter: Path | None, lora: LoraSettings) -> bool:
+    """Whether the live IA3 scales are merged into the weights and a fresh IA3 trained on top.
 
-    A round continues from the live adapter when it is of the kind the round trains, or starts
-    a fresh adapter on the base model (LoRA's zero-initialised update and IA3's unit scales
-    make it equal to version 0). TRL's trainers copy "default" into a frozen "ref" adapter, so
-    the reference is the policy the round started from.
+    TRL's trainers make their frozen reference by copying the adapter's weights to a "ref"
+    adapter by name, and TRL 1.16 copies only names holding ".default.", which LoRA's do
+    (lora_A.default.weight) and IA3's do not (ia3_l.default): a continued IA3 would be measured
+    against unit scales, the base model. On the merged weights unit scales are the live policy.
+    """
+    return lora.kind == "ia3" and continues(live_adapter, lora)
+
+
+def policy_for_training(base_path: Path, live_adapter: Path | None, lora: LoraSettings) -> PeftModel:
+    """The live policy as a trainable adapter named "default", equal to the live version.
+
+    A LoRA round continues the live LoRA (TRL copies it into a frozen "ref" adapter, so the
+    reference is the policy the round started from); an IA3 round trains fresh scales on top
+    of the live ones (see `merges_live`). After a version of the other kind, or on the base
+    model, a round starts a fresh adapter on the base model: LoRA's zero-initialised update and
+    IA3's unit scales make it equal to version 0.
     """
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=models.dtype())
+    if merges_live(live_adapter, lora):
+        live = PeftModel.from_pretrained(model, str(live_adapter))
+        targets = set(live.peft_config["default"].target_modules)
+        fresh = get_peft_model(live.merge_and_unload(), lora.config("CAUSAL_LM", model))
+        if set(fresh.peft_config["default"].target_modules) != targets:  # said now, not after training
+            raise ValueError(f"the live IA3 adapter {live_adapter} scales {sorted(targets)}, and this round's "
+                             f"would scale {sorted(fresh.peft_config['default'].target_modules)}")
+        return fresh
     if continues(live_adapter, lora):
         return PeftModel.from_pretrained(model, str(live_adapter), is_trainable=True)
     if live_adapter is not None:
@@ -121,9 +144,15 @@ def policy_for_training(base_path: Path, live_adapter: Path | None, lora: LoraSe
     return get_peft_model(model, lora.config("CAUSAL_LM", model))
 
 
-def save_trained_adapter(model: PeftModel, out_dir: Path) -> None:
-    """Only "default": the frozen "ref" copy TRL added would otherwise land in out_dir/ref/."""
+def save_trained_adapter(model: PeftModel, out_dir: Path, live_adapter: Path | None, lora: LoraSettings) -> None:
+    """Only "default" (the frozen "ref" copy TRL added would otherwise land in out_dir/ref/); an
+    IA3 trained on merged live scales is saved as their product, to apply to the base model."""
     model.save_pretrained(str(out_dir), selected_adapters=["default"])
+    if merges_live(live_adapter, lora):
+        weights = Path(out_dir) / "adapter_model.safetensors"
+        trained, live = load_file(weights), load_file(Path(live_adapter) / "adapter_model.safetensors")
+        save_file({k: (v.float() * live[k].float()).to(v.dtype) for k, v in trained.items()}, weights,
+                  metadata={"format": "pt"})
 
 
 def train(trainer):

@@ -74,7 +74,7 @@ def train_dpo(base_path: Path, live_adapter: Path | None, train: list[dict], cfg
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=common.load_tokenizer(base_path), callbacks=callbacks)
     result = common.train(trainer)
-    common.save_trained_adapter(model, out_dir)
+    common.save_trained_adapter(model, out_dir, live_adapter, cfg.lora)
     last = common.last_logged(trainer, "loss", "rewards/accuracies", "rewards/margins")
     return {"dpo_loss": last["loss"], "dpo_reward_accuracy": last["rewards/accuracies"],
             "dpo_reward_margin": last["rewards/margins"],

@@ -209,7 +209,8 @@ def train_ppo(base_path: Path, live_adapter: Path | None, prompts: list[str],
     device = "cuda" if common.on_cuda() else "cpu"
     tokenizer = common.load_tokenizer(base_path)
     model = common.policy_for_training(base_path, live_adapter, cfg.lora)
-    if common.continues(live_adapter, cfg.lora):  # else the reference is the base model
+    if common.continues(live_adapter, cfg.lora) and not common.merges_live(live_adapter, cfg.lora):
+        # the live LoRA as the reference; else adapters off is it (the base, or the merged IA3)
         model.load_adapter(str(live_adapter), adapter_name="ref", is_trainable=False)
     ref_adapter = "ref" if "ref" in model.peft_config else None
     # No dropout: the rollout's log-probs must equal the first update's, so ratios start at 1.
@@ -245,5 +246,5 @@ def train_ppo(base_path: Path, live_adapter: Path | None, prompts: list[str],
         history.append(stats)
         if log is not None:
             log(stats)
-    common.save_trained_adapter(model, out_dir)
+    common.save_trained_adapter(model, out_dir, live_adapter, cfg.lora)
     return history

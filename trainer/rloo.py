@@ -67,6 +67,6 @@ def train_rloo(base_path: Path, live_adapter: Path | None, prompts: list[str], r
                           train_dataset=conversations(tokenizer, prompts, cfg.max_prompt_tokens),
                           processing_class=tokenizer, callbacks=callbacks)
     result = common.train(trainer)
-    common.save_trained_adapter(model, out_dir)
+    common.save_trained_adapter(model, out_dir, live_adapter, cfg.lora)
     last = common.last_logged(trainer, *METRICS)
     return {METRICS[key]: value for key, value in last.items()} | {"rloo_steps": float(result.global_step)}

@@ -18,14 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from policy import models
+from policy import adapters, models
 from policy.registry import PolicyRegistry
 from storage import evaluations, queries, rounds
 from storage.aggregation import Aggregation
 from storage.rounds import ALGOS, DEFAULT_ALGO, round_lock
 from storage.db import open_db
 from storage.exports import HELDOUT_FRACTION
-from storage.paths import data_dir
+from storage.paths import data_dir, round_outputs
 
 from . import common, data, dpo, rloo, sft
 from .dpo import DPOSettings, train_dpo
@@ -91,6 +91,9 @@ class RoundConfig:
     min_pairs: int = 8             # fewer decisive votes than this is not worth a round
     max_rl_prompts: int = 64       # training prompts PPO, RLOO and rejection sampling sample from, drawn anew each round
     auto_promote: bool = True
+    # The adapter every phase trains, "lora" or "ia3"; "" trains the live version's kind on
+    # (LoRA on the base model), so a round launched without it never drops an IA3 live policy.
+    adapter: str = ""
     data: Aggregation = field(default_factory=Aggregation)  # how judgements become training rows
     reward: RewardModelConfig = field(default_factory=RewardModelConfig)
     dpo: DPOSettings = field(default_factory=DPOSettings)
@@ -131,11 +134,6 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def outputs(root: Path, round_id: int) -> tuple[Path, Path]:
-    """Where a finished round's adapter and reward model live."""
-    return root / "adapters" / f"round-{round_id}", root / "reward_models" / f"round-{round_id}"
-
-
 def clear_dead_rounds(db, root: Path) -> None:
     """Called holding the round lock, so no round is running: anything a round left is dead."""
     rounds.fail_stale_rounds(db)
@@ -154,6 +152,7 @@ def run_round(cfg: RoundConfig, log_path: str | None = None) -> RoundResult:
     with round_lock(cfg.data_dir), sigterm_as_interrupt():
         db = open_db(cfg.db_path)
         check_base_model(cfg, db)
+        cfg = with_adapter(cfg, adapter_kind(cfg, db))
         clear_dead_rounds(db, cfg.data_dir)
         round_id = rounds.start_round(db, cfg.algo, cfg.record(), os.getpid(), log_path)
         work = cfg.data_dir / "rounds" / f"round-{round_id}"
@@ -164,7 +163,7 @@ def run_round(cfg: RoundConfig, log_path: str | None = None) -> RoundResult:
             version_id = _register(cfg, db, round_id, trained, progress)
         except BaseException as e:  # nothing was registered: remove every trace but the failed row
             rounds.fail_round(db, round_id, f"{type(e).__name__}: {e}")
-            for folder in (work, *outputs(cfg.data_dir, round_id)):
+            for folder in (work, *round_outputs(cfg.data_dir, round_id)):
                 shutil.rmtree(folder, ignore_errors=True)
             raise
         finally:
@@ -179,6 +178,24 @@ def check_base_model(cfg: RoundConfig, db) -> None:
     base = rounds.get_version(db, 0)["base_model"]
     if cfg.model and models.model_name(cfg.model) != base:
         raise ValueError(f"this database's base model is {base!r}, not {cfg.model!r}")
+
+
+def adapter_kind(cfg: RoundConfig, db) -> str:
+    """The kind the round trains: the one asked for, else the live version's."""
+    if cfg.adapter:
+        if cfg.adapter not in adapters.KINDS:
+            raise ValueError(f"adapter must be one of {', '.join(adapters.KINDS)}, not {cfg.adapter!r}")
+        return cfg.adapter
+    live = rounds.get_version(db, queries.live_version_id(db))["adapter_path"]
+    return adapters.kind(live) if live else "lora"
+
+
+def with_adapter(cfg: RoundConfig, kind: str) -> RoundConfig:
+    """Every phase trains one kind: a phase could not continue the previous phase's adapter
+    of another kind (`common.continues`), and would silently start afresh."""
+    methods = {name: dataclasses.replace(getattr(cfg, name), lora=dataclasses.replace(getattr(cfg, name).lora, kind=kind))
+               for name in ("dpo", "ppo", "rloo", "sft")}
+    return dataclasses.replace(cfg, adapter=kind, **methods)
 
 
 @dataclass
@@ -297,7 +314,7 @@ def answer_cache(root: Path) -> Path:
 def _register(cfg: RoundConfig, db, round_id: int, trained: Trained, progress: RoundProgress) -> int:
     """Rename the finished outputs into place, then record the version in one transaction."""
     progress.begin("register", 1)
-    final_adapter, final_rm = outputs(cfg.data_dir, round_id)
+    final_adapter, final_rm = round_outputs(cfg.data_dir, round_id)
     for src, dst in ((trained.adapter_dir, final_adapter), (trained.rm_dir, final_rm)):
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)

@@ -64,7 +64,7 @@ def train_sft(base_path: Path, live_adapter: Path | None, examples: list[dict], 
     """SFT from the live policy on prompt-completion rows; the adapter is written to `out_dir`."""
     trainer = sft_trainer(base_path, live_adapter, examples, cfg, out_dir, run_name, callbacks)
     result = common.train(trainer)
-    common.save_trained_adapter(trainer.model, out_dir)
+    common.save_trained_adapter(trainer.model, out_dir, live_adapter, cfg.lora)
     last = common.last_logged(trainer, "loss", "mean_token_accuracy")
     return {"sft_loss": last["loss"], "sft_examples": float(len(examples)),
             "sft_steps": float(result.global_step)} | (
