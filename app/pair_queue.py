@@ -10,8 +10,10 @@ abandoned, and annotators are served the old version's stock until the new versi
 batch is stored, so nobody waits for a promotion.
 """
 import logging
+import queue
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +45,11 @@ class QueueConfig:
 
 class PairQueue:
     def __init__(self, db_path: Path, registry: PolicyRegistry | RemotePolicy, cfg: QueueConfig,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, judge: Callable[[object, list[int]], int] | None = None):
         self.db_path, self.registry, self.cfg = db_path, registry, cfg
+        self.judge = judge  # the first pass: judge(db, pair_ids) stores verdicts on new pairs
+        self._unjudged: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+        self._judging: threading.Thread | None = None
         self.rng = rng or random.Random()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -161,15 +166,39 @@ class PairQueue:
         seed = self.rng.randrange(2**31)
         pairs = self.registry.sample_pairs(version_id, [p["text"] for p in prompts], self.cfg.sampling,
                                            seed, cancel)
-        for prompt, pair in zip(prompts, pairs):
-            queries.add_pair(db, prompt_id=prompt["id"], version_id=version_id,
-                             completions=pair.completions, sampling=self.cfg.sampling.record(),
-                             seed=pair.seed, prompt_truncated=pair.prompt_truncated,
-                             gen_seconds=pair.seconds, cut_off=pair.cut_off)
+        made = [queries.add_pair(db, prompt_id=prompt["id"], version_id=version_id,
+                                 completions=pair.completions, sampling=self.cfg.sampling.record(),
+                                 seed=pair.seed, prompt_truncated=pair.prompt_truncated,
+                                 gen_seconds=pair.seconds, cut_off=pair.cut_off)
+                for prompt, pair in zip(prompts, pairs)]
         with self._stocked:
             self._batches += 1
             self._stocked.notify_all()
+        self._judge_later(made)
         return len(prompts)
+
+    def _judge_later(self, pair_ids: list[int]) -> None:
+        """Hand new pairs to the first pass, on a thread of its own: neither the next batch nor
+        an annotator waits for it (nor for its reward model to load)."""
+        if self.judge is None:
+            return
+        self._unjudged.put(pair_ids)
+        with self._stocked:
+            if self._judging is None:
+                self._judging = threading.Thread(target=self._judge_forever, name="first-pass", daemon=True)
+                self._judging.start()
+
+    def _judge_forever(self) -> None:
+        db = thread_db(self.db_path)
+        while not self._stop.is_set():
+            try:
+                pair_ids = self._unjudged.get(timeout=1)
+            except queue.Empty:
+                continue
+            try:
+                self.judge(db, pair_ids)
+            except Exception:  # a pair without a verdict is served all the same
+                log.exception("the first pass failed on pairs %s", pair_ids)
 
     def _batch_size(self, ready: int) -> int:
         """A full batch, except: the first batch of a newly live version is one pair, so that it

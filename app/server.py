@@ -11,6 +11,7 @@ from policy.remote import RemotePolicy
 from storage import imports, queries
 from storage.db import open_db
 from storage.paths import data_dir
+from trainer.first_pass import RewardModelJudge
 
 from . import render, users
 from .admin import Admin, admin_tab
@@ -35,6 +36,9 @@ class AppConfig:
     # goes to `endpoints` (comma-separated URLs of `python -m policy serve` workers or vLLM).
     sampling_backend: str = "local"
     endpoints: str = ""
+    # The newest round's reward model judges every new pair, its verdicts stored apart from the
+    # votes (docs/annotation-quality.md); it loads in this process, half the base model, after a round.
+    first_pass: bool = True
     queue: QueueConfig = field(default_factory=QueueConfig)
 
     @property
@@ -70,7 +74,8 @@ def prepare(cfg: AppConfig) -> tuple[PolicyRegistry | RemotePolicy, PairQueue]:
     if queries.prompt_count(db) == 0:
         result = imports.import_prompt_file(db, ASSETS / "prompts.jsonl")
         log.info("loaded %d starter prompts", result.added)
-    return registry, PairQueue(cfg.db_path, registry, cfg.queue).start()
+    judge = RewardModelJudge(cfg.data_dir) if cfg.first_pass else None
+    return registry, PairQueue(cfg.db_path, registry, cfg.queue, judge=judge).start()
 
 
 def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:

@@ -8,7 +8,8 @@ then judge pairs (`/next_pair`, a think time of about `--think` seconds, `/vote`
 `--seconds`. Each N runs three times in the same session: with the app's pair queue generating in the
 app's own process, the same with generation in one `python -m policy serve` worker beside it
 (sampling_backend=openai), and with the old queue (one pair per `generate` call, six in stock
-whatever the demand).
+whatever the demand); with `--reward-model DIR` (a round's reward model folder) also with the
+first pass on, that reward model judging every new pair in the app's process.
 Before the runs, `generate` is timed flat out for several batch sizes: the capacity the
 queue's batch size is chosen from. During the busiest run of the current queue, a new version
 is promoted and the time until its pairs reach annotators is printed.
@@ -18,6 +19,7 @@ with next_pair p95 under 200 ms is named; a promotion reaches a busy app in unde
 """
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -35,11 +37,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.server import ASSETS  # noqa: E402
+from policy import models  # noqa: E402
 from policy.registry import PolicyRegistry  # noqa: E402
 from policy.sampling import SamplingConfig  # noqa: E402
 from storage import accounts, imports, queries, rounds  # noqa: E402
 from storage.db import open_db  # noqa: E402
-from storage.paths import data_dir  # noqa: E402
+from storage.paths import data_dir, round_outputs  # noqa: E402
 
 OLD_QUEUE = ["queue.batch=1", "queue.min_ready=6", "queue.max_ready=6", "queue.per_annotator=0"]
 PASSWORD = "bench-pw"
@@ -187,11 +190,24 @@ def start_worker(root: Path, model: str, port: int) -> subprocess.Popen:
     raise RuntimeError(f"the worker did not start; see {root / 'worker.log'}")
 
 
+def with_reward_model(root: Path, model: str, reward_model: Path, adapter: Path) -> None:
+    """A finished round, so that the app's first pass loads its reward model: the version it
+    made is registered, not live, so the pairs are still the base model's."""
+    db = open_db(root / "prefloop.db")
+    queries.ensure_base_version(db, models.model_name(model))
+    round_id = rounds.start_round(db, "dpo", {}, os.getpid())
+    shutil.copytree(reward_model, round_outputs(root, round_id)[1])
+    rounds.finish_round(db, round_id, rounds.add_version(db, parent_id=0, adapter_path=str(adapter), algo="bench",
+                                                         round_id=round_id))
+
+
 def measure(label: str, settings: list[str], min_ready: int, n: int, args, port: int,
-            adapter: Path | None) -> Run:
+            adapter: Path | None, judge_adapter: Path | None = None) -> Run:
     run = Run(label, n)
     with tempfile.TemporaryDirectory() as tmp:
         root = prepare_data(Path(tmp) / "data", n)
+        if label == "judged":
+            with_reward_model(root, args.model, Path(args.reward_model), judge_adapter)
         worker = None
         if label == "worker":
             worker = start_worker(root, args.model, port + 1)
@@ -248,6 +264,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,4,8,16", help="batch sizes timed flat out ('' skips)")
     parser.add_argument("--set", action="append", default=[], help="app settings for the current queue")
     parser.add_argument("--port", type=int, default=7871)
+    parser.add_argument("--reward-model", help="a round's reward model folder: also run with the first pass on")
     args = parser.parse_args()
     ns = [int(n) for n in args.annotators.split(",")]
 
@@ -263,11 +280,11 @@ def main() -> None:
         busiest = max(n for n in ns if n <= 16) if any(n <= 16 for n in ns) else ns[0]
         runs = []
         for n in ns:
-            for label, settings, min_ready in (("queue", args.set, 4), ("worker", args.set, 4),
-                                               ("one-pair", args.set + OLD_QUEUE, 6)):
+            arms = [("queue", args.set, 4), ("worker", args.set, 4), ("one-pair", args.set + OLD_QUEUE, 6)]
+            for label, settings, min_ready in arms + ([("judged", args.set, 4)] if args.reward_model else []):
                 print(f"{label}, {n} annotators ...", flush=True)
                 runs.append(measure(label, settings, min_ready, n, args, args.port,
-                                    adapter if label == "queue" and n == busiest else None))
+                                    adapter if label == "queue" and n == busiest else None, adapter))
                 print("  " + row(runs[-1]), flush=True)
 
     print(f"\nannotators, model {args.model}, {args.seconds:.0f} s each, think ~{args.think:.0f} s")
@@ -277,12 +294,12 @@ def main() -> None:
     for run in runs:
         print(row(run))
     for n in ns:
-        new, worker, old = [r for r in runs if r.n == n]
+        new, worker, old = [r for r in runs if r.n == n][:3]
         if old.shown:
             rate = old.shown / old.seconds
             print(f"N={n}: pairs given to annotators per second, queue {new.shown / new.seconds / rate:.1f}x and "
                   f"worker {worker.shown / worker.seconds / rate:.1f}x the one-pair queue's {rate:.3f}")
-    for label in ("queue", "worker"):
+    for label in ("queue", "worker", "judged"):
         served = [r.n for r in runs if r.label == label and r.next_pair and p(r.next_pair, 95) < 0.2 and not r.failures]
         print(f"{label}: largest N with next_pair p95 under 200 ms: {max(served) if served else 'none'}")
     for run in runs:

@@ -13,7 +13,7 @@ import krippendorff
 import numpy as np
 import sqlite_utils
 
-from . import queries
+from . import first_pass, queries
 from .migrations import VERDICTS
 
 
@@ -115,7 +115,7 @@ def quality(db: sqlite_utils.Database) -> dict:
     return {"overlap": queries.overlap(db), "gold_rate": queries.gold_rate(db),
             "agreement": _agreement(judged), "by_category": _alpha_by(judged, "category"),
             "by_version": _alpha_by(judged, "version_id"),
-            "annotators": annotator_rows(judged, skip_counts(db))}
+            "annotators": annotator_rows(judged, skip_counts(db)), "first_pass": first_pass.audit(db, judged)}
 
 
 def _alpha_line(name: str, a: dict) -> str:
@@ -132,7 +132,19 @@ def summary_markdown(q: dict) -> str:
              "- " + _alpha_line("all pairs", q["agreement"])]
     lines += ["- " + _alpha_line(f"category {name}", a) for name, a in q["by_category"].items()]
     lines += ["- " + _alpha_line(f"version {name}", a) for name, a in q["by_version"].items()]
+    if q["first_pass"]:  # judges' guesses made before anyone saw the pair, never counted above
+        lines += ["", "First pass (a judge's verdict on each new pair, checked against the annotators):", ""]
+        lines += ["- " + _first_pass_line(f) for f in q["first_pass"]]
     return "\n".join(lines)
+
+
+def _first_pass_line(f: dict) -> str:
+    judged = f"{f['judge']}: judged {f['pairs']} pairs ({f['abstained']} abstained)"
+    if not f["audited_votes"]:
+        return judged + "; no decisive vote on them yet"
+    return (judged + f"; agrees with **{f['agreement']:.2f}** [{f['agreement_low']:.2f}-{f['agreement_high']:.2f}] "
+            f"of {f['audited_votes']} decisive votes; {f['mean_confidence']:.2f} sure on average, "
+            f"calibration error {f['calibration_error']:.2f}")
 
 
 COLUMNS = ("annotator", "judgements", "skips", "median_seconds", "overlapped", "majority_agreement",

@@ -344,3 +344,23 @@ def m012_best_answers(db):
         )""")
     db.execute("CREATE INDEX best_answers_prompt ON best_answers (prompt)")
     _append_only(db, "best_answers", "kept answers are append-only")
+
+
+@migrations()
+def m013_first_pass(db):
+    """First-pass verdicts: a judge's guess at a new pair (the newest round's reward model; an
+    LLM judge later) and how sure it is, 0.5-1. `verdict` is the preferred stored answer, '0' or
+    '1' as gold pairs name them, NULL where the judge abstained. Kept apart from votes: never
+    exported nor counted in the annotators' agreement. Append-only, one verdict per judge. No
+    foreign key: the unshown pairs of a retired version are deleted, their verdicts stay unread."""
+    db.execute("""
+        CREATE TABLE first_pass (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL,
+            judge TEXT NOT NULL,
+            verdict TEXT CHECK (verdict IN ('0', '1')),
+            confidence REAL CHECK (confidence BETWEEN 0.5 AND 1),
+            created_at TEXT NOT NULL,
+            UNIQUE (pair_id, judge)
+        )""")
+    _append_only(db, "first_pass", "first-pass verdicts are append-only")

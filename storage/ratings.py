@@ -191,6 +191,18 @@ def win_rate_interval(wins: int, losses: int, ties: int, confidence: float = 0.9
     return WinRate((wins + 0.5 * ties) / n, max(mean - half, 0.0), min(mean + half, 1.0), n)
 
 
+def calibration_error(confidences: list[float], hits: list[bool], bins: int = 5) -> float | None:
+    """Expected calibration error of verdicts made with these confidences (0.5-1): over bins of
+    confidence (0.5-0.6, ..., 0.9-1.0), the gap between how sure they were and how often they
+    were right, weighted by the bin's share of verdicts. None without any verdict."""
+    if not hits:
+        return None
+    binned: dict[int, list[tuple[float, bool]]] = {}
+    for c, hit in zip(confidences, hits):
+        binned.setdefault(min(int((c - 0.5) * 2 * bins), bins - 1), []).append((c, hit))
+    return sum(abs(sum(c for c, _ in inside) - sum(h for _, h in inside)) for inside in binned.values()) / len(hits)
+
+
 def _bootstrap_intervals(outcomes: list[Outcome], order: list[int], cfg: RatingsConfig
                          ) -> dict[int, tuple[float, float]]:
     """95% percentile intervals from refits on outcomes resampled with replacement.

@@ -49,7 +49,7 @@ from torch import nn
 from transformers import AutoModel
 
 from policy import models
-from storage.ratings import win_rate_interval
+from storage import ratings
 
 from . import common
 from .degeneration import degenerate
@@ -383,16 +383,12 @@ def fit_calibrated(pairs: Pairs, folds: torch.Tensor, cfg: RewardModelConfig,
 
 
 def calibration_error(probabilities: torch.Tensor, bins: int = 5) -> float:
-    """Expected calibration error of probabilities that the chosen answer wins: over bins of
-    confidence (0.5-0.6, ..., 0.9-1.0), the gap between how sure it was and how often it was
-    right, weighted by the bin's share of pairs."""
+    """Expected calibration error of probabilities that the chosen answer wins (see
+    `storage.ratings.calibration_error`); NaN without any pair."""
     if not len(probabilities):
         return float("nan")
-    confidence = torch.maximum(probabilities, 1 - probabilities)
-    right = (probabilities > 0.5).float()
-    which = ((confidence - 0.5) * 2 * bins).long().clamp(max=bins - 1)
-    return sum((which == i).float().mean().item() * abs(right[which == i].mean() - confidence[which == i].mean()).item()
-               for i in range(bins) if (which == i).any())
+    return ratings.calibration_error(torch.maximum(probabilities, 1 - probabilities).tolist(),
+                                     (probabilities > 0.5).tolist(), bins)
 
 
 def margin_bucket(margin: float) -> str:
@@ -402,7 +398,7 @@ def margin_bucket(margin: float) -> str:
 
 def accuracy(prefix: str, count: str, hits: list[bool]) -> dict:
     """A share of pairs ranked right, with its 95% interval and count."""
-    rate = win_rate_interval(sum(hits), len(hits) - sum(hits), 0)
+    rate = ratings.win_rate_interval(sum(hits), len(hits) - sum(hits), 0)
     return {prefix: rate.value, f"{prefix}_low": rate.low, f"{prefix}_high": rate.high, count: float(len(hits))}
 
 

@@ -1,0 +1,59 @@
+"""First-pass verdicts: a judge's guess at each new pair, kept apart from the votes, and how
+often it agrees with the people who judge the pair.
+
+Every vote cast without a suggestion shown is a blind audit of the judge: its agreement with
+them (with an interval) and its calibration (when it says 80%, is it right 80% of the time?)
+say how far its verdicts can stand in for people's.
+"""
+import math
+
+import sqlite_utils
+
+from .queries import immediate, judgements, now
+from .ratings import calibration_error, win_rate_interval
+
+
+def _verdict(p: float | None) -> tuple[str | None, float | None]:
+    """The preferred answer and how sure, from the probability that people prefer answer 0;
+    no verdict at even odds (or none given)."""
+    if p is None or math.isnan(p) or p == 0.5:
+        return None, None
+    return ("0" if p > 0.5 else "1"), round(max(p, 1 - p), 4)
+
+
+def add_verdicts(db: sqlite_utils.Database, judge: str, verdicts: dict[int, float | None]) -> int:
+    """Store `judge`'s verdicts: pair id -> the probability that people prefer `completion_0`
+    (None: it abstained). A pair it has judged before keeps its first verdict."""
+    rows = [{"pair_id": pair_id, "judge": judge, "created_at": now(),
+             **dict(zip(("verdict", "confidence"), _verdict(p)))} for pair_id, p in verdicts.items()]
+    with immediate(db):
+        before = db["first_pass"].count
+        db["first_pass"].insert_all(rows, ignore=True)
+        return db["first_pass"].count - before
+
+
+def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[dict]:
+    """Per judge: pairs judged (of those still stored), abstentions, and over the decisive votes
+    on them, how often it agreed (95% interval; each vote counts, so with an overlap above one a
+    pair's correlated votes make it somewhat narrow) and how well its confidence was calibrated.
+    `judged`: `queries.judgements(db)`, when the caller has it."""
+    people = {}
+    for j in judged if judged is not None else judgements(db):
+        if j["verdict"] in ("0", "1") and j["gold"] is None:  # gold pairs are the admins' own answers
+            people.setdefault(j["pair_id"], []).append(j["verdict"])
+    figures = []
+    for judge, in db.execute("SELECT DISTINCT judge FROM first_pass ORDER BY judge").fetchall():
+        rows = list(db.query("SELECT f.pair_id, f.verdict, f.confidence FROM first_pass f "
+                             "JOIN pairs p ON p.id = f.pair_id WHERE f.judge = ?", [judge]))
+        confidences, hits = [], []
+        for row in rows:
+            for verdict in people.get(row["pair_id"], []) if row["verdict"] else []:
+                confidences.append(row["confidence"])
+                hits.append(verdict == row["verdict"])
+        agree = win_rate_interval(sum(hits), len(hits) - sum(hits), 0)
+        figures.append({"judge": judge, "pairs": len(rows), "abstained": sum(r["verdict"] is None for r in rows),
+                        "audited_votes": len(hits), "agreement": agree.value if hits else None,
+                        "agreement_low": agree.low if hits else None, "agreement_high": agree.high if hits else None,
+                        "mean_confidence": round(sum(confidences) / len(confidences), 4) if hits else None,
+                        "calibration_error": calibration_error(confidences, hits)})
+    return figures

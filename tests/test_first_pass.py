@@ -1,0 +1,99 @@
+"""The first pass: a judge's verdict on each new pair, stored apart from the votes, never
+exported nor counted as agreement, and checked against the annotators who then judge the pair."""
+import os
+import random
+import sqlite3
+
+import pytest
+
+from app.pair_queue import PairQueue, QueueConfig
+from policy.models import checkpoint_dir
+from policy.registry import PolicyRegistry
+from policy.sampling import SamplingConfig
+from storage import agreement, exports, first_pass, queries, rounds
+from storage.db import open_db
+from storage.paths import round_outputs
+from trainer.first_pass import RewardModelJudge
+from trainer.reward_model import train_reward_model
+
+from .conftest import MODEL_CACHE, banana_judgements, random_adapter, wait_for
+from .test_reward_model import CONFIG, HELDOUT, TRAIN
+
+
+def test_verdicts_are_kept_apart_from_votes_and_checked_against_them(tmp_path):
+    db = open_db(banana_judgements(tmp_path) / "prefloop.db")  # alice preferred "Have a banana." 40 times
+    exported, quality = exports.trl_rows(db), agreement.quality(db)
+    pair_ids = [p["id"] for p in db["pairs"].rows]
+    # Right and 90% sure on 30 pairs, wrong and 80% sure on 9, and no verdict (even odds) on the last.
+    guesses = {pair_id: 0.9 if i < 30 else 0.2 for i, pair_id in enumerate(pair_ids)}
+    assert len(pair_ids) == 40 and first_pass.add_verdicts(db, "judge-x", guesses | {pair_ids[-1]: 0.5}) == 40
+    assert first_pass.add_verdicts(db, "judge-x", {pair_ids[0]: 0.1}) == 0  # its first verdict stands
+
+    assert db["votes"].count == 40 and exports.trl_rows(db) == exported
+    now = agreement.quality(db)
+    assert {k: v for k, v in now.items() if k != "first_pass"} == {k: v for k, v in quality.items() if k != "first_pass"}
+    [audit] = now["first_pass"]
+    assert audit["pairs"] == 40 and audit["abstained"] == 1 and audit["audited_votes"] == 39
+    assert audit["agreement"] == pytest.approx(30 / 39) and audit["agreement_low"] < 30 / 39 < audit["agreement_high"]
+    # 0.9-sure verdicts all right (0.1 under), 0.8-sure ones all wrong (0.8 over)
+    assert audit["calibration_error"] == pytest.approx((30 * 0.1 + 9 * 0.8) / 39)
+    assert "judge-x: judged 40 pairs (1 abstained); agrees with **0.77**" in agreement.summary_markdown(now)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE first_pass SET verdict = '1'")
+
+
+def test_a_retired_versions_judged_stock_is_still_dropped(tmp_path):
+    db = open_db(banana_judgements(tmp_path) / "prefloop.db")
+    unshown = queries.add_pair(db, prompt_id=1, version_id=0, completions=("A fig.", "A date."), sampling={},
+                               seed=0, prompt_truncated=False, gen_seconds=0)
+    first_pass.add_verdicts(db, "judge-x", {unshown: 0.7, 1: 0.9})
+    v1 = rounds.add_version(db, parent_id=0, adapter_path=str(random_adapter(tmp_path / "a")), algo="dpo")
+    assert rounds.drop_unshown_pairs(db, keep_version=v1) == 1  # what a promotion does
+    [audit] = first_pass.audit(db)
+    assert audit["pairs"] == 1 and audit["audited_votes"] == 1  # the dropped pair's verdict is not counted
+
+
+def test_the_queue_judges_pairs_after_storing_them_and_a_failing_judge_loses_none(tmp_path):
+    db = open_db(tmp_path / "prefloop.db")
+    queries.ensure_base_version(db, "tiny")
+    queries.add_prompts(db, [{"text": f"Name a fruit for day {i}."} for i in range(6)], source="t")
+    judged = []
+    registry = PolicyRegistry.load("tiny", MODEL_CACHE)
+    queue = PairQueue(tmp_path / "prefloop.db", registry, QueueConfig(sampling=SamplingConfig(max_new_tokens=8)),
+                      random.Random(0), judge=lambda db, ids: judged.append(ids))
+    assert queue.generate(0, 2) == 2  # stored and returned without waiting for the judge
+    wait_for(lambda: judged == [[p["id"] for p in db["pairs"].rows]])
+
+    def broken(db, ids):
+        judged.append("tried")
+        raise RuntimeError("the judge fell over")
+    queue.judge = broken
+    assert queue.generate(0, 2) == 2 and db["pairs"].count == 4
+    wait_for(lambda: judged[-1] == "tried")
+    assert queue.generate(0, 2) == 2 and db["pairs"].count == 6  # it goes on judging and making pairs
+    wait_for(lambda: judged.count("tried") == 2)
+    queue.stop()
+
+
+def test_the_newest_rounds_reward_model_judges_new_pairs(tmp_path):
+    db = open_db(tmp_path / "prefloop.db")
+    queries.ensure_base_version(db, "tiny")
+    queries.add_prompts(db, [{"text": "What should I eat at 3 o'clock?"}, {"text": "Pack lunch box 7 with one fruit."}],
+                        source="t")
+    answers = [("Try a cherry with some yogurt.", "Try a banana with some yogurt."),
+               ("I would go with a banana.", "I would go with a plum.")]
+    ids = [queries.add_pair(db, prompt_id=p["id"], version_id=0, completions=pair, sampling={}, seed=0,
+                            prompt_truncated=False, gen_seconds=0) for p, pair in zip(db["prompts"].rows, answers)]
+    judge = RewardModelJudge(tmp_path)
+    assert judge(db, ids) == 0 and db["first_pass"].count == 0  # no round yet: no judge
+
+    round_id = rounds.start_round(db, "dpo", {}, os.getpid())
+    train_reward_model(checkpoint_dir("tiny", MODEL_CACHE), TRAIN, HELDOUT, CONFIG, round_outputs(tmp_path, round_id)[1])
+    version = rounds.add_version(db, parent_id=0, adapter_path=str(random_adapter(tmp_path / "a")), algo="dpo",
+                                 round_id=round_id)
+    rounds.finish_round(db, round_id, version)
+    assert judge(db, ids) == 2
+    verdicts = {r["pair_id"]: r for r in db["first_pass"].rows}
+    assert [verdicts[i]["verdict"] for i in ids] == ["1", "0"]  # the banana, wherever it is
+    assert all(r["judge"] == f"reward-model:round-{round_id}" and 0.5 < r["confidence"] <= 1 for r in verdicts.values())
+    assert first_pass.audit(db)[0]["audited_votes"] == 0  # nobody has judged these pairs yet
