@@ -192,7 +192,9 @@ def main() -> None:
         questions = cfg.eval.questions([p["text"] for p in queries.all_prompts(db) if is_heldout(p["id"], cfg.heldout_fraction)])
         judge = Judge(registry, cfg, questions)
         print(f"{args.judgements} pairs from the base model for round 1 ...", flush=True)
-        first_pairs_s = stock(PairQueue(template / "prefloop.db", registry, QueueConfig()), 0, args.judgements)
+        # Seeded: every run judges the same first pairs, so rows of separate runs compare.
+        first_pairs_s = stock(PairQueue(template / "prefloop.db", registry, QueueConfig(), random.Random(0)), 0,
+                              args.judgements)
         print(HEADER, flush=True)
         judge.answers(template, 0)  # the base's held-out answers, written once for every taste
         for name in {"design": list(DESIGN), "test": list(TEST)}.get(args.tastes) or args.tastes.split(","):
