@@ -61,6 +61,7 @@ class Run:
     shown: int = 0  # pairs annotators were given: what they got out of the pairs made
     seconds: float = 0.0
     promotion: dict = field(default_factory=dict)
+    judged: tuple[int, int] = (0, 0)  # pairs with a first-pass verdict, of all pairs stored
 
 
 def capacity(model: str, batches: list[int], tokens: int) -> list[tuple[int, float, float]]:
@@ -232,6 +233,7 @@ def measure(label: str, settings: list[str], min_ready: int, n: int, args, port:
             run.seconds = time.perf_counter() - start
             run.pairs_made = db.execute("SELECT count(*) FROM pairs").fetchone()[0] - before
             run.shown = db.execute("SELECT count(*) FROM shows").fetchone()[0]
+            run.judged = db["first_pass"].count, db["pairs"].count
         finally:
             for process in (proc, worker):
                 if process is not None:
@@ -307,6 +309,9 @@ def main() -> None:
             print(f"promotion with {run.n} annotators: first new pair made {run.promotion['made']:.1f} s "
                   f"after it, first shown {run.promotion['shown']:.1f} s after it; "
                   f"{run.promotion['old_pairs_shown_meanwhile']} old-version pairs served meanwhile")
+    for run in runs:
+        if run.label == "judged":
+            print(f"first pass with {run.n} annotators: {run.judged[0]} of {run.judged[1]} pairs judged")
     for run in runs:
         for failure in run.failures[:3]:
             print(f"failure ({run.label}, N={run.n}): {failure}")
