@@ -1,16 +1,16 @@
 """The policy versions a running app can sample from: one base model, one adapter per version.
 
 Hot-swap is loading a new adapter beside the others; nothing global changes. PEFT holds adapters
-of one kind per model, so IA3 versions live on a copy of the base model beside the LoRA ones,
-made when the first of them is loaded. Each call names
+of one kind per model, so IA3 versions live on a second base model beside the LoRA ones, read
+from disk when the first of them is loaded and dropped with the last. Each call names
 the version it wants and selects that adapter under the lock for the length of its own
 `generate`, so a generation already running finishes on its version and a promotion never
 switches weights under it.
 """
 import contextlib
-import copy
 import threading
 from pathlib import Path
+from typing import Callable
 
 from peft import PeftModel
 
@@ -28,8 +28,9 @@ class PolicyRegistry:
     from the RNG meanwhile.
     """
 
-    def __init__(self, model, tokenizer, base_model: str):
+    def __init__(self, model, tokenizer, base_model: str, fresh_base: Callable[[], torch.nn.Module]):
         self.model, self.tokenizer, self.base_model = model, tokenizer, base_model  # model answers as version 0
+        self._fresh_base = fresh_base  # another copy of the base model, without adapters
         self._lock = threading.Lock()
         self._by_kind: dict[str, PeftModel] = {}  # adapter kind -> the model holding those adapters
         self._adapters: dict[int, tuple[PeftModel, str]] = {}  # version -> its model and adapter name
@@ -37,7 +38,7 @@ class PolicyRegistry:
     @classmethod
     def load(cls, spec: str, cache_dir: Path) -> "PolicyRegistry":
         model, tokenizer = models.load(spec, cache_dir)
-        return cls(model, tokenizer, models.model_name(spec))
+        return cls(model, tokenizer, models.model_name(spec), lambda: models.load(spec, cache_dir)[0])
 
     def ensure_loaded(self, version_id: int, adapter_path: str | Path | None) -> None:
         """Load a version's adapter once; version 0 is the base model itself.
@@ -50,6 +51,9 @@ class PolicyRegistry:
             raise ValueError(f"policy version {version_id} has no adapter")
         name = f"v{version_id}" if version_id > 0 else f"candidate{-version_id}"
         kind = adapters.kind(adapter_path)
+        # The first kind wraps the base model itself, another one a second base model, read here
+        # outside the lock so that sampling goes on meanwhile.
+        fresh = self._fresh_base() if self._by_kind and kind not in self._by_kind else None
         with self._lock:
             if version_id in self._adapters:  # loaded by another caller while we waited
                 return
@@ -57,8 +61,7 @@ class PolicyRegistry:
             if model is not None:
                 model.load_adapter(str(adapter_path), adapter_name=name)
             else:
-                # The first kind wraps the base model itself; another one a copy without adapters.
-                base = copy.deepcopy(self.model).unload() if isinstance(self.model, PeftModel) else self.model
+                base = self.model if not self._by_kind else fresh if fresh is not None else self._fresh_base()
                 model = PeftModel.from_pretrained(base, str(adapter_path), adapter_name=name)
                 self._by_kind[kind] = model
                 if base is self.model:
@@ -99,12 +102,23 @@ class PolicyRegistry:
             return complete(model, self.tokenizer, prompts, cfg, seed, copies)
 
     def unload(self, version_id: int) -> None:
-        """Free a version's adapter; a generation using it finishes first."""
+        """Free a version's adapter, and the model that held it once it holds none (version 0
+        moves to another kind's model, or back to the bare base); a generation using it finishes
+        first."""
         with self._lock:
             loaded = self._adapters.pop(version_id, None)
-            if loaded is not None:
-                model, name = loaded
+            if loaded is None:
+                return
+            model, name = loaded
+            if any(held is model for held, _ in self._adapters.values()):
                 model.delete_adapter(name)
+                return
+            kind = next(k for k, held in self._by_kind.items() if held is model)
+            del self._by_kind[kind]
+            if model is self.model:
+                # PEFT cannot delete a model's last adapter; unloading restores the bare base.
+                others = list(self._by_kind.values())
+                self.model = others[0] if others else model.unload()
 
     def sample_batch(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int):
         """One answer per prompt from this version; see `sampling.sample_batch`."""

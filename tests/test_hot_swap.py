@@ -110,3 +110,21 @@ def test_annotators_never_wait_for_a_promotion(swap_setup):
         assert queries.ready_pair_count(db, v1) and queue.next_pair("bob")["version_id"] == v1
     finally:
         queue.stop()
+
+
+def test_unloading_every_adapter_leaves_the_base_answering_and_frees_copies(tmp_path):
+    """A worker whose last adapter is unloaded still answers as version 0, and a base-model copy
+    made for a second adapter kind is dropped with that kind's last adapter."""
+    registry = PolicyRegistry.load("tiny", MODEL_CACHE)
+    base = registry.sample_pairs(0, ["Tell me a story."], FAST, seed=3)[0].completions
+    registry.ensure_loaded(1, random_adapter(tmp_path / "lora"))
+    registry.ensure_loaded(2, random_adapter(tmp_path / "ia3", kind="ia3"))
+    ia3 = registry.sample_pairs(2, ["Tell me a story."], FAST, seed=3)[0].completions
+    registry.unload(1)
+    assert registry.sample_pairs(0, ["Tell me a story."], FAST, seed=3)[0].completions == base
+    assert registry.sample_pairs(2, ["Tell me a story."], FAST, seed=3)[0].completions == ia3
+    assert set(registry._by_kind) == {"ia3"}  # the LoRA-wrapped model went with its last adapter
+    registry.unload(2)
+    assert registry.sample_pairs(0, ["Tell me a story."], FAST, seed=3)[0].completions == base
+    registry.ensure_loaded(3, tmp_path / "lora")  # and adapters load again afterwards
+    assert registry.sample_pairs(3, ["Tell me a story."], FAST, seed=3)[0].completions != base
