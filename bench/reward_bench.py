@@ -9,9 +9,11 @@ on: every pair of eight answers to each held-out prompt (28 per prompt, before t
 
 - `default`: the round's reward model as configured;
 - `trl` (with --trl, first draw only): TRL's RewardTrainer with a LoRA and a score head, TRL's
-  defaults apart from a learning rate for LoRA, on the same pairs.
+  defaults apart from a learning rate for LoRA, on the same pairs;
+- with `--try FIELD=VALUE,...`, the reward model with those `RewardModelConfig` settings.
 
-    python bench/reward_bench.py [--tastes design|test|all|concise,...] [--trl] [--out rows.json]
+    python bench/reward_bench.py [--tastes design|test|all|concise,...] [--trl] [--try words=true]
+                                 [--out rows.json]
 
 Prints per taste and draw: held-out accuracy with its 95% interval (resampling held-out prompts)
 and its count of pairs and prompts, calibration error
@@ -42,6 +44,7 @@ from storage.exports import HELDOUT_FRACTION, is_heldout  # noqa: E402
 from trainer import common, reward_model  # noqa: E402
 from trainer.reward_model import RewardModel, RewardModelConfig, train_reward_model  # noqa: E402
 from trainer.rounds import RoundConfig  # noqa: E402
+from policy.settings import apply_overrides  # noqa: E402
 
 
 MIN_PAIRS = RoundConfig().min_pairs
@@ -52,12 +55,12 @@ def read_once() -> None:
     taste and draw (the fit is what differs, and it takes seconds)."""
     read, memo = reward_model.answer_features, {}
 
-    def cached(backbone, tokenizer, prompts, completions, max_length, batch_size=8, progress=None):
-        keys = [json.dumps([p, c, len(backbone.layers), max_length]) for p, c in zip(prompts, completions)]
+    def cached(backbone, tokenizer, prompts, completions, max_length, batch_size=8, progress=None, words=False):
+        keys = [json.dumps([p, c, len(backbone.layers), max_length, words]) for p, c in zip(prompts, completions)]
         new = list({k: i for i, k in enumerate(keys) if k not in memo}.values())
         if new:
             features, cut = read(backbone, tokenizer, [prompts[i] for i in new], [completions[i] for i in new],
-                                 max_length, batch_size)
+                                 max_length, batch_size, words=words)
             memo.update({keys[i]: (f, c) for i, f, c in zip(new, features, cut)})
         return torch.stack([memo[k][0] for k in keys]), [memo[k][1] for k in keys]
     reward_model.answer_features = cached
@@ -114,7 +117,8 @@ def measure(variant: str, base_path: Path, train: list[dict], held: list[dict]) 
         if variant == "trl":
             metrics, hits = {}, trl_baseline(base_path, train, held, Path(tmp))
         else:
-            metrics = train_reward_model(base_path, train, held, RewardModelConfig(), Path(tmp) / "rm")
+            cfg = apply_overrides(RewardModelConfig(), [] if variant == "default" else variant.split(","))
+            metrics = train_reward_model(base_path, train, held, cfg, Path(tmp) / "rm")
             p = RewardModel.load(Path(tmp) / "rm").preference(*(
                 [r[k][0]["content"] for r in held] for k in ("prompt", "chosen", "rejected")))
             hits = (p > 0.5).tolist()
@@ -124,7 +128,7 @@ def measure(variant: str, base_path: Path, train: list[dict], held: list[dict]) 
 def print_row(r: dict) -> None:
     calibration = r.get("rm_heldout_calibration_error")
     cv = f"{r['rm_cv_accuracy']:.2f} of {r['rm_cv_pairs']:.0f}" if "rm_cv_accuracy" in r else "-"
-    print(f"{r['split']:<7}{r['taste']:<15}{r['draw']:>4}  {r['variant']:<9}{r['rm_accuracy']:6.2f} "
+    print(f"{r['split']:<7}{r['taste']:<15}{r['draw']:>4}  {r['variant']:<12}{r['rm_accuracy']:6.2f} "
           f"[{r['rm_accuracy_low']:.2f}, {r['rm_accuracy_high']:.2f}] of {r['rm_heldout_pairs']:4.0f} "
           f"({r['heldout_prompts']:.0f})  "
           f"{'-' if calibration is None else f'{calibration:.3f}':>6}  {cv:>11}{r['seconds']:7.0f}", flush=True)
@@ -135,6 +139,8 @@ def main() -> None:
     parser.add_argument("--tastes", default="all", help="design, test, all, or names from bench/tastes.py")
     parser.add_argument("--draws", type=int, default=2, help="training draws: answers 1-2, then 3-4")
     parser.add_argument("--trl", action="store_true", help="add TRL's RewardTrainer as a baseline")
+    parser.add_argument("--try", dest="variants", action="append", default=[], metavar="FIELD=VALUE,...",
+                        help="also fit the reward model with these RewardModelConfig settings")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--judgements", type=int, default=128)
     parser.add_argument("--out", help="write every row as JSON here")
@@ -159,19 +165,19 @@ def main() -> None:
                 print(f"{name}, draw {draw + 1}: {len(train)} decisive training pairs and {len(held)} held-out "
                       f"comparisons; a round needs {MIN_PAIRS} and some held out", flush=True)
                 continue
-            for variant in ["default"] + ["trl"] * (args.trl and draw == 0):
+            for variant in ["default", *args.variants] + ["trl"] * (args.trl and draw == 0):
                 rows.append({"split": "design" if name in DESIGN else "test", "taste": name, "draw": draw + 1,
                              "variant": variant, "train_pairs": len(train), **measure(variant, base_path, train, held)})
                 print_row(rows[-1])
     for split in ("design", "test"):
-        for variant in ("default", "trl"):
+        for variant in ("default", *args.variants, "trl"):
             mine = [r for r in rows if r["split"] == split and r["variant"] == variant]
             if mine:
                 print(f"{split} tastes, {variant}: held-out accuracy mean {mean(r['rm_accuracy'] for r in mine):.3f}, "
                       f"lowest {min(r['rm_accuracy'] for r in mine):.3f}" + (
                           f"; calibration error mean {mean(r['rm_heldout_calibration_error'] for r in mine):.3f}, "
                           f"highest {max(r['rm_heldout_calibration_error'] for r in mine):.3f}"
-                          if variant == "default" else "") + f" ({len(mine)} taste-draws)")
+                          if variant != "trl" else "") + f" ({len(mine)} taste-draws)")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

@@ -114,6 +114,16 @@ def test_saved_folder_keeps_the_lower_layers_and_ranks_the_preferred_answer(base
     assert (banana > other).all()
 
 
+@pytest.mark.parametrize("words", [True, False])
+def test_a_reloaded_model_reads_answers_as_it_was_fitted_with_or_without_words(base, tmp_path, words):
+    out = tmp_path / "rm"
+    metrics = train_reward_model(base, TRAIN[:48], HELDOUT, replace(CONFIG, words=words), out)
+    rm = RewardModel.load(out)
+    assert rm.words is words
+    hits = rm.preference(*([r[k][0]["content"] for r in HELDOUT] for k in ("prompt", "chosen", "rejected"))) > 0.5
+    assert hits.float().mean().item() == pytest.approx(metrics["rm_accuracy"])  # the same verdicts as in training
+
+
 def test_the_saved_head_keeps_its_posterior_and_calibration(base, trained):
     out, metrics = trained
     rm = RewardModel.load(out)

@@ -6,13 +6,14 @@ A round brings about a hundred judgements. Fine-tuning a transformer with a scor
 of SmolLM2 it ranked 0.39-0.72 of the pairs right. A probe that stays linear in frozen features
 cannot memorise, and what carries an annotator's taste (length, register, lists, how it
 addresses the reader) is already in the base model's hidden states: the mean over an answer's
-tokens about halfway up the network, with the final norm applied. The head is fitted with
+tokens about halfway up the network, with the final norm applied, beside the mean of its input
+embeddings, which says plainly which words it uses. The head is fitted with
 
 - the Bradley-Terry loss on each pair (the chosen answer's reward above the rejected one's),
 - plus, where the annotator gave 1-10 scores, the squared error of the reward against the
   standardised score; scores say how much better, and they are the only signal in pairs whose
   two sides look almost alike,
-- plus an L2 penalty: with 576 features and ~100 pairs the fit is otherwise underdetermined.
+- plus an L2 penalty: with 2 x 576 features and ~100 pairs the fit is otherwise underdetermined.
 
 Each comparison comes with a probability that the first answer is the preferred one: the
 next steps (a first pass on every pair, choosing what people label, best-of-N) stand on it.
@@ -70,6 +71,10 @@ class RewardModelConfig:
     # Rewards in units of the spread of the judged answers' rewards, whatever the taste: RLOO's
     # KL coefficient and learning rate then ask the same of every taste.
     unit_rewards: bool = True
+    # Also read the mean of the answer's input embeddings (see `answer_features`): on the design
+    # tastes, held-out accuracy 0.82 against 0.80 without (12 taste-draws), engaging (which turns
+    # on words like "you") 0.86-0.87 against 0.76-0.77, none lower by more than 0.03.
+    words: bool = True
     max_length: int = 512       # tokens per templated prompt + answer; longer prompts lose their end
     batch_size: int = 8         # answers per forward pass while reading features
 
@@ -113,11 +118,12 @@ def encode(tokenizer, prompt: list[dict], completion: list[dict], max_length: in
 
 @torch.inference_mode()
 def answer_features(backbone, tokenizer, prompts: list[list[dict]], completions: list[list[dict]],
-                    max_length: int, batch_size: int = 8,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[bool]]:
+                    max_length: int, batch_size: int = 8, progress: Callable[[int, int], None] | None = None,
+                    words: bool = False) -> tuple[torch.Tensor, list[bool]]:
     """The final-normed hidden state averaged over each answer's tokens (float32), and which
     conversations had text cut. The answer alone is averaged: the prompt is the same on both
-    sides of a pair, and would only dilute what differs."""
+    sides of a pair, and would only dilute what differs. With `words`, the mean of the answer's
+    input embeddings follows it: which words it uses, before any layer mixes them."""
     encoded = [encode(tokenizer, p, c, max_length) for p, c in zip(prompts, completions, strict=True)]
     features = []
     for i in range(0, len(encoded), batch_size):
@@ -125,6 +131,8 @@ def answer_features(backbone, tokenizer, prompts: list[list[dict]], completions:
         batch = tokenizer.pad({"input_ids": [ids for ids, _, _ in chunk]}, padding_side="right",
                               return_tensors="pt").to(backbone.device)
         hidden = backbone(**batch, use_cache=False).last_hidden_state.float()
+        if words:
+            hidden = torch.cat([hidden, backbone.get_input_embeddings()(batch["input_ids"]).float()], -1)
         positions = torch.arange(hidden.shape[1], device=hidden.device)
         starts = torch.tensor([start for _, start, _ in chunk], device=hidden.device)
         answer = (positions[None, :] >= starts[:, None]) & batch["attention_mask"].bool()
@@ -186,7 +194,7 @@ class LinearReward:
 def probability(gap: torch.Tensor, variance: torch.Tensor, temperature: float, spread: float) -> torch.Tensor:
     """sigmoid(t * gap) averaged over the posterior, in the form of MacKay's probit approximation,
     sigmoid(t * gap / sqrt(1 + c * variance)), with t and c fitted rather than taken from theory:
-    the Laplace posterior of an isotropic prior over 576 correlated features is far wider than
+    the Laplace posterior of an isotropic prior over hundreds of correlated features is far wider than
     the out-of-fold errors (on SmolLM2 it alone made concise's comparisons 58-69% sure where
     76-81% came out right), but its shape still says which pairs are unlike the judged ones."""
     return torch.sigmoid(temperature * gap / torch.sqrt(1 + spread * variance))
@@ -197,6 +205,8 @@ class RewardModel:
 
     def __init__(self, backbone, head: LinearReward, tokenizer, max_length: int):
         self.backbone, self.head, self.tokenizer, self.max_length = backbone, head, tokenizer, max_length
+        # A head twice the hidden size also reads the input embeddings (RewardModelConfig.words).
+        self.words = len(head.weight) == 2 * backbone.config.hidden_size
 
     @property
     def floor(self) -> float:
@@ -221,7 +231,8 @@ class RewardModel:
     def read(self, prompts: list[list[dict]], completions: list[list[dict]], batch_size: int = 8
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each answer's features and whether it is empty or looping."""
-        features, _ = answer_features(self.backbone, self.tokenizer, prompts, completions, self.max_length, batch_size)
+        features, _ = answer_features(self.backbone, self.tokenizer, prompts, completions, self.max_length, batch_size,
+                                      words=self.words)
         broken = torch.tensor([degenerate(c[-1]["content"]) for c in completions], dtype=torch.bool)
         return features if len(features) else torch.empty(0, len(self.head.weight)), broken
 
@@ -418,7 +429,7 @@ def read_pairs(backbone, tokenizer, rows: list[dict], cfg: RewardModelConfig,
     prompts = [r["prompt"] for r in rows]
     answers = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
     features, truncated = answer_features(backbone, tokenizer, prompts + prompts, answers, cfg.max_length,
-                                          cfg.batch_size, progress)
+                                          cfg.batch_size, progress, cfg.words)
     broken = torch.tensor([degenerate(a[-1]["content"]) for a in answers], dtype=torch.bool)
     scores = torch.tensor([[_or_nan(r.get("score_chosen")), _or_nan(r.get("score_rejected"))]
                            for r in rows]).reshape(-1, 2)
