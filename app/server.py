@@ -11,7 +11,7 @@ from policy.remote import RemotePolicy
 from storage import imports, queries
 from storage.db import open_db
 from storage.paths import data_dir
-from trainer.first_pass import RewardModelJudge
+from trainer.first_pass import LLMJudge, LLMJudgeConfig, RewardModelJudge, every
 
 from . import render, users
 from .admin import Admin, admin_tab
@@ -39,6 +39,8 @@ class AppConfig:
     # The newest round's reward model judges every new pair, its verdicts stored apart from the
     # votes (docs/annotation-quality.md); it loads in this process, half the base model, after a round.
     first_pass: bool = True
+    # Optionally an LLM judges every new pair as well, asked in both orders (`judge.url`, `judge.model`).
+    judge: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
 
     @property
@@ -74,8 +76,8 @@ def prepare(cfg: AppConfig) -> tuple[PolicyRegistry | RemotePolicy, PairQueue]:
     if queries.prompt_count(db) == 0:
         result = imports.import_prompt_file(db, ASSETS / "prompts.jsonl")
         log.info("loaded %d starter prompts", result.added)
-    judge = RewardModelJudge(cfg.data_dir) if cfg.first_pass else None
-    return registry, PairQueue(cfg.db_path, registry, cfg.queue, judge=judge).start()
+    judges = [RewardModelJudge(cfg.data_dir)] * cfg.first_pass + [LLMJudge(cfg.judge)] * bool(cfg.judge.url)
+    return registry, PairQueue(cfg.db_path, registry, cfg.queue, judge=every(judges)).start()
 
 
 def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:

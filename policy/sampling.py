@@ -23,6 +23,8 @@ class SamplingConfig:
     attempts: int = 3
 
     def generate_kwargs(self) -> dict:
+        if self.temperature == 0:  # greedy, as OpenAI-compatible servers read it (an LLM judge asks so)
+            return {"do_sample": False, "max_new_tokens": self.max_new_tokens}
         return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
                 "top_k": self.top_k, "max_new_tokens": self.max_new_tokens}
 

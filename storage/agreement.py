@@ -142,9 +142,11 @@ def _first_pass_line(f: dict) -> str:
     judged = f"{f['judge']}: judged {f['pairs']} pairs ({f['abstained']} abstained)"
     if not f["audited_votes"]:
         return judged + "; no decisive vote on them yet"
-    return (judged + f"; agrees with **{f['agreement']:.2f}** [{f['agreement_low']:.2f}-{f['agreement_high']:.2f}] "
-            f"of {f['audited_votes']} decisive votes; {f['mean_confidence']:.2f} sure on average, "
-            f"calibration error {f['calibration_error']:.2f}")
+    line = (judged + f"; agrees with **{f['agreement']:.2f}** [{f['agreement_low']:.2f}-{f['agreement_high']:.2f}] "
+            f"of {f['audited_votes']} decisive votes")
+    if f["mean_confidence"] is None:
+        return line + "; it does not say how sure it is"
+    return line + f"; {f['mean_confidence']:.2f} sure on average, calibration error {f['calibration_error']:.2f}"
 
 
 COLUMNS = ("annotator", "judgements", "skips", "median_seconds", "overlapped", "majority_agreement",

@@ -21,11 +21,16 @@ def _verdict(p: float | None) -> tuple[str | None, float | None]:
     return ("0" if p > 0.5 else "1"), round(max(p, 1 - p), 4)
 
 
-def add_verdicts(db: sqlite_utils.Database, judge: str, verdicts: dict[int, float | None]) -> int:
+def add_verdicts(db: sqlite_utils.Database, judge: str, verdicts: dict[int, float | None], sure: bool = True) -> int:
     """Store `judge`'s verdicts: pair id -> the probability that people prefer `completion_0`
-    (None: it abstained). A pair it has judged before keeps its first verdict."""
-    rows = [{"pair_id": pair_id, "judge": judge, "created_at": now(),
-             **dict(zip(("verdict", "confidence"), _verdict(p)))} for pair_id, p in verdicts.items()]
+    (None: it abstained). A judge that is not `sure` names the preferred answer (1 or 0) but not
+    how sure it is: its confidence is stored empty. A pair it has judged before keeps its first
+    verdict."""
+    rows = []
+    for pair_id, p in verdicts.items():
+        verdict, confidence = _verdict(p)
+        rows.append({"pair_id": pair_id, "judge": judge, "created_at": now(), "verdict": verdict,
+                     "confidence": confidence if sure else None})
     with immediate(db):
         before = db["first_pass"].count
         db["first_pass"].insert_all(rows, ignore=True)
@@ -35,7 +40,8 @@ def add_verdicts(db: sqlite_utils.Database, judge: str, verdicts: dict[int, floa
 def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[dict]:
     """Per judge: pairs judged (of those still stored), abstentions, and over the decisive votes
     on them, how often it agreed (95% interval; each vote counts, so with an overlap above one a
-    pair's correlated votes make it somewhat narrow) and how well its confidence was calibrated.
+    pair's correlated votes make it somewhat narrow) and, for a judge that says how sure it is,
+    how well its confidence was calibrated.
     `judged`: `queries.judgements(db)`, when the caller has it."""
     people = {}
     for j in judged if judged is not None else judgements(db):
@@ -51,9 +57,10 @@ def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[d
                 confidences.append(row["confidence"])
                 hits.append(verdict == row["verdict"])
         agree = win_rate_interval(sum(hits), len(hits) - sum(hits), 0)
+        stated = [(c, hit) for c, hit in zip(confidences, hits) if c is not None]
         figures.append({"judge": judge, "pairs": len(rows), "abstained": sum(r["verdict"] is None for r in rows),
                         "audited_votes": len(hits), "agreement": agree.value if hits else None,
                         "agreement_low": agree.low if hits else None, "agreement_high": agree.high if hits else None,
-                        "mean_confidence": round(sum(confidences) / len(confidences), 4) if hits else None,
-                        "calibration_error": calibration_error(confidences, hits)})
+                        "mean_confidence": round(sum(c for c, _ in stated) / len(stated), 4) if stated else None,
+                        "calibration_error": calibration_error([c for c, _ in stated], [h for _, h in stated])})
     return figures

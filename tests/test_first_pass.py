@@ -1,9 +1,11 @@
 """The first pass: a judge's verdict on each new pair, stored apart from the votes, never
 exported nor counted as agreement, and checked against the annotators who then judge the pair."""
+import json
 import os
 import random
 import sqlite3
 
+import httpx
 import pytest
 
 from app.pair_queue import PairQueue, QueueConfig
@@ -13,11 +15,12 @@ from policy.sampling import SamplingConfig
 from storage import agreement, exports, first_pass, queries, rounds
 from storage.db import open_db
 from storage.paths import round_outputs
-from trainer.first_pass import RewardModelJudge
+from trainer.first_pass import LLMJudge, LLMJudgeConfig, RewardModelJudge, every, letter
 from trainer.reward_model import train_reward_model
 
 from .conftest import MODEL_CACHE, banana_judgements, random_adapter, wait_for
 from .test_reward_model import CONFIG, HELDOUT, TRAIN
+from .test_worker import worker  # noqa: F401 - the fixture
 
 
 def test_verdicts_are_kept_apart_from_votes_and_checked_against_them(tmp_path):
@@ -97,3 +100,64 @@ def test_the_newest_rounds_reward_model_judges_new_pairs(tmp_path):
     assert [verdicts[i]["verdict"] for i in ids] == ["1", "0"]  # the banana, wherever it is
     assert all(r["judge"] == f"reward-model:round-{round_id}" and 0.5 < r["confidence"] <= 1 for r in verdicts.values())
     assert first_pass.audit(db)[0]["audited_votes"] == 0  # nobody has judged these pairs yet
+
+
+def fake_llm(reply) -> httpx.MockTransport:
+    """An OpenAI-compatible endpoint whose judge replies reply(question) to each question."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        question = json.loads(request.content)["messages"][-1]["content"]
+        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": reply(question)}}]})
+    return httpx.MockTransport(answer)
+
+
+def test_an_llm_judge_gives_a_verdict_only_where_both_orders_agree(tmp_path):
+    db = open_db(banana_judgements(tmp_path) / "prefloop.db")  # answer 0 is always the banana, which alice chose
+    ids = [p["id"] for p in db["pairs"].rows]
+    fair = LLMJudge(LLMJudgeConfig(url="http://judge", model="fair"),
+                    fake_llm(lambda q: "A" if "[Answer A]\nHave a banana." in q else "**B**, clearly"))
+    first_seen = LLMJudge(LLMJudgeConfig(url="http://judge", model="first-seen"), fake_llm(lambda q: "Answer A."))
+    rambling = LLMJudge(LLMJudgeConfig(url="http://judge", model="rambling"), fake_llm(lambda q: "Both are fine."))
+    down = LLMJudge(LLMJudgeConfig(url="http://judge", model="down"), httpx.MockTransport(lambda r: httpx.Response(500)))
+    assert every([down, fair, first_seen, rambling])(db, ids[:20]) == 60  # the failing judge stops no other
+
+    verdicts = {(r["judge"], r["pair_id"]): r for r in db["first_pass"].rows}
+    assert {verdicts["llm:fair", i]["verdict"] for i in ids[:20]} == {"0"}  # the banana, asked either way round
+    assert all(verdicts["llm:fair", i]["confidence"] is None for i in ids[:20])  # it says which, not how sure
+    assert all(verdicts[name, i]["verdict"] is None for name in ("llm:first-seen", "llm:rambling") for i in ids[:20])
+    assert not any(judge == "llm:down" for judge, _ in verdicts)  # its pairs stay unjudged, not abstained
+
+    fair_audit = next(a for a in first_pass.audit(db) if a["judge"] == "llm:fair")
+    assert (fair_audit["agreement"], fair_audit["audited_votes"], fair_audit["calibration_error"]) == (1.0, 20, None)
+    assert "llm:fair: judged 20 pairs (0 abstained); agrees with **1.00**" in agreement.summary_markdown(
+        agreement.quality(db))
+    assert "it does not say how sure it is" in agreement.summary_markdown(agreement.quality(db))
+
+
+def test_judge_replies_are_read_as_a_letter_or_nothing():
+    assert [letter(r) for r in ("A", " b.", "**A**", "Answer B: it is shorter", "Apples", "Neither", "")] == \
+        ["A", "B", "A", "B", None, None, None]
+
+
+def test_an_llm_judge_through_a_real_worker_asks_both_orders(worker, tmp_path):
+    _, port, _ = worker
+    (tmp_path / "app").mkdir()
+    db = open_db(banana_judgements(tmp_path / "app") / "prefloop.db")
+    asked = []
+
+    class Recording(httpx.HTTPTransport):
+        def handle_request(self, request):
+            response = super().handle_request(request)
+            response.read()
+            asked.append((json.loads(request.content), response.json()["choices"][0]["message"]["content"]))
+            return response
+    judge = LLMJudge(LLMJudgeConfig(url=f"http://127.0.0.1:{port}", model="tiny"), Recording())
+    pairs = list(db.query("SELECT p.id, pr.text FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id LIMIT 3"))
+    judge(db, [p["id"] for p in pairs])
+    assert len(asked) == 6 and all(body["temperature"] == 0 for body, _ in asked)
+    stored = {r["pair_id"]: r["verdict"] for r in db["first_pass"].rows}
+    for pair in pairs:  # each pair asked once in each order; a verdict only where the replies agree
+        replies = {question["messages"][0]["content"].split("[Answer A]\n")[1].split("\n")[0]: letter(reply)
+                   for question, reply in asked if f"[Message]\n{pair['text']}\n" in question["messages"][0]["content"]}
+        assert set(replies) == {"Have a banana.", "Have nothing."}
+        both = replies["Have a banana."], replies["Have nothing."]
+        assert stored[pair["id"]] == {("A", "B"): "0", ("B", "A"): "1"}.get(both)
