@@ -57,6 +57,15 @@ document.addEventListener('keydown', (e) => {
 """
 
 
+def suggestion_line(suggestion: dict | None) -> str:
+    """A judge's suggestion in words, on the page's own sides; empty where none is shown."""
+    if suggestion is None:
+        return ""
+    judge = "The reward model" if suggestion["judge"].startswith("reward-model") else "The judge"
+    return (f"💡 {judge} prefers **{suggestion['answer'].upper()}** ({suggestion['confidence']:.0%} sure). "
+            "Confirm it or overturn it: your verdict is what counts.")
+
+
 class Annotation:
     def __init__(self, db_path, queue: PairQueue):
         self.db_path, self.queue = db_path, queue
@@ -74,9 +83,10 @@ class Annotation:
 
     def next_pair_details(self, request: gr.Request) -> dict:
         """The same pair as `next_pair`, as a dict that also says whether each answer was cut
-        off at the length limit (`a_cut_off`, `b_cut_off`)."""
+        off at the length limit (`a_cut_off`, `b_cut_off`), and in review mode the judge's
+        `suggestion` ({"answer": "a" or "b", "confidence", "judge"}; None where none is shown)."""
         pair = self.claim(request)
-        return {k: pair[k] for k in ("pair_id", "prompt", "a", "b", "a_cut_off", "b_cut_off")}
+        return {k: pair[k] for k in ("pair_id", "prompt", "a", "b", "a_cut_off", "b_cut_off", "suggestion")}
 
     def vote(self, pair_id: int, choice: str, score_a: int | None, score_b: int | None,
              rationale: str | None, request: gr.Request, correction: str | None = None,
@@ -142,6 +152,7 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
         score_b = gr.Slider(1, 10, value=5, step=1, label="Score B", info="counts once you move it",
                             elem_id="score-b")
     a, b = sides["A"], sides["B"]
+    suggestion = gr.Markdown(elem_id="suggestion")
     rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_length=queries.MAX_RATIONALE_CHARS)
     with gr.Accordion("Write a better answer (optional)", open=False):
         with gr.Row():
@@ -174,7 +185,7 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
     score_a.input(lambda: True, None, touched_a, api_visibility="private")
     score_b.input(lambda: True, None, touched_b, api_visibility="private")
 
-    pair_outputs = [pair_id, prompt, a, b, texts]
+    pair_outputs = [pair_id, prompt, a, b, texts, suggestion]
     reset_outputs = [score_a, score_b, touched_a, touched_b, rationale, correction, corrected]
     all_outputs = pair_outputs + reset_outputs + [count, waiting, *controls, retry]
 
@@ -191,12 +202,12 @@ def annotate_tab(demo: gr.Blocks, annotation: Annotation, mode: str) -> None:
             if not isinstance(e, gr.Error):
                 log.exception("could not claim a pair")
             why = e.message if isinstance(e, gr.Error) else "the server could not get one"
-            return (None, "", "", "", ("", ""), 5, 5, False, False, "", "", "", gr.skip(),
+            return (None, "", "", "", ("", ""), "", 5, 5, False, False, "", "", "", gr.skip(),
                     f"No pair to show: {why}. Press **Try again**, or reload the page later.",
                     *[gr.Button(interactive=False)] * len(controls), gr.Button(visible=True))
         answers = [text_html(pair[side]) + (CUT_OFF_NOTE if pair[f"{side}_cut_off"] else "") for side in "ab"]
         return (pair["pair_id"], text_html(pair["prompt"]), *answers, (pair["a"], pair["b"]),
-                5, 5, False, False, "", "", "", annotation.count_line(request), "",
+                suggestion_line(pair["suggestion"]), 5, 5, False, False, "", "", "", annotation.count_line(request), "",
                 *[gr.Button(interactive=True)] * len(controls), gr.Button(visible=False))
 
     from_a.click(lambda t: (t[0], "a"), [texts], [correction, corrected], api_visibility="private")

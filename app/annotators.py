@@ -3,6 +3,8 @@ agreement and quality figures that tell a careless annotator from a hard pair.
 
 Shown only to admin accounts; every action and every read checks the role on the database.
 """
+from dataclasses import asdict
+
 import gradio as gr
 import pandas as pd
 
@@ -35,6 +37,17 @@ class Annotators:
         except inputs.InputError as e:
             raise refusal(e) from None
         return f"Each pair goes to {k} annotator{'s' * (k > 1)}; {rate:.0%} of pairs shown are gold."
+
+    def set_second_pass(self, mode: str, audit_share: float, confidence: float, request: gr.Request) -> str:
+        """How people's judgements follow the judges' first pass: mode off, route or review, the
+        share of pairs shown as blind audits (0.05-0.5), and how sure a judge must be to label a
+        pair alone in route mode (0.5-1); all count from the next pair shown."""
+        self.admin.require_admin(request)
+        try:
+            second = queries.set_second_pass(self._db(), mode, audit_share, confidence)
+        except inputs.InputError as e:
+            raise refusal(e) from None
+        return agreement.SECOND_PASS_LINES[second.mode].format(**asdict(second))
 
     def mark_gold(self, pair_id: int, expected: str, request: gr.Request) -> str:
         """Make a pair a gold pair: expected is 0 (its first stored answer is better), 1, tie
@@ -78,6 +91,18 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
                 gold_rate = gr.Number(label="Share of gold pairs shown", minimum=0,
                                       maximum=queries.MAX_GOLD_RATE, step=0.05)
                 save = gr.Button("Save", variant="primary")
+        with gr.Accordion("Second pass: people after the judges", open=False):
+            gr.Markdown("**off**: people judge every pair, oldest first. **route**: a judge's verdict at least "
+                        "this sure labels its pair; people get the pairs the judges are least sure of first. "
+                        "**review**: people see the surest judge's suggestion and confirm or overturn it. "
+                        "In both, a share of pairs shown are drawn at random and shown without a suggestion: "
+                        "those blind votes measure the judges.")
+            with gr.Row():
+                mode = gr.Radio(list(queries.SECOND_PASS_MODES), label="Mode", elem_id="second-pass-mode")
+                audit_share = gr.Number(label="Share of blind audits", minimum=queries.AUDIT_SHARES[0],
+                                        maximum=queries.AUDIT_SHARES[1], step=0.05)
+                confidence = gr.Number(label="Route: how sure a judge must be", minimum=0.5, maximum=1.0, step=0.05)
+                save_second_pass = gr.Button("Save", variant="primary", elem_id="second-pass-save")
         with gr.Accordion("Gold pairs", open=False):
             with gr.Row():
                 pair_id = gr.Number(label="Pair", precision=0, minimum=1, elem_id="gold-pair")
@@ -92,14 +117,14 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
 
     def view(request: gr.Request):
         if not annotators.admin.is_admin(request):
-            return gr.Tab(visible=False), "", None, *[None] * len(PLOTTED), None, None
+            return gr.Tab(visible=False), "", None, *[None] * len(PLOTTED), None, None, None, None, None
         q = annotators.quality(request)
         figures = [bars(pd.DataFrame([{"annotator": row["annotator"], key: row[key]} for row in q["annotators"]
                                       if row[key] is not None], columns=["annotator", key]),
                         "annotator", key, label, y_title="share", shares=True, empty="no figures yet")
                    for key, label in PLOTTED.items()]
         return (gr.Tab(visible=True), agreement.summary_markdown(q), as_frame(q["annotators"]),
-                *figures, q["overlap"], q["gold_rate"])
+                *figures, q["overlap"], q["gold_rate"], *q["second_pass"].values())
 
     def save_it(k, rate, request: gr.Request) -> str:
         return annotators.set_assignment(k, rate, request)
@@ -109,11 +134,16 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
             raise gr.Error("pick the expected verdict first")
         return annotators.mark_gold(pid, EXPECTED[verdict], request)
 
-    outputs = [tab, summary, table, *plots, overlap, gold_rate]
+    outputs = [tab, summary, table, *plots, overlap, gold_rate, mode, audit_share, confidence]
     private = {"api_visibility": "private"}
     demo.load(view, None, outputs, **private)
     refresh.click(view, None, outputs, **private)
     save.click(save_it, [overlap, gold_rate], done, **private).success(view, None, outputs, **private)
+    def save_second(m, share, sure, request: gr.Request) -> str:  # its own name: the API's is set_second_pass
+        return annotators.set_second_pass(m, share, sure, request)
+
+    save_second_pass.click(save_second, [mode, audit_share, confidence], done, **private).success(
+        view, None, outputs, **private)
     show.click(annotators.pair, [pair_id], [prompt, first, second], **private)
     mark.click(mark_it, [pair_id, expected], done, **private).success(view, None, outputs, **private)
     return tab

@@ -110,6 +110,7 @@ def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:
         gr.api(admin.save_account, api_name="save_account")
         gr.api(admin.set_disabled, api_name="set_disabled")
         gr.api(annotators.set_assignment, api_name="set_assignment")
+        gr.api(annotators.set_second_pass, api_name="set_second_pass")
         gr.api(annotators.mark_gold, api_name="mark_gold")
         gr.api(annotators.quality, api_name="annotator_stats")
     return demo.queue(default_concurrency_limit=8)

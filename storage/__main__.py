@@ -54,9 +54,16 @@ def main(argv=None) -> int:
     sub.add_parser("stats", help="counts, annotator agreement and each annotator's figures")
     p_copy = sub.add_parser("browse-copy", help="a copy of the database without accounts and sessions, for Datasette")
     p_copy.add_argument("out", help="the new file, e.g. /tmp/prefloop-view.db")
-    p_assign = sub.add_parser("assign", help="how many annotators judge each pair, and the gold rate")
+    p_assign = sub.add_parser("assign", help="how many annotators judge each pair, the gold rate, and the second pass")
     p_assign.add_argument("--overlap", type=int, help="different annotators per pair (1-10)")
     p_assign.add_argument("--gold-rate", type=float, help="share of pairs shown that are gold (0-0.5)")
+    p_assign.add_argument("--second-pass", choices=queries.SECOND_PASS_MODES,
+                          help="off: people judge every pair; route: a judge sure enough labels a pair and people "
+                               "get the least sure first; review: people confirm or overturn a judge's suggestion")
+    p_assign.add_argument("--audit-share", type=float,
+                          help="route and review: share of pairs shown at random without a suggestion (0.05-0.5)")
+    p_assign.add_argument("--route-confidence", type=float,
+                          help="route: how sure a judge must be to label a pair alone (0.5-1)")
     p_gold = sub.add_parser("gold", help="mark a pair as a gold pair with its expected verdict")
     p_gold.add_argument("pair", type=int)
     p_gold.add_argument("expected", choices=VERDICTS,
@@ -129,12 +136,15 @@ def main(argv=None) -> int:
             if args.command == "gold":
                 queries.mark_gold(db, args.pair, args.expected, by="cli")
             else:
+                queries.set_second_pass(db, args.second_pass, args.audit_share, args.route_confidence)
                 queries.set_assignment(db, args.overlap, args.gold_rate)
         except inputs.InputError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+        second = queries.second_pass(db)
         print(f"overlap {queries.overlap(db)}, gold rate {queries.gold_rate(db)}, "
-              f"{db['gold_pairs'].count} gold pairs")
+              f"{db['gold_pairs'].count} gold pairs; second pass {second.mode} "
+              f"(audit share {second.audit_share}, route confidence {second.confidence})")
     else:
         print(json.dumps(queries.stats(db) | {"quality": agreement.quality(db)}, indent=2))
     return 0

@@ -8,6 +8,7 @@ of annotators.
 """
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import asdict
 
 import krippendorff
 import numpy as np
@@ -115,7 +116,8 @@ def quality(db: sqlite_utils.Database) -> dict:
     return {"overlap": queries.overlap(db), "gold_rate": queries.gold_rate(db),
             "agreement": _agreement(judged), "by_category": _alpha_by(judged, "category"),
             "by_version": _alpha_by(judged, "version_id"),
-            "annotators": annotator_rows(judged, skip_counts(db)), "first_pass": first_pass.audit(db, judged)}
+            "annotators": annotator_rows(judged, skip_counts(db)), "first_pass": first_pass.audit(db, judged),
+            "second_pass": asdict(queries.second_pass(db))}
 
 
 def _alpha_line(name: str, a: dict) -> str:
@@ -132,18 +134,34 @@ def summary_markdown(q: dict) -> str:
              "- " + _alpha_line("all pairs", q["agreement"])]
     lines += ["- " + _alpha_line(f"category {name}", a) for name, a in q["by_category"].items()]
     lines += ["- " + _alpha_line(f"version {name}", a) for name, a in q["by_version"].items()]
+    second = q["second_pass"]
+    lines += ["", SECOND_PASS_LINES[second["mode"]].format(**second)]
     if q["first_pass"]:  # judges' guesses made before anyone saw the pair, never counted above
-        lines += ["", "First pass (a judge's verdict on each new pair, checked against the annotators):", ""]
-        lines += ["- " + _first_pass_line(f) for f in q["first_pass"]]
+        lines += ["", "First pass (a judge's verdict on each new pair, checked against the annotators' blind votes):", ""]
+        lines += ["- " + _first_pass_line(f, second["mode"]) for f in q["first_pass"]]
     return "\n".join(lines)
 
 
-def _first_pass_line(f: dict) -> str:
+SECOND_PASS_LINES = {
+    "off": "Second pass: **off** (every pair goes to people, oldest first, with no suggestion).",
+    "route": "Second pass: **route**: a judge's verdict at least {confidence:.0%} sure labels its pair, and "
+             "people get the pairs the judges are least sure of first; {audit_share:.0%} of pairs shown are "
+             "blind audits drawn at random.",
+    "review": "Second pass: **review**: people see the surest judge's suggestion and confirm or overturn it; "
+              "{audit_share:.0%} of pairs shown are blind audits drawn at random, without one.",
+}
+
+
+def _first_pass_line(f: dict, mode: str) -> str:
     judged = f"{f['judge']}: judged {f['pairs']} pairs ({f['abstained']} abstained)"
+    if mode == "route":
+        judged += f", labelled {f['labelled_alone']} alone"
+    if f["reviewed_votes"]:
+        judged += f"; its suggestion accepted in **{f['accepted']:.2f}** of {f['reviewed_votes']} reviews"
     if not f["audited_votes"]:
-        return judged + "; no decisive vote on them yet"
+        return judged + "; no decisive blind vote on them yet"
     line = (judged + f"; agrees with **{f['agreement']:.2f}** [{f['agreement_low']:.2f}-{f['agreement_high']:.2f}] "
-            f"of {f['audited_votes']} decisive votes")
+            f"of {f['audited_votes']} decisive blind votes")
     if f["mean_confidence"] is None:
         return line + "; it does not say how sure it is"
     return line + f"; {f['mean_confidence']:.2f} sure on average, calibration error {f['calibration_error']:.2f}"

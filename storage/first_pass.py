@@ -1,15 +1,17 @@
 """First-pass verdicts: a judge's guess at each new pair, kept apart from the votes, and how
 often it agrees with the people who judge the pair.
 
-Every vote cast without a suggestion shown is a blind audit of the judge: its agreement with
-them (with an interval) and its calibration (when it says 80%, is it right 80% of the time?)
-say how far its verdicts can stand in for people's.
+A vote on a pair served without regard to the judges and without a suggestion (the second pass
+off, or an audit draw) is a blind audit of the judge: its agreement with them (with an interval)
+and its calibration (when it says 80%, is it right 80% of the time?) say how far its verdicts
+can stand in for people's. Votes on pairs routed to people for being hard, or cast with a
+suggestion in view, are not: they say how often people accepted a suggestion instead.
 """
 import math
 
 import sqlite_utils
 
-from .queries import immediate, judgements, now
+from .queries import immediate, judgements, now, second_pass
 from .ratings import calibration_error, win_rate_interval
 
 
@@ -42,14 +44,23 @@ def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[d
     on them, how often it agreed (95% interval; each vote counts, so with an overlap above one a
     pair's correlated votes make it somewhat narrow) and, for a judge that says how sure it is,
     how well its confidence was calibrated.
+    In review mode, per judge also: votes cast with its suggestion shown and the share that
+    accepted it (a tie or both-bad accepts nothing). In route mode: the pairs it labelled alone
+    (sure enough to route, and nobody voted on them).
     `judged`: `queries.judgements(db)`, when the caller has it."""
-    people = {}
+    people, reviews = {}, {}
     for j in judged if judged is not None else judgements(db):
-        if j["verdict"] in ("0", "1") and j["gold"] is None:  # gold pairs are the admins' own answers
+        if j["gold"] is not None:  # gold pairs are the admins' own answers
+            continue
+        if j["suggestion_id"] is not None:
+            reviews.setdefault(j["suggestion_id"], []).append(j["verdict"])
+        elif j["verdict"] in ("0", "1") and j["served"] in (None, "audit"):
             people.setdefault(j["pair_id"], []).append(j["verdict"])
+    sure = second_pass(db).confidence
     figures = []
     for judge, in db.execute("SELECT DISTINCT judge FROM first_pass ORDER BY judge").fetchall():
-        rows = list(db.query("SELECT f.pair_id, f.verdict, f.confidence FROM first_pass f "
+        rows = list(db.query("SELECT f.id, f.pair_id, f.verdict, f.confidence, "
+                             "EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = f.pair_id) AS voted FROM first_pass f "
                              "JOIN pairs p ON p.id = f.pair_id WHERE f.judge = ?", [judge]))
         confidences, hits = [], []
         for row in rows:
@@ -58,9 +69,14 @@ def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[d
                 hits.append(verdict == row["verdict"])
         agree = win_rate_interval(sum(hits), len(hits) - sum(hits), 0)
         stated = [(c, hit) for c, hit in zip(confidences, hits) if c is not None]
+        reviewed = [(verdict, row["verdict"]) for row in rows for verdict in reviews.get(row["id"], [])]
+        accepted = sum(verdict == suggested for verdict, suggested in reviewed)
         figures.append({"judge": judge, "pairs": len(rows), "abstained": sum(r["verdict"] is None for r in rows),
                         "audited_votes": len(hits), "agreement": agree.value if hits else None,
                         "agreement_low": agree.low if hits else None, "agreement_high": agree.high if hits else None,
                         "mean_confidence": round(sum(c for c, _ in stated) / len(stated), 4) if stated else None,
-                        "calibration_error": calibration_error([c for c, _ in stated], [h for _, h in stated])})
+                        "calibration_error": calibration_error([c for c, _ in stated], [h for _, h in stated]),
+                        "reviewed_votes": len(reviewed), "accepted": accepted / len(reviewed) if reviewed else None,
+                        "labelled_alone": sum(r["verdict"] is not None and (r["confidence"] or 0) >= sure
+                                              and not r["voted"] for r in rows)})
     return figures

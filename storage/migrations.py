@@ -364,3 +364,17 @@ def m013_first_pass(db):
             UNIQUE (pair_id, judge)
         )""")
     _append_only(db, "first_pass", "first-pass verdicts are append-only")
+
+
+@migrations()
+def m014_second_pass(db):
+    """How each pair was served once people judge after a first pass (the admin's second-pass
+    mode; docs/annotation-quality.md): `served` NULL as always (oldest first, nothing shown),
+    'audit' (a random draw shown blind: what measures a judge), 'uncertain' (route: the pair the
+    judges were least sure of), 'confident' (route: a pair a judge was sure of, served when no
+    other was in stock) or 'review' (shown with a judge's suggestion, `suggestion_id`, a
+    first_pass row). Votes copy both from their show, as they copy `shown_order`, so a vote
+    keeps what its annotator saw and whether they overturned a suggestion."""
+    for table in ("shows", "votes"):
+        db[table].add_column("served", str)
+        db[table].add_column("suggestion_id", int)

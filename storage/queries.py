@@ -178,6 +178,61 @@ TAKEN = """(SELECT count(*) FROM votes v WHERE v.pair_id = p.id)
 IN_STOCK = f"""{TAKEN} < :k
     AND (SELECT count(*) FROM shows s WHERE s.pair_id = p.id AND s.skipped_at IS NOT NULL) < :k
     AND p.id NOT IN (SELECT pair_id FROM gold_pairs)"""
+# How sure the surest judge that says how sure it is was of a pair (NULL: none has judged it).
+SUREST = "(SELECT max(f.confidence) FROM first_pass f WHERE f.pair_id = p.id AND f.verdict IS NOT NULL)"
+UNSURE = f"coalesce({SUREST}, 0) < :sure"  # in route mode, a pair people are asked to label
+
+
+@dataclass(frozen=True)
+class SecondPass:
+    """How people's judgements follow the judges' first pass, an admin's setting:
+
+    - `off`: pairs are served oldest first, with nothing shown but the pair;
+    - `route`: a pair a judge is at least `confidence` sure of is labelled by it, and people get
+      the pairs the judges are least sure of first (a sure one only when no other is in stock);
+    - `review`: people see the surest judge's suggestion and confirm or overturn it.
+
+    In both, `audit_share` of the pairs shown are drawn at random from the stock and shown
+    without a suggestion: those votes measure the judges honestly (a suggestion anchors people,
+    and routed pairs are the hard ones)."""
+    mode: str = "off"
+    audit_share: float = 0.15
+    confidence: float = 0.8
+
+
+SECOND_PASS_MODES = ("off", "route", "review")
+AUDIT_SHARES = (0.05, 0.5)  # fewer audits measure a judge too slowly; more defeat the purpose
+
+
+def second_pass(db: sqlite_utils.Database) -> SecondPass:
+    default = SecondPass()
+    return SecondPass(setting(db, "second_pass", default.mode),
+                      float(setting(db, "audit_share", repr(default.audit_share))),
+                      float(setting(db, "route_confidence", repr(default.confidence))))
+
+
+def _share(name: str, value, low: float, high: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number from {low} to {high}, not {value!r}") from None
+    if not low <= value <= high:  # NaN fails this too
+        raise InputError(f"{name} must be from {low} to {high}, not {value}")
+    return value
+
+
+def set_second_pass(db: sqlite_utils.Database, mode=None, audit_share=None, confidence=None) -> SecondPass:
+    """Change the mode, the audit share or the confidence that routes a pair (None keeps one);
+    all are checked before any is written. Returns what is in force."""
+    if mode is not None and mode not in SECOND_PASS_MODES:
+        raise InputError(f"the second pass must be one of {', '.join(SECOND_PASS_MODES)}, not {mode!r}")
+    audit_share = None if audit_share is None else _share("the audit share", audit_share, *AUDIT_SHARES)
+    confidence = None if confidence is None else _share("the confidence that routes a pair", confidence, 0.5, 1.0)
+    with immediate(db):
+        for key, value in (("second_pass", mode), ("audit_share", audit_share), ("route_confidence", confidence)):
+            if value is not None:
+                put_setting(db, key, value if isinstance(value, str) else repr(value))
+    return second_pass(db)
 
 
 def overlap(db: sqlite_utils.Database) -> int:
@@ -226,9 +281,11 @@ def ready_pair_count(db: sqlite_utils.Database, version_id: int, claim_seconds: 
     """Pairs of this version in stock that nobody has judged or holds: the queue's stock, which
     anyone can be given. (With an overlap above 1, pairs some have judged stay in stock too, for
     the others; they are served first, but do not count here, as they cannot serve everyone.)"""
-    return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK} AND {TAKEN} = 0",
+    second = second_pass(db)
+    routed = f" AND {UNSURE}" if second.mode == "route" else ""  # the judges label the others
+    return db.execute(f"SELECT count(*) FROM pairs p WHERE p.version_id = :v AND {IN_STOCK} AND {TAKEN} = 0{routed}",
                       {"v": version_id, "cutoff": since(claim_seconds), "k": overlap(db),
-                       "me": ""}).fetchone()[0]
+                       "me": "", "sure": second.confidence}).fetchone()[0]
 
 
 def recent_pair_seconds(db: sqlite_utils.Database, version_id: int, n: int = 16) -> float | None:
@@ -261,11 +318,18 @@ PAIR_COLUMNS = """p.id, pr.text AS prompt, p.completion_0, p.completion_1, p.ver
     p.cut_off_0, p.cut_off_1"""
 
 
-def _shown(pair: dict, order: str) -> dict:
-    """The pair as the annotator sees it: answer A is the stored answer `order[0]`."""
+def _shown(db: sqlite_utils.Database, pair: dict, order: str, suggestion_id: int | None) -> dict:
+    """The pair as the annotator sees it: answer A is the stored answer `order[0]`; with the
+    judge's suggestion on the same sides, where one was shown."""
+    suggestion = None
+    if suggestion_id is not None:
+        judge, verdict, confidence = db.execute("SELECT judge, verdict, confidence FROM first_pass WHERE id = ?",
+                                                [suggestion_id]).fetchone()
+        suggestion = {"answer": "a" if order[0] == verdict else "b", "confidence": confidence, "judge": judge}
     return {"pair_id": pair["id"], "prompt": pair["prompt"], "version_id": pair["version_id"],
             "a": pair[f"completion_{order[0]}"], "b": pair[f"completion_{order[1]}"],
-            "a_cut_off": bool(pair[f"cut_off_{order[0]}"]), "b_cut_off": bool(pair[f"cut_off_{order[1]}"])}
+            "a_cut_off": bool(pair[f"cut_off_{order[0]}"]), "b_cut_off": bool(pair[f"cut_off_{order[1]}"]),
+            "suggestion": suggestion}
 
 
 def open_claim(db: sqlite_utils.Database, annotator: str, claim_seconds: float = CLAIM_SECONDS) -> dict | None:
@@ -274,7 +338,7 @@ def open_claim(db: sqlite_utils.Database, annotator: str, claim_seconds: float =
     reloaded page shows again; showing it renews the claim."""
     with immediate(db):
         rows = list(db.query(
-            f"""SELECT {PAIR_COLUMNS}, s.id AS show_id, s.shown_order, s.shown_at
+            f"""SELECT {PAIR_COLUMNS}, s.id AS show_id, s.shown_order, s.shown_at, s.suggestion_id
                FROM shows s JOIN pairs p ON p.id = s.pair_id JOIN prompts pr ON pr.id = p.prompt_id
                WHERE s.annotator = :me AND s.skipped_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.annotator = :me)
@@ -285,37 +349,56 @@ def open_claim(db: sqlite_utils.Database, annotator: str, claim_seconds: float =
             return None
         if rows[0]["shown_at"] <= since(claim_seconds):
             db.execute("UPDATE shows SET shown_at = ? WHERE id = ?", [now(), rows[0]["show_id"]])
-    return _shown(rows[0], rows[0]["shown_order"])
+        return _shown(db, rows[0], rows[0]["shown_order"], rows[0]["suggestion_id"])
 
 
 def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
                    rng: random.Random, claim_seconds: float = CLAIM_SECONDS) -> dict | None:
     """Claim a pair for this annotator, in a random left/right order: at the gold rate a gold
-    pair they have not seen, else the oldest pair of the version in stock that they have not seen.
+    pair they have not seen, else a pair of the version in stock that they have not seen, as the
+    second pass says (`SecondPass`): the oldest, or in route mode the least sure, or at the audit
+    share any at random.
 
     Oldest first, so that with an overlap of k a pair gets its k judgements before newer pairs
     start; a claim holds one of the pair's k places, so no more than k annotators race for it,
     and an abandoned claim lapses after `claim_seconds`.
     """
     unseen = "NOT EXISTS (SELECT 1 FROM shows s WHERE s.pair_id = p.id AND s.annotator = :me)"
-    params = {"v": version_id, "me": annotator, "cutoff": since(claim_seconds), "k": overlap(db)}
+    second = second_pass(db)
+    params = {"v": version_id, "me": annotator, "cutoff": since(claim_seconds), "k": overlap(db),
+              "sure": second.confidence}
+
+    def stock(where: str = "", order: str = "p.id") -> list[dict]:
+        return list(db.query(
+            f"""SELECT {PAIR_COLUMNS} FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
+               WHERE p.version_id = :v AND {IN_STOCK} AND {unseen} {where} ORDER BY {order} LIMIT 1""", params))
     with immediate(db):
-        rows = []
+        rows, served = [], None
         if rng.random() < gold_rate(db):
             rows = list(db.query(
                 f"""SELECT {PAIR_COLUMNS} FROM gold_pairs g JOIN pairs p ON p.id = g.pair_id
                    JOIN prompts pr ON pr.id = p.prompt_id WHERE {unseen}
                    ORDER BY random() LIMIT 1""", params))
-        rows = rows or list(db.query(
-            f"""SELECT {PAIR_COLUMNS} FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
-               WHERE p.version_id = :v AND {IN_STOCK} AND {unseen}
-               ORDER BY p.id LIMIT 1""", params))
+        gold = bool(rows)  # shown as they are, never with a suggestion
+        if not rows and second.mode != "off" and rng.random() < second.audit_share:
+            rows, served = stock(order="random()"), "audit"
+        if not rows and second.mode == "route":
+            rows, served = stock(f"AND {UNSURE}", f"coalesce({SUREST}, 0.5), p.id"), "uncertain"
+            rows, served = (rows, served) if rows else (stock(), "confident")
+        if not rows:
+            rows, served = stock(), None
         if not rows:
             return None
+        suggestion_id = None
+        if second.mode == "review" and served is None and not gold:
+            row = db.execute("SELECT id FROM first_pass WHERE pair_id = ? AND verdict IS NOT NULL AND "
+                             "confidence IS NOT NULL ORDER BY confidence DESC, id DESC LIMIT 1",
+                             [rows[0]["id"]]).fetchone()
+            suggestion_id, served = (row[0], "review") if row else (None, None)
         order = rng.choice(["01", "10"])
-        db["shows"].insert({"pair_id": rows[0]["id"], "annotator": annotator,
-                            "shown_order": order, "shown_at": now()})
-    return _shown(rows[0], order)
+        db["shows"].insert({"pair_id": rows[0]["id"], "annotator": annotator, "shown_order": order,
+                            "shown_at": now(), "served": served, "suggestion_id": suggestion_id})
+        return _shown(db, rows[0], order, suggestion_id)
 
 
 def skip_pair(db: sqlite_utils.Database, annotator: str, pair_id) -> None:
@@ -399,6 +482,7 @@ def record_vote(db: sqlite_utils.Database, annotator: str, pair_id, choice: str,
         guideline_id = db.execute("SELECT max(id) FROM guidelines").fetchone()[0]  # the version in force
         vote_id = db["votes"].insert({
             **vote, "pair_id": pair_id, "annotator": annotator, "shown_order": show["shown_order"],
+            "served": show["served"], "suggestion_id": show["suggestion_id"],
             "seconds_on_task": round(seconds.total_seconds(), 3), "guideline_id": guideline_id,
             "created_at": now(),
         }).last_pk
@@ -434,7 +518,7 @@ def judgements(db: sqlite_utils.Database) -> list[dict]:
     rows = []
     for r in db.query(
             """SELECT v.id AS vote_id, v.pair_id, v.annotator, v.choice, v.score_a, v.score_b,
-                      v.shown_order, v.seconds_on_task, v.created_at, p.version_id,
+                      v.shown_order, v.served, v.suggestion_id, v.seconds_on_task, v.created_at, p.version_id,
                       p.completion_0, p.completion_1, pr.id AS prompt_id, pr.text AS prompt,
                       pr.category, g.expected AS gold
                FROM votes v JOIN pairs p ON p.id = v.pair_id JOIN prompts pr ON pr.id = p.prompt_id

@@ -10,11 +10,26 @@ from .conftest import api_client
 
 def test_annotators_cannot_change_assignment_mark_gold_or_read_figures(live_app):
     bob = api_client(live_app, "bob")
-    for args, api in (((2, 0.1), "/set_assignment"), ((1, "0"), "/mark_gold"), ((), "/annotator_stats")):
+    for args, api in (((2, 0.1), "/set_assignment"), (("route", 0.2, 0.8), "/set_second_pass"),
+                      ((1, "0"), "/mark_gold"), ((), "/annotator_stats")):
         with pytest.raises(Exception, match="only admin accounts"):
             bob.predict(*args, api_name=api)
     db = open_db(live_app.db_path)
     assert queries.overlap(db) == 1 and db["gold_pairs"].count == 0
+    assert queries.second_pass(db).mode == "off"
+
+
+def test_an_admin_sets_the_second_pass(live_app):
+    root, db = api_client(live_app, "root"), open_db(live_app.db_path)
+    try:
+        assert "Second pass: **route**" in root.predict("route", 0.2, 0.9, api_name="/set_second_pass")
+        assert queries.second_pass(db) == queries.SecondPass("route", 0.2, 0.9)
+        with pytest.raises(Exception, match="must be one of off, route, review"):
+            root.predict("auto", 0.2, 0.9, api_name="/set_second_pass")
+        assert root.predict(api_name="/annotator_stats")["second_pass"] == {"mode": "route", "audit_share": 0.2,
+                                                                             "confidence": 0.9}
+    finally:
+        queries.set_second_pass(db, "off", 0.15, 0.8)
 
 
 def test_an_admin_sets_assignment_marks_gold_and_reads_the_figures(live_app):

@@ -26,7 +26,8 @@ def test_reopening_applies_nothing_twice(tmp_path):
                                                         "m006_accounts_and_sessions", "m007_guidelines",
                                                         "m008_annotation_quality", "m009_imported_data",
                                                         "m010_round_progress", "m011_login_failures",
-                                                        "m012_best_answers", "m013_first_pass"]
+                                                        "m012_best_answers", "m013_first_pass",
+                                                        "m014_second_pass"]
 
 
 def test_votes_cannot_be_updated_or_deleted(db):
