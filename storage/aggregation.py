@@ -12,8 +12,11 @@
 Under every rule, votes on gold pairs never become rows (they measure annotators), annotators
 below `min_gold_accuracy` can be left out, each corrected answer is a row of its own: the
 correction chosen over the answer it replaced, and imported preference pairs are included,
-excluded or weighted as `imported` says. The summary says how many judgements each step
-left out, and is recorded with the round.
+excluded or weighted as `imported` says. So are the judges' labels (`judge_labels`): a
+first-pass verdict at least as sure as the second pass's route confidence, on a pair nobody has
+voted on (people's word wins), the surest judge's where several judged it. The summary says
+how many judgements each step left out and how many rows came from each source, and is
+recorded with the round.
 """
 import json
 import random
@@ -45,20 +48,31 @@ class Aggregation:
     # Imported reference answers (`python -m storage import-demonstrations`) made into pairs each
     # round, the reference chosen over the live policy's own answer to its prompt; 0: none.
     demonstration_pairs: int = 0
+    # The judges' sure labels on pairs nobody voted on: include, exclude, or weight:W. Off by
+    # default: whether they help has not been measured here yet.
+    judge_labels: str = "exclude"
 
     def imported_weight(self) -> float | None:
         """The weight of an imported row; None leaves them out."""
-        if self.imported in ("include", "exclude"):
-            return 1.0 if self.imported == "include" else None
-        kind, _, value = self.imported.partition(":")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = -1.0
-        if kind != "weight" or not 0 < weight <= 10:
-            raise ValueError(f"data.imported must be include, exclude or weight:W (0 < W <= 10), "
-                             f"not {self.imported!r}")
-        return weight
+        return _weight("data.imported", self.imported)
+
+    def judge_weight(self) -> float | None:
+        """The weight of a row from a judge's label; None leaves them out."""
+        return _weight("data.judge_labels", self.judge_labels)
+
+
+def _weight(name: str, setting: str) -> float | None:
+    """include: 1, exclude: None, weight:W: W."""
+    if setting in ("include", "exclude"):
+        return 1.0 if setting == "include" else None
+    kind, _, value = setting.partition(":")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = -1.0
+    if kind != "weight" or not 0 < weight <= 10:
+        raise ValueError(f"{name} must be include, exclude or weight:W (0 < W <= 10), not {setting!r}")
+    return weight
 
 
 @dataclass
@@ -97,6 +111,21 @@ def imported_row(r: dict, weight: float) -> dict:
             "score_rejected": r["score_rejected"] if scored else None, "weight": weight,
             "kind": "imported", "vote_id": None, "pair_id": None, "prompt_id": None, "version_id": None,
             "annotator": None, "source": r["source"]}
+
+
+def judge_rows(db: sqlite_utils.Database, weight: float) -> list[dict]:
+    """The judges' labels as rows (see the module docstring)."""
+    rows = db.query(
+        f"""SELECT p.id AS pair_id, p.prompt_id, p.version_id, p.completion_0, p.completion_1, pr.text AS prompt,
+                   f.verdict, f.judge FROM first_pass f JOIN pairs p ON p.id = f.pair_id
+                   JOIN prompts pr ON pr.id = p.prompt_id
+            WHERE f.confidence >= :sure AND f.confidence = {queries.SUREST}
+              AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
+              AND p.id NOT IN (SELECT pair_id FROM gold_pairs)
+            GROUP BY p.id ORDER BY p.id""", {"sure": queries.second_pass(db).confidence})
+    return [_row({**r, "vote_id": None, "annotator": None}, r[f"completion_{r['verdict']}"],
+                 r[f"completion_{1 - int(r['verdict'])}"], weight=weight, kind="judge", source=r["judge"])
+            for r in rows]
 
 
 def _by_majority(votes: list[dict], weighted: bool, collecting: set[int],
@@ -148,6 +177,7 @@ def training_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -
         rows, used = [vote_row(j) for j in decisive], [j["vote_id"] for j in decisive]
     else:
         rows, used = _by_majority(votes, agg.rule == "weighted", queries.collecting_pair_ids(db), dropped)
+    vote_rows = len(rows)
     corrections = [d for d in queries.demonstrations(db) if d["gold"] is None and d["annotator"] not in excluded]
     rows += [_row(d, d["text"], d["replaced_text"], kind="correction") for d in corrections]
     weight = agg.imported_weight()
@@ -159,12 +189,16 @@ def training_rows(db: sqlite_utils.Database, agg: Aggregation = Aggregation()) -
             dropped["imported_over_max"] = len(imported) - agg.imported_max
             imported = sorted(random.Random(0).sample(imported, agg.imported_max), key=lambda r: r["id"])
         rows += [imported_row(r, weight) for r in imported]
-    # Imported rows first, then in time order: DPO keeps the newest rows when it must cut.
+    judge_weight = agg.judge_weight()
+    judged_rows = [] if judge_weight is None else judge_rows(db, judge_weight)
+    rows += judged_rows
+    # Imported rows and the judges' first, then in time order: DPO keeps the newest rows when it must cut.
     rows.sort(key=lambda r: -1 if r["vote_id"] is None else r["vote_id"])
     used = sorted(set(used) | {d["vote_id"] for d in corrections})
     summary = {"rule": agg.rule, "min_gold_accuracy": agg.min_gold_accuracy, "judgements": len(judged),
                "imported": agg.imported, "imported_rows": 0 if weight is None else len(imported),
-               "rows": len(rows), "corrections": len(corrections), "excluded_annotators": excluded,
+               "judge_labels": agg.judge_labels, "judge_rows": len(judged_rows),
+               "rows": len(rows), "vote_rows": vote_rows, "corrections": len(corrections), "excluded_annotators": excluded,
                "dropped": dict(dropped)}
     return TrainingRows(rows, used, summary, max((j["vote_id"] for j in judged), default=None))
 
@@ -173,6 +207,7 @@ LEFT_OUT = {"gold": "on gold pairs", "low_gold_accuracy": "below the gold accura
             "incomplete": "on pairs still collecting judgements", "imported": "imported pairs",
             "imported_over_max": "imported pairs over data.imported_max",
             "imported_heldout_prompt": "imported pairs on held-out prompts",
+            "judge_heldout_prompt": "judge labels on held-out prompts",
             "no_preference": "tie or both bad", "split": "in even splits", "outvoted": "outvoted"}
 
 
@@ -189,6 +224,8 @@ def describe(summary: dict | None) -> str:
         line += f" ({summary['corrections']} corrected answers)"
     if summary.get("imported_rows"):
         line += f", {summary['imported_rows']} imported ({summary['imported']})"
+    if summary.get("judge_rows"):
+        line += f", {summary['judge_rows']} labelled by a judge ({summary['judge_labels']})"
     if summary.get("demonstration_pairs"):
         line += f", {summary['demonstration_pairs']} from reference answers"
     if summary["excluded_annotators"]:

@@ -155,3 +155,38 @@ def test_the_page_and_the_api_show_a_suggestion_only_in_review_and_never_on_an_a
     finally:
         queue.stop()
         demo.close()
+
+
+def test_rounds_train_on_the_judges_sure_labels_only_when_asked_and_never_on_held_out_prompts(tmp_path):
+    from storage.aggregation import Aggregation, describe
+    from storage.exports import HELDOUT_FRACTION, is_heldout, trl_rows
+    from trainer.data import snapshot
+
+    sureness = [0.95, 0.9, 0.6, 0.1] * 10  # sure of answer 0, sure, unsure, sure of answer 1
+    db, ids = stocked(tmp_path, sureness)
+    voted = ids[:4]  # people's word wins on these
+    for n, pair_id in enumerate(voted):
+        shown = None
+        while shown is None or shown["pair_id"] != pair_id:  # serve them in order, oldest first
+            shown = queries.show_next_pair(db, f"annotator-{n}", 0, Draws(0.99))
+        vote_on_stored(db, f"annotator-{n}", shown, "1")
+    prompt_of = {r["id"]: r["prompt_id"] for r in db.query("SELECT id, prompt_id FROM pairs")}
+    sure_unvoted = [(i, p) for i, p in zip(ids, sureness) if i not in voted and max(p, 1 - p) >= 0.8]
+    on_train = [(i, p) for i, p in sure_unvoted if not is_heldout(prompt_of[i], HELDOUT_FRACTION)]
+    assert 0 < len(on_train) < len(sure_unvoted)  # some sure labels fall on held-out prompts
+
+    assert snapshot(db, HELDOUT_FRACTION, Aggregation()).summary["judge_rows"] == 0  # excluded by default
+    snap = snapshot(db, HELDOUT_FRACTION, Aggregation(judge_labels="weight:0.5"))
+    judged = [r for r in snap.train + snap.heldout if r["kind"] == "judge"]
+    assert sorted(r["pair_id"] for r in judged) == [i for i, _ in on_train]
+    for row in judged:
+        p = dict(on_train)[row["pair_id"]]
+        assert row["chosen"][0]["content"].endswith("one" if p > 0.5 else "two")
+        assert (row["weight"], row["source"], row["vote_id"]) == (0.5, "reward-model:round-1", None)
+    summary = snap.summary
+    assert (summary["judge_rows"], summary["vote_rows"]) == (len(on_train), 4)
+    assert summary["dropped"]["judge_heldout_prompt"] == len(sure_unvoted) - len(on_train)
+    assert f"{len(on_train)} labelled by a judge (weight:0.5)" in describe(summary)
+    assert all(r["kind"] != "judge" for r in trl_rows(db))  # exports hold people's judgements only
+    with pytest.raises(ValueError, match="data.judge_labels must be include, exclude or weight:W"):
+        snapshot(db, HELDOUT_FRACTION, Aggregation(judge_labels="all"))

@@ -47,10 +47,15 @@ def snapshot(db: sqlite_utils.Database, heldout_fraction: float, agg: Aggregatio
     prompts = queries.all_prompts(db)
     side = splitter(db, heldout_fraction)
     sides = [side(r["prompt_id"], r["prompt"]) for r in rows]
+    # A judge's label never stands in for people on a held-out prompt: rounds are measured there.
+    sides = ["judge_drop" if r["kind"] == "judge" and s == "heldout" else s for r, s in zip(rows, sides)]
     train = [r for r, s in zip(rows, sides) if s == "train"]
     heldout = [r for r, s in zip(rows, sides) if s == "heldout"]
     if "drop" in sides:
         made.summary["dropped"]["imported_heldout_prompt"] = sides.count("drop")
+    if "judge_drop" in sides:
+        made.summary["dropped"]["judge_heldout_prompt"] = sides.count("judge_drop")
+        made.summary["judge_rows"] -= sides.count("judge_drop")
     return Snapshot(
         train=train, heldout=heldout, vote_ids=made.vote_ids,
         train_prompts=[p["text"] for p in prompts if not is_heldout(p["id"], heldout_fraction)],
