@@ -136,8 +136,9 @@ def main(argv=None) -> int:
             if args.command == "gold":
                 queries.mark_gold(db, args.pair, args.expected, by="cli")
             else:
-                queries.set_second_pass(db, args.second_pass, args.audit_share, args.route_confidence)
-                queries.set_assignment(db, args.overlap, args.gold_rate)
+                with queries.immediate(db):  # all or nothing
+                    queries.set_second_pass(db, args.second_pass, args.audit_share, args.route_confidence)
+                    queries.set_assignment(db, args.overlap, args.gold_rate)
         except inputs.InputError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -12,9 +12,8 @@
 Under every rule, votes on gold pairs never become rows (they measure annotators), annotators
 below `min_gold_accuracy` can be left out, each corrected answer is a row of its own: the
 correction chosen over the answer it replaced, and imported preference pairs are included,
-excluded or weighted as `imported` says. So are the judges' labels (`judge_labels`): a
-first-pass verdict at least as sure as the second pass's route confidence, on a pair nobody has
-voted on (people's word wins), the surest judge's where several judged it. The summary says
+excluded or weighted as `imported` says. So are the judges' labels (`judge_labels`,
+see `first_pass.sure_labels`). The summary says
 how many judgements each step left out and how many rows came from each source, and is
 recorded with the round.
 """
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from . import queries
+from . import first_pass, queries
 from .agreement import gold_accuracy, majority
 
 RULES = ("every", "majority", "weighted")
@@ -114,18 +113,10 @@ def imported_row(r: dict, weight: float) -> dict:
 
 
 def judge_rows(db: sqlite_utils.Database, weight: float) -> list[dict]:
-    """The judges' labels as rows (see the module docstring)."""
-    rows = db.query(
-        f"""SELECT p.id AS pair_id, p.prompt_id, p.version_id, p.completion_0, p.completion_1, pr.text AS prompt,
-                   f.verdict, f.judge FROM first_pass f JOIN pairs p ON p.id = f.pair_id
-                   JOIN prompts pr ON pr.id = p.prompt_id
-            WHERE f.confidence >= :sure AND f.confidence = {queries.SUREST}
-              AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
-              AND p.id NOT IN (SELECT pair_id FROM gold_pairs)
-            GROUP BY p.id ORDER BY p.id""", {"sure": queries.second_pass(db).confidence})
+    """The judges' labels as rows (`first_pass.sure_labels`)."""
     return [_row({**r, "vote_id": None, "annotator": None}, r[f"completion_{r['verdict']}"],
                  r[f"completion_{1 - int(r['verdict'])}"], weight=weight, kind="judge", source=r["judge"])
-            for r in rows]
+            for r in first_pass.sure_labels(db)]
 
 
 def _by_majority(votes: list[dict], weighted: bool, collecting: set[int],

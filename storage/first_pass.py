@@ -11,7 +11,7 @@ import math
 
 import sqlite_utils
 
-from .queries import immediate, judgements, now, second_pass
+from .queries import ON_PAIR, SUREST, immediate, judgements, now, second_pass
 from .ratings import calibration_error, win_rate_interval
 
 
@@ -39,6 +39,21 @@ def add_verdicts(db: sqlite_utils.Database, judge: str, verdicts: dict[int, floa
         return db["first_pass"].count - before
 
 
+def sure_labels(db: sqlite_utils.Database) -> list[dict]:
+    """The pairs the judges label alone: a verdict at least as sure as the second pass's route
+    confidence, on a pair nobody has voted on (people's word wins) that is not a gold pair; the
+    surest judge's (the newest on a tie) where several judged it. With the pair's answers."""
+    return list(db.query(
+        f"""SELECT p.id AS pair_id, p.prompt_id, p.version_id, p.completion_0, p.completion_1,
+                   pr.text AS prompt, f.verdict, f.confidence, f.judge
+            FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
+            JOIN first_pass f ON f.id = (SELECT f.id FROM first_pass f WHERE {ON_PAIR} AND f.verdict IS NOT NULL
+                                        ORDER BY f.confidence DESC, f.id DESC LIMIT 1)
+            WHERE {SUREST} >= :sure AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id)
+              AND p.id NOT IN (SELECT pair_id FROM gold_pairs)
+            ORDER BY p.id""", {"sure": second_pass(db).confidence}))
+
+
 def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[dict]:
     """Per judge: pairs judged (of those still stored), abstentions, and over the decisive votes
     on them, how often it agreed (95% interval; each vote counts, so with an overlap above one a
@@ -46,7 +61,7 @@ def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[d
     how well its confidence was calibrated.
     In review mode, per judge also: votes cast with its suggestion shown and the share that
     accepted it (a tie or both-bad accepts nothing). In route mode: the pairs it labelled alone
-    (sure enough to route, and nobody voted on them).
+    (`sure_labels`).
     `judged`: `queries.judgements(db)`, when the caller has it."""
     people, reviews = {}, {}
     for j in judged if judged is not None else judgements(db):
@@ -56,12 +71,11 @@ def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[d
             reviews.setdefault(j["suggestion_id"], []).append(j["verdict"])
         elif j["verdict"] in ("0", "1") and j["served"] in (None, "audit"):
             people.setdefault(j["pair_id"], []).append(j["verdict"])
-    sure = second_pass(db).confidence
+    labelled = [r["judge"] for r in sure_labels(db)]
     figures = []
     for judge, in db.execute("SELECT DISTINCT judge FROM first_pass ORDER BY judge").fetchall():
-        rows = list(db.query("SELECT f.id, f.pair_id, f.verdict, f.confidence, "
-                             "EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = f.pair_id) AS voted FROM first_pass f "
-                             "JOIN pairs p ON p.id = f.pair_id WHERE f.judge = ?", [judge]))
+        rows = list(db.query(f"SELECT f.id, f.pair_id, f.verdict, f.confidence FROM first_pass f "
+                             f"JOIN pairs p ON {ON_PAIR} WHERE f.judge = ?", [judge]))
         confidences, hits = [], []
         for row in rows:
             for verdict in people.get(row["pair_id"], []) if row["verdict"] else []:
@@ -77,6 +91,5 @@ def audit(db: sqlite_utils.Database, judged: list[dict] | None = None) -> list[d
                         "mean_confidence": round(sum(c for c, _ in stated) / len(stated), 4) if stated else None,
                         "calibration_error": calibration_error([c for c, _ in stated], [h for _, h in stated]),
                         "reviewed_votes": len(reviewed), "accepted": accepted / len(reviewed) if reviewed else None,
-                        "labelled_alone": sum(r["verdict"] is not None and (r["confidence"] or 0) >= sure
-                                              and not r["voted"] for r in rows)})
+                        "labelled_alone": labelled.count(judge)})
     return figures

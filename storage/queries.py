@@ -178,8 +178,11 @@ TAKEN = """(SELECT count(*) FROM votes v WHERE v.pair_id = p.id)
 IN_STOCK = f"""{TAKEN} < :k
     AND (SELECT count(*) FROM shows s WHERE s.pair_id = p.id AND s.skipped_at IS NOT NULL) < :k
     AND p.id NOT IN (SELECT pair_id FROM gold_pairs)"""
+# A verdict on this pair, not on an earlier one whose id it took over (SQLite reuses the ids of
+# the newest rows when they are deleted, and verdicts are never deleted).
+ON_PAIR = "f.pair_id = p.id AND f.created_at >= p.created_at"
 # How sure the surest judge that says how sure it is was of a pair (NULL: none has judged it).
-SUREST = "(SELECT max(f.confidence) FROM first_pass f WHERE f.pair_id = p.id AND f.verdict IS NOT NULL)"
+SUREST = f"(SELECT max(f.confidence) FROM first_pass f WHERE {ON_PAIR} AND f.verdict IS NOT NULL)"
 UNSURE = f"coalesce({SUREST}, 0) < :sure"  # in route mode, a pair people are asked to label
 
 
@@ -250,13 +253,7 @@ MAX_GOLD_RATE = 0.5  # more would make gold the bulk of the work
 
 
 def _checked_rate(rate) -> float:
-    try:
-        rate = float(rate)
-    except (TypeError, ValueError):
-        raise InputError(f"the gold rate must be a number from 0 to {MAX_GOLD_RATE}, not {rate!r}") from None
-    if not 0 <= rate <= MAX_GOLD_RATE:  # NaN fails this too
-        raise InputError(f"the gold rate must be from 0 to {MAX_GOLD_RATE}, not {rate}")
-    return rate
+    return _share("the gold rate", rate, 0, MAX_GOLD_RATE)
 
 
 def set_assignment(db: sqlite_utils.Database, k=None, rate=None) -> tuple[int, float]:
@@ -383,7 +380,9 @@ def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
         if not rows and second.mode != "off" and rng.random() < second.audit_share:
             rows, served = stock(order="random()"), "audit"
         if not rows and second.mode == "route":
-            rows, served = stock(f"AND {UNSURE}", f"coalesce({SUREST}, 0.5), p.id"), "uncertain"
+            # Pairs others have judged first (overlap), then the judged ones least sure first, then
+            # the ones no judge has read yet.
+            rows, served = stock(f"AND {UNSURE}", f"{TAKEN} > 0 DESC, {SUREST} IS NULL, {SUREST}, p.id"), "uncertain"
             rows, served = (rows, served) if rows else (stock(), "confident")
         if not rows:
             rows, served = stock(), None
@@ -391,9 +390,9 @@ def show_next_pair(db: sqlite_utils.Database, annotator: str, version_id: int,
             return None
         suggestion_id = None
         if second.mode == "review" and served is None and not gold:
-            row = db.execute("SELECT id FROM first_pass WHERE pair_id = ? AND verdict IS NOT NULL AND "
-                             "confidence IS NOT NULL ORDER BY confidence DESC, id DESC LIMIT 1",
-                             [rows[0]["id"]]).fetchone()
+            row = db.execute(f"SELECT f.id FROM first_pass f JOIN pairs p ON {ON_PAIR} WHERE p.id = ? "
+                             "AND f.verdict IS NOT NULL AND f.confidence IS NOT NULL "
+                             "ORDER BY f.confidence DESC, f.id DESC LIMIT 1", [rows[0]["id"]]).fetchone()
             suggestion_id, served = (row[0], "review") if row else (None, None)
         order = rng.choice(["01", "10"])
         db["shows"].insert({"pair_id": rows[0]["id"], "annotator": annotator, "shown_order": order,

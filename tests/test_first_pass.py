@@ -4,6 +4,7 @@ import json
 import os
 import random
 import sqlite3
+import time
 
 import httpx
 import pytest
@@ -45,15 +46,38 @@ def test_verdicts_are_kept_apart_from_votes_and_checked_against_them(tmp_path):
         db.execute("UPDATE first_pass SET verdict = '1'")
 
 
-def test_a_retired_versions_judged_stock_is_still_dropped(tmp_path):
+def test_a_retired_versions_unjudged_stock_is_dropped_and_its_judged_stock_kept(tmp_path):
     db = open_db(banana_judgements(tmp_path) / "prefloop.db")
-    unshown = queries.add_pair(db, prompt_id=1, version_id=0, completions=("A fig.", "A date."), sampling={},
-                               seed=0, prompt_truncated=False, gen_seconds=0)
-    first_pass.add_verdicts(db, "judge-x", {unshown: 0.7, 1: 0.9})
+    made = [queries.add_pair(db, prompt_id=1, version_id=0, completions=(f"A fig {i}.", f"A date {i}."), sampling={},
+                             seed=0, prompt_truncated=False, gen_seconds=0) for i in range(2)]
+    first_pass.add_verdicts(db, "judge-x", {made[0]: 0.7, 1: 0.9})
     v1 = rounds.add_version(db, parent_id=0, adapter_path=str(random_adapter(tmp_path / "a")), algo="dpo")
-    assert rounds.drop_unshown_pairs(db, keep_version=v1) == 1  # what a promotion does
+    assert rounds.drop_unshown_pairs(db, keep_version=v1) == 1  # what a promotion does: the unjudged one
+    assert db["pairs"].count == 41  # a judge's verdict may be a training label: its pair stays
+    newer = queries.add_pair(db, prompt_id=1, version_id=v1, completions=("A kiwi.", "A lime."), sampling={},
+                             seed=0, prompt_truncated=False, gen_seconds=0)
+    assert newer == made[1]  # SQLite gave the dropped pair's id to the next one: it had no verdict to pass on
+    first_pass.add_verdicts(db, "judge-x", {newer: 0.8})
     [audit] = first_pass.audit(db)
-    assert audit["pairs"] == 1 and audit["audited_votes"] == 1  # the dropped pair's verdict is not counted
+    assert audit["pairs"] == 3 and audit["audited_votes"] == 1
+
+
+def test_a_verdict_never_passes_to_a_pair_that_took_over_its_id(tmp_path):
+    db = open_db(tmp_path / "prefloop.db")
+    queries.ensure_base_version(db, "tiny")
+    queries.add_prompts(db, [{"text": "Name a fruit."}], source="t")
+    old = queries.add_pair(db, prompt_id=1, version_id=0, completions=("A fig.", "A date."), sampling={}, seed=0,
+                           prompt_truncated=False, gen_seconds=0)
+    first_pass.add_verdicts(db, "judge-x", {old: 0.9})
+    db.execute("DELETE FROM pairs WHERE id = ?", [old])  # as if dropped before the verdict landed
+    time.sleep(0.01)  # times are kept to the millisecond
+    new = queries.add_pair(db, prompt_id=1, version_id=0, completions=("A kiwi.", "A lime."), sampling={}, seed=0,
+                           prompt_truncated=False, gen_seconds=0)
+    assert new == old
+    queries.set_second_pass(db, "review")
+    shown = queries.show_next_pair(db, "alice", 0, random.Random(1))
+    assert shown["pair_id"] == new and shown["suggestion"] is None  # the old pair's verdict is not this one's
+    assert first_pass.audit(db)[0]["pairs"] == 0 and first_pass.sure_labels(db) == []
 
 
 def test_the_queue_judges_pairs_after_storing_them_and_a_failing_judge_loses_none(tmp_path):
@@ -134,8 +158,8 @@ def test_an_llm_judge_gives_a_verdict_only_where_both_orders_agree(tmp_path):
 
 
 def test_judge_replies_are_read_as_a_letter_or_nothing():
-    assert [letter(r) for r in ("A", " b.", "**A**", "Answer B: it is shorter", "Apples", "Neither", "")] == \
-        ["A", "B", "A", "B", None, None, None]
+    assert [letter(r) for r in ("A", " B.", "**A**", "answer B: it is shorter", "Apples", "a tie", "Neither", "")] == \
+        ["A", "B", "A", "B", None, None, None, None]
 
 
 def test_an_llm_judge_through_a_real_worker_asks_both_orders(worker, tmp_path):

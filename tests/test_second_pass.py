@@ -48,13 +48,26 @@ def test_route_gives_people_the_least_sure_pairs_first_and_keeps_the_sure_ones_f
 
     rng = Draws(0.99)  # no audit
     served = [queries.show_next_pair(db, f"annotator-{n}", 0, rng) for n in range(3)]
-    assert [s["pair_id"] for s in served] == [ids[2], ids[1], ids[4]]  # unjudged, then 0.6, then 0.7
+    assert [s["pair_id"] for s in served] == [ids[1], ids[4], ids[2]]  # 0.6, then 0.7, then the unjudged one
     assert all(s["suggestion"] is None for s in served)
     # With no unsure pair left for them, people are given a sure one rather than made to wait.
     fourth = queries.show_next_pair(db, "annotator-0", 0, rng)
     assert fourth["pair_id"] in (ids[0], ids[3])
     assert [r["served"] for r in db.query("SELECT served FROM shows ORDER BY id")] == \
         ["uncertain"] * 3 + ["confident"]
+
+
+def test_with_the_second_pass_off_pairs_are_served_as_before(tmp_path):
+    """The same pairs in the same order, drawing from the queue's random numbers exactly what was
+    drawn before there was a second pass: a gold draw and a side for each pair."""
+    db, ids = stocked(tmp_path, [0.99, None, 0.6])
+    rng, before = random.Random(4), random.Random(4)
+    shown = [queries.show_next_pair(db, "alice", 0, rng) for _ in ids]
+    sides = [(before.random(), before.choice(["01", "10"]))[1] for _ in ids]
+    assert [s["pair_id"] for s in shown] == ids and rng.getstate() == before.getstate()
+    assert [r["shown_order"] for r in db.query("SELECT shown_order FROM shows ORDER BY id")] == sides
+    assert all(s["suggestion"] is None for s in shown)
+    assert {r["served"] for r in db.query("SELECT served FROM shows")} == {None}
 
 
 def test_audits_are_drawn_at_random_and_shown_blind_in_either_mode(tmp_path):
@@ -123,6 +136,8 @@ def test_storage_assign_sets_the_second_pass(tmp_path, capsys):
     assert "second pass route (audit share 0.2, route confidence 0.8)" in capsys.readouterr().out
     assert storage_cli(["--db", str(db_path), "assign", "--route-confidence", "2"]) == 1
     assert "must be from 0.5 to 1.0" in capsys.readouterr().err
+    assert storage_cli(["--db", str(db_path), "assign", "--second-pass", "review", "--overlap", "99"]) == 1
+    assert "overlap" in capsys.readouterr().err  # and the mode stays as it was: all or nothing
     assert queries.second_pass(open_db(db_path)) == queries.SecondPass("route", 0.2, 0.8)
 
 
@@ -159,7 +174,7 @@ def test_the_page_and_the_api_show_a_suggestion_only_in_review_and_never_on_an_a
 
 def test_rounds_train_on_the_judges_sure_labels_only_when_asked_and_never_on_held_out_prompts(tmp_path):
     from storage.aggregation import Aggregation, describe
-    from storage.exports import HELDOUT_FRACTION, is_heldout, trl_rows
+    from storage.exports import HELDOUT_FRACTION, is_heldout
     from trainer.data import snapshot
 
     sureness = [0.95, 0.9, 0.6, 0.1] * 10  # sure of answer 0, sure, unsure, sure of answer 1
@@ -187,6 +202,13 @@ def test_rounds_train_on_the_judges_sure_labels_only_when_asked_and_never_on_hel
     assert (summary["judge_rows"], summary["vote_rows"]) == (len(on_train), 4)
     assert summary["dropped"]["judge_heldout_prompt"] == len(sure_unvoted) - len(on_train)
     assert f"{len(on_train)} labelled by a judge (weight:0.5)" in describe(summary)
-    assert all(r["kind"] != "judge" for r in trl_rows(db))  # exports hold people's judgements only
+    assert summary["rows"] == len(snap.train) + len(snap.heldout)
+
+    # Two judges equally sure but of different answers: the newer verdict is the label.
+    first_pass.add_verdicts(db, "reward-model:round-2", {i: 1 - p for i, p in on_train[:2]})
+    relabelled = {r["pair_id"]: r for r in snapshot(db, HELDOUT_FRACTION, Aggregation(judge_labels="include")).train
+                  if r["kind"] == "judge"}
+    assert all(relabelled[i]["source"] == "reward-model:round-2" for i, _ in on_train[:2])
+    assert all(relabelled[i]["chosen"][0]["content"].endswith("two" if p > 0.5 else "one") for i, p in on_train[:2])
     with pytest.raises(ValueError, match="data.judge_labels must be include, exclude or weight:W"):
         snapshot(db, HELDOUT_FRACTION, Aggregation(judge_labels="all"))

@@ -53,9 +53,11 @@ def snapshot(db: sqlite_utils.Database, heldout_fraction: float, agg: Aggregatio
     heldout = [r for r, s in zip(rows, sides) if s == "heldout"]
     if "drop" in sides:
         made.summary["dropped"]["imported_heldout_prompt"] = sides.count("drop")
+        made.summary["imported_rows"] -= sides.count("drop")
     if "judge_drop" in sides:
         made.summary["dropped"]["judge_heldout_prompt"] = sides.count("judge_drop")
         made.summary["judge_rows"] -= sides.count("judge_drop")
+    made.summary["rows"] = len(train) + len(heldout)
     return Snapshot(
         train=train, heldout=heldout, vote_ids=made.vote_ids,
         train_prompts=[p["text"] for p in prompts if not is_heldout(p["id"], heldout_fraction)],

@@ -105,8 +105,8 @@ class LLMJudgeConfig:
 
 def letter(reply: str) -> str | None:
     """The answer a judge's reply names, 'A' or 'B' ("B", "Answer A.", "**A**"), or None."""
-    match = re.match(r"\W*(?:answer\W*)?([AB])\b", reply.strip(), re.IGNORECASE)
-    return match.group(1).upper() if match else None
+    match = re.match(r"\W*(?:(?i:answer)\W*)?([AB])\b", reply.strip())
+    return match.group(1) if match else None
 
 
 class LLMJudge:
@@ -127,15 +127,28 @@ class LLMJudge:
         response.raise_for_status()
         return letter(response.json()["choices"][0]["message"]["content"] or "")
 
+    def _ask_or_fail(self, question: tuple[str, str, str]) -> str | None | Exception:
+        try:
+            return self.ask(*question)
+        except Exception as e:  # noqa: BLE001 - that pair stays unjudged; the others are stored
+            return e
+
     def __call__(self, db, pair_ids: list[int]) -> int:
-        """Judge these stored pairs; an endpoint that fails stores nothing (the pairs stay unjudged)."""
+        """Judge these stored pairs; a pair whose request failed stores nothing (it stays
+        unjudged, rather than abstained)."""
         pairs = _pairs(db, pair_ids) if pair_ids else []
         questions = [(p["prompt"], *answers) for p in pairs
                      for answers in ((p["completion_0"], p["completion_1"]), (p["completion_1"], p["completion_0"]))]
         with ThreadPoolExecutor(max_workers=self.cfg.parallel) as pool:
-            replies = list(pool.map(lambda q: self.ask(*q), questions))
+            replies = list(pool.map(self._ask_or_fail, questions))
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed:
+            log.warning("the LLM judge %s failed on %d of %d questions: %s", self.name, len(failed), len(replies),
+                        failed[0])
         verdicts = {}
         for p, first, second in zip(pairs, replies[::2], replies[1::2]):
+            if isinstance(first, Exception) or isinstance(second, Exception):
+                continue
             # answer 0 is A the first time and B the second: agreeing replies are "A, B" or "B, A"
             verdicts[p["id"]] = 1.0 if (first, second) == ("A", "B") else 0.0 if (first, second) == ("B", "A") else None
         return first_pass.add_verdicts(db, self.name, verdicts, sure=False)
