@@ -6,14 +6,14 @@ A round brings about a hundred judgements. Fine-tuning a transformer with a scor
 of SmolLM2 it ranked 0.39-0.72 of the pairs right. A probe that stays linear in frozen features
 cannot memorise, and what carries an annotator's taste (length, register, lists, how it
 addresses the reader) is already in the base model's hidden states: the mean over an answer's
-tokens about halfway up the network, with the final norm applied, beside the mean of its input
-embeddings, which says plainly which words it uses. The head is fitted with
+tokens about halfway up the network, with the final norm applied (optionally beside the mean of
+its input embeddings, which says plainly which words it uses). The head is fitted with
 
 - the Bradley-Terry loss on each pair (the chosen answer's reward above the rejected one's),
 - plus, where the annotator gave 1-10 scores, the squared error of the reward against the
   standardised score; scores say how much better, and they are the only signal in pairs whose
   two sides look almost alike,
-- plus an L2 penalty: with 2 x 576 features and ~100 pairs the fit is otherwise underdetermined.
+- plus an L2 penalty: with 576 features and ~100 pairs the fit is otherwise underdetermined.
 
 Each comparison comes with a probability that the first answer is the preferred one: the
 next steps (a first pass on every pair, choosing what people label, best-of-N) stand on it.
@@ -71,10 +71,12 @@ class RewardModelConfig:
     # Rewards in units of the spread of the judged answers' rewards, whatever the taste: RLOO's
     # KL coefficient and learning rate then ask the same of every taste.
     unit_rewards: bool = True
-    # Also read the mean of the answer's input embeddings (see `answer_features`): on the design
-    # tastes, held-out accuracy 0.82 against 0.80 without (12 taste-draws), engaging (which turns
-    # on words like "you") 0.86-0.87 against 0.76-0.77, none lower by more than 0.03.
-    words: bool = True
+    # Also read the mean of the answer's input embeddings (see `answer_features`). It ranks pairs
+    # better (design tastes 0.82 against 0.80 held-out accuracy, 12 taste-draws; engaging 0.86-0.87
+    # against 0.76-0.77), but RLOO exploits it: on engaging a round wrote 24% looping answers
+    # against 5% without it (win-rate 0.72 against 0.76, KL 22 against 12). Off until an RL round
+    # can use it without looping (docs/reward-model.md).
+    words: bool = False
     max_length: int = 512       # tokens per templated prompt + answer; longer prompts lose their end
     batch_size: int = 8         # answers per forward pass while reading features
 
