@@ -124,7 +124,7 @@ def annotators_tab(demo: gr.Blocks, annotators: Annotators) -> gr.Tab:
                         "annotator", key, label, y_title="share", shares=True, empty="no figures yet")
                    for key, label in PLOTTED.items()]
         return (gr.Tab(visible=True), agreement.summary_markdown(q), as_frame(q["annotators"]),
-                *figures, q["overlap"], q["gold_rate"], *q["second_pass"].values())
+                *figures, q["overlap"], q["gold_rate"], *(q["second_pass"][k] for k in ("mode", "audit_share", "confidence")))
 
     def save_it(k, rate, request: gr.Request) -> str:
         return annotators.set_assignment(k, rate, request)
