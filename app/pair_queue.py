@@ -19,11 +19,25 @@ from pathlib import Path
 
 from policy.registry import PolicyRegistry
 from policy.remote import RemotePolicy
-from policy.sampling import Cancelled, SamplingConfig
+from policy.sampling import Answer, Cancelled, Pick, SamplingConfig, first_two
 from storage import queries, rounds
 from storage.db import thread_db
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class SelectionConfig:
+    """Which two answers make a pair. With `answers` above 2 the live policy writes that many to
+    each prompt and the newest round's reward model pairs the two whose order it knows least
+    about (trainer/selection.py); a `random_share` of pairs, and every pair before the first
+    round, are two answers as they came, so the judge's audit and the data stay unbiased. More
+    answers make each batch slower to write (docs/annotation-quality.md has the figures)."""
+    answers: int = 2
+    random_share: float = 0.25
+
+
+Choose = Callable[[object, str, list[str]], tuple[int, int] | None]  # (db, prompt, answers) -> two, or None
 
 
 @dataclass
@@ -41,13 +55,19 @@ class QueueConfig:
     claim_seconds: float = queries.CLAIM_SECONDS  # an unjudged, unskipped pair goes back after this
     idle_seconds: float = 2.0  # how often an idle queue looks for a newly promoted version
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
 
 class PairQueue:
     def __init__(self, db_path: Path, registry: PolicyRegistry | RemotePolicy, cfg: QueueConfig,
-                 rng: random.Random | None = None, judge: Callable[[object, list[int]], int] | None = None):
+                 rng: random.Random | None = None, judge: Callable[[object, list[int]], int] | None = None,
+                 choose: Choose | None = None):
+        if cfg.selection.answers < 2 or not 0 <= cfg.selection.random_share <= 1:
+            raise ValueError(f"queue.selection.answers must be at least 2 (it is {cfg.selection.answers}) and "
+                             f"queue.selection.random_share within 0-1 (it is {cfg.selection.random_share})")
         self.db_path, self.registry, self.cfg = db_path, registry, cfg
         self.judge = judge  # the first pass: judge(db, pair_ids) stores verdicts on new pairs
+        self.choose = choose  # which two of a prompt's answers to pair (see SelectionConfig)
         self._unjudged: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
         self._judging: threading.Thread | None = None
         self.rng = rng or random.Random()
@@ -164,18 +184,47 @@ class PairQueue:
             raise LookupError("there are no prompts to annotate; import some with "
                               "`python -m storage import FILE`")
         seed = self.rng.randrange(2**31)
-        pairs = self.registry.sample_pairs(version_id, [p["text"] for p in prompts], self.cfg.sampling,
-                                           seed, cancel)
+        texts = [p["text"] for p in prompts]
+        chosen: set[int] = set()  # the prompts whose pair the reward model chose
+        pairs = self.registry.sample_pairs(version_id, texts, self.cfg.sampling, seed, cancel,
+                                           *self._selection(db, texts, chosen))
         made = [queries.add_pair(db, prompt_id=prompt["id"], version_id=version_id,
-                                 completions=pair.completions, sampling=self.cfg.sampling.record(),
+                                 completions=pair.completions, sampling=self._record(i in chosen),
                                  seed=pair.seed, prompt_truncated=pair.prompt_truncated,
                                  gen_seconds=pair.seconds, cut_off=pair.cut_off)
-                for prompt, pair in zip(prompts, pairs)]
+                for i, (prompt, pair) in enumerate(zip(prompts, pairs))]
         with self._stocked:
             self._batches += 1
             self._stocked.notify_all()
         self._judge_later(made)
         return len(prompts)
+
+    def _selection(self, db, prompts: list[str], chosen: set[int]) -> tuple[int, Pick]:
+        """How many answers to write to each prompt, and which two of them to pair: with
+        selection on, the reward model's choice (noted in `chosen`), but a random share of pairs
+        and every pair while there is no reward model are the first two answers."""
+        cfg = self.cfg.selection
+        if cfg.answers == 2 or self.choose is None:
+            return 2, first_two
+
+        def pick(i: int, answers: list[Answer]) -> tuple[int, int]:
+            chosen.discard(i)  # a prompt sampled again is chosen again
+            if self.rng.random() < cfg.random_share:
+                return first_two(i, answers)
+            two = self.choose(db, prompts[i], [a.text for a in answers])
+            if two is None:
+                return first_two(i, answers)
+            chosen.add(i)
+            return two
+        return cfg.answers, pick
+
+    def _record(self, chosen: bool) -> dict:
+        """What a pair stores about how it was made: the sampling settings, and with selection
+        on, how many answers it was chosen from and by whom."""
+        record = self.cfg.sampling.record()
+        if self.cfg.selection.answers == 2 or self.choose is None:
+            return record
+        return record | {"answers": self.cfg.selection.answers, "pair": "reward model" if chosen else "random"}
 
     def _judge_later(self, pair_ids: list[int]) -> None:
         """Hand new pairs to the first pass, on a thread of its own: neither the next batch nor

@@ -76,8 +76,10 @@ def prepare(cfg: AppConfig) -> tuple[PolicyRegistry | RemotePolicy, PairQueue]:
     if queries.prompt_count(db) == 0:
         result = imports.import_prompt_file(db, ASSETS / "prompts.jsonl")
         log.info("loaded %d starter prompts", result.added)
-    judges = [RewardModelJudge(cfg.data_dir)] * cfg.first_pass + [LLMJudge(cfg.judge)] * bool(cfg.judge.url)
-    return registry, PairQueue(cfg.db_path, registry, cfg.queue, judge=every(judges)).start()
+    reward_model = RewardModelJudge(cfg.data_dir)  # loads nothing until a round has made one
+    judges = [reward_model] * cfg.first_pass + [LLMJudge(cfg.judge)] * bool(cfg.judge.url)
+    return registry, PairQueue(cfg.db_path, registry, cfg.queue, judge=every(judges),
+                               choose=reward_model.least_known).start()
 
 
 def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:

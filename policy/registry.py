@@ -17,7 +17,8 @@ from peft import PeftModel
 from . import adapters, models
 import torch
 
-from .sampling import Answer, SampledPair, SamplingConfig, complete, sample_batch, sample_pairs, token_logprobs
+from .sampling import (Answer, Pick, SampledPair, SamplingConfig, complete, first_two, sample_batch, sample_pairs,
+                       token_logprobs)
 
 
 class PolicyRegistry:
@@ -89,11 +90,12 @@ class PolicyRegistry:
         model.set_adapter(name)
         yield model
 
-    def sample_pairs(self, version_id: int, prompts: list[str], cfg: SamplingConfig,
-                     seed: int, cancel: threading.Event | None = None) -> list[SampledPair]:
+    def sample_pairs(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int,
+                     cancel: threading.Event | None = None, copies: int = 2, pick: Pick = first_two
+                     ) -> list[SampledPair]:
         """Two answers to each prompt from this version; see `sampling.sample_pairs`."""
         with self._lock, self._selected(version_id) as model:
-            return sample_pairs(model, self.tokenizer, prompts, cfg, seed, cancel)
+            return sample_pairs(model, self.tokenizer, prompts, cfg, seed, cancel, copies, pick)
 
     def complete(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int,
                  copies: int = 1) -> list[list[Answer]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from . import adapters
-from .sampling import Answer, Cancelled, SampledPair, SamplingConfig, distinct_pairs
+from .sampling import Answer, Cancelled, Pick, SampledPair, SamplingConfig, distinct_pairs, first_two
 
 
 class EndpointError(RuntimeError):
@@ -148,18 +148,19 @@ class RemotePolicy:
         return list(self._pool.map(lambda prompt: self._answers(version_id, prompt, cfg, seed, copies), prompts))
 
     def sample_pairs(self, version_id: int, prompts: list[str], cfg: SamplingConfig, seed: int,
-                     cancel: threading.Event | None = None) -> list[SampledPair]:
+                     cancel: threading.Event | None = None, copies: int = 2, pick: Pick = first_two
+                     ) -> list[SampledPair]:
         """Two answers to each prompt; see `sampling.sample_pairs`. Requests already sent cannot
         be stopped: `cancel` throws their answers away when they come back."""
         start = time.perf_counter()
 
         def sample(indices: list[int], seed: int) -> list[list[Answer]]:
-            answers = self.complete(version_id, [prompts[i] for i in indices], cfg, seed, 2)
+            answers = self.complete(version_id, [prompts[i] for i in indices], cfg, seed, copies)
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
             return answers
 
-        made = distinct_pairs(sample, len(prompts), cfg.attempts, seed)
+        made = distinct_pairs(sample, len(prompts), cfg.attempts, seed, pick)
         share = (time.perf_counter() - start) / max(len(prompts), 1)
         # The endpoint cuts an over-long prompt to fit; only a local model can say whether it did.
         return [SampledPair((a.text, b.text), s, False, share, (a.cut_off, b.cut_off)) for a, b, s in made]

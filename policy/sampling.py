@@ -104,16 +104,25 @@ def _templated(model, tokenizer, prompts: list[str], cfg: SamplingConfig) -> lis
             (chat_input(model, tokenizer, p, cfg.max_new_tokens) for p in prompts)]
 
 
+Pick = Callable[[int, list[Answer]], tuple[int, int]]  # (prompt index, its answers) -> the two to pair
+
+
+def first_two(_: int, answers: list[Answer]) -> tuple[int, int]:
+    return 0, 1
+
+
 def distinct_pairs(sample: Callable[[list[int], int], list[list[Answer]]], n: int, attempts: int,
-                   seed: int) -> list[tuple[Answer, Answer, int]]:
-    """(answer, answer, seed) for each of n prompts, `sample(prompt indices, seed)` giving two
-    answers to each. Identical answers teach nothing: those prompts alone are sampled again with
-    the next seed."""
-    made: dict[int, tuple[str, str, int]] = {}
+                   seed: int, pick: Pick = first_two) -> list[tuple[Answer, Answer, int]]:
+    """(answer, answer, seed) for each of n prompts, `sample(prompt indices, seed)` giving answers
+    to each and `pick` choosing two of them. Identical answers teach nothing: those prompts alone
+    are sampled again with the next seed."""
+    made: dict[int, tuple[Answer, Answer, int]] = {}
     todo = list(range(n))
     for attempt in range(attempts):
-        for i, (a, b) in zip(todo, sample(todo, seed + attempt)):
-            made[i] = (a, b, seed + attempt)
+        for i, answers in zip(todo, sample(todo, seed + attempt)):
+            distinct = list({a.text: a for a in answers}.values())
+            a, b = pick(i, distinct) if len(distinct) > 1 else (0, 0)
+            made[i] = (distinct[a], distinct[b], seed + attempt)
         todo = [i for i in todo if made[i][0].text == made[i][1].text]
         if not todo:
             break
@@ -133,8 +142,10 @@ def _answers(model, tokenizer, inputs: list[torch.Tensor], cfg: SamplingConfig, 
 
 @torch.inference_mode()
 def sample_pairs(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed: int,
-                 cancel: threading.Event | None = None) -> list[SampledPair]:
-    """Two completions for each prompt, all from one batched `generate` call.
+                 cancel: threading.Event | None = None, copies: int = 2, pick: Pick = first_two
+                 ) -> list[SampledPair]:
+    """Two completions for each prompt, all from one batched `generate` call: `pick` chooses
+    them from `copies` answers to each.
 
     On a CPU one call for many prompts costs little more than a call for one, so pairs are made
     in batches. The seed and the batch's prompts in order reproduce a pair. A batch made for
@@ -144,9 +155,9 @@ def sample_pairs(model, tokenizer, prompts: list[str], cfg: SamplingConfig, seed
     templated = _templated(model, tokenizer, prompts, cfg)
 
     def sample(indices: list[int], seed: int) -> list[list[Answer]]:
-        return _answers(model, tokenizer, [templated[i][0] for i in indices], cfg, seed, 2, cancel)
+        return _answers(model, tokenizer, [templated[i][0] for i in indices], cfg, seed, copies, cancel)
 
-    made = distinct_pairs(sample, len(prompts), cfg.attempts, seed)
+    made = distinct_pairs(sample, len(prompts), cfg.attempts, seed, pick)
     share = (time.perf_counter() - start) / max(len(prompts), 1)
     return [SampledPair((a.text, b.text), s, truncated, share, (a.cut_off, b.cut_off))
             for (a, b, s), (_, truncated) in zip(made, templated)]

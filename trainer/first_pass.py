@@ -23,6 +23,7 @@ from storage import first_pass, rounds
 from storage.paths import round_outputs
 
 from .reward_model import RewardModel
+from .selection import most_informative
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,18 @@ class RewardModelJudge:
                                       [p["completion_1"] for p in pairs])
             return first_pass.add_verdicts(db, self.name(round_id),
                                            {p["id"]: float(x) for p, x in zip(pairs, preferred)})
+
+    def least_known(self, db, prompt: str, answers: list[str]) -> tuple[int, int] | None:
+        """The two of these answers to a prompt whose order the reward model knows least about
+        (trainer/selection.py); None before any round."""
+        with self._lock:
+            loaded = self._model(db)
+            if loaded is None:
+                return None
+            rm = loaded[1]
+            features, broken = rm.read([[{"role": "user", "content": prompt}]] * len(answers),
+                                       [[{"role": "assistant", "content": a}] for a in answers])
+            return most_informative(rm.head, features, broken)
 
 
 JUDGE_PROMPT = """Two assistants answered the same message. Which answer is better: more helpful, \
