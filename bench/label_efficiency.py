@@ -123,7 +123,8 @@ def run_arm(arm: str, taste: Taste, pool: list[int], known: dict[int, Answers], 
     order = [pid for _ in range(4) for pid in rng.sample(pool, len(pool))]  # a prompt comes back for another pair
     used: dict[int, set] = {}
     labels: list[Label] = []
-    head, humans, since_fit, judged_by_head, judge_right, ties = None, 0, 0, 0, 0, 0
+    head, humans, since_fit, ties = None, 0, 0, 0
+    judged_by_head, judge_decisive, judge_right = 0, 0, 0  # its labels, those on pairs the taste decides, right
     out = []
     for pid in order:
         if humans >= max(BUDGETS):
@@ -147,7 +148,9 @@ def run_arm(arm: str, taste: Taste, pool: list[int], known: dict[int, Answers], 
                 c, r = (i, j) if p > 0.5 else (j, i)
                 labels.append(Label(pid, c, r, (float("nan"), float("nan"))))
                 judged_by_head += 1
-                judge_right += taste.verdict(answers.texts[c], answers.texts[r]) == "a"
+                verdict = taste.verdict(answers.texts[c], answers.texts[r])
+                judge_decisive += verdict != "tie"
+                judge_right += verdict == "a"
                 continue
         humans += 1
         since_fit += 1
@@ -158,7 +161,7 @@ def run_arm(arm: str, taste: Taste, pool: list[int], known: dict[int, Answers], 
             labels.append(label)
         if humans in BUDGETS:
             out.append({"budget": humans, "labels": list(labels), "ties": ties, "judge_labels": judged_by_head,
-                        "judge_right": judge_right})
+                        "judge_decisive": judge_decisive, "judge_right": judge_right})
         if since_fit >= args.refit and arm != "random":
             head, since_fit = fit(labels, known, cfg), 0
     return out
@@ -174,6 +177,12 @@ def measure(labels: list[Label], known: dict[int, Answers], held: list[tuple[int
     f = lambda which: torch.stack([known[h[0]].features[h[which]] for h in held])  # noqa: E731
     b = lambda which: torch.stack([known[h[0]].broken[h[which]] for h in held])  # noqa: E731
     return head.preference(f(1), f(2), b(1), b(2))
+
+
+def right(p: torch.Tensor) -> torch.Tensor:
+    """1 for each comparison ranked right, 0 wrong, a half where the reward model cannot tell
+    (no reward model: too few decisive judgements to fit one)."""
+    return (p > 0.5).float() + 0.5 * (p == 0.5).float()
 
 
 def heldout_comparisons(taste: Taste, heldout: list[int], known: dict[int, Answers]) -> list[tuple[int, int, int]]:
@@ -212,7 +221,7 @@ def main() -> None:
     pool = [p["id"] for p in prompts if p not in heldout]
     held_ids = [p["id"] for p in heldout]
     print("split  taste          arm     humans  held-out accuracy [95%] (comparisons x seeds)  calib.  "
-          "decisive  ties  judge labels (right)", flush=True)
+          "decisive  ties  judge labels (on ties; right where decisive)", flush=True)
     rows = []
     for name in names:
         taste = TASTES[name]
@@ -222,21 +231,23 @@ def main() -> None:
             runs = [run_arm(arm, taste, pool, known, seed, args, cfg) for seed in range(args.seeds)]
             for k, budget in enumerate(BUDGETS):
                 snaps = [run[k] for run in runs if len(run) > k]
-                per_seed = [measure(s["labels"], known, held, cfg) for s in snaps]
-                p = torch.cat(per_seed)
-                judge = sum(s["judge_labels"] for s in snaps)
+                probabilities = [measure(s["labels"], known, held, cfg) for s in snaps]
+                per_seed = [right(q) for q in probabilities]
+                judge, decisive = sum(s["judge_labels"] for s in snaps), sum(s["judge_decisive"] for s in snaps)
+                fitted = torch.cat(probabilities)
                 row = {"split": "design" if name in DESIGN else "test", "taste": name, "arm": arm, "humans": budget,
-                       "seeds": len(snaps), **by_prompt((p > 0.5).tolist(), held_rows * len(snaps)),
-                       "calibration_error": calibration_error(p),
+                       "seeds": len(snaps), **by_prompt(torch.cat(per_seed).tolist(), held_rows * len(snaps)),
+                       "calibration_error": calibration_error(fitted[fitted != 0.5]),
                        "decisive": mean(len(s["labels"]) - s["judge_labels"] for s in snaps),
                        "ties": mean(s["ties"] for s in snaps), "judge_labels": judge / len(snaps),
-                       "judge_right": sum(s["judge_right"] for s in snaps) / judge if judge else float("nan"),
-                       "per_seed": [(q > 0.5).float().mean().item() for q in per_seed]}
+                       "judge_on_ties": (judge - decisive) / len(snaps),
+                       "judge_right": sum(s["judge_right"] for s in snaps) / decisive if decisive else float("nan"),
+                       "per_seed": [q.mean().item() for q in per_seed]}
                 rows.append(row)
                 print(f"{row['split']:<7}{name:<15}{arm:<8}{budget:>6}  {row['rm_accuracy']:.3f} "
                       f"[{row['rm_accuracy_low']:.3f}, {row['rm_accuracy_high']:.3f}] ({len(held)} x {len(snaps)})  "
                       f"{row['calibration_error']:.3f}  {row['decisive']:8.1f}  {row['ties']:4.1f}  "
-                      f"{row['judge_labels']:5.1f} ({row['judge_right']:.2f})", flush=True)
+                      f"{row['judge_labels']:5.1f} ({row['judge_on_ties']:.1f}; {row['judge_right']:.2f})", flush=True)
     for split in ("design", "test"):
         for arm in args.arms.split(","):
             for budget in BUDGETS:

@@ -35,6 +35,16 @@ def registry():
     return PolicyRegistry.load("tiny", MODEL_CACHE)
 
 
+@pytest.fixture(scope="session")
+def bench_data(tmp_path_factory) -> Path:
+    """A data directory for the benches that judge the tiny model's four answers to every shipped
+    prompt: they sample them once, into `bench/`, and share them."""
+    data = tmp_path_factory.mktemp("bench-data")
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (data / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
+    return data
+
+
 def add_pair(db, prompt="Say hello.", completions=("hello there", "hi"), version_id=0) -> int:
     """A stored pair without running a model, for storage-level tests."""
     queries.ensure_base_version(db, "tiny")

@@ -5,16 +5,14 @@ import os
 import subprocess
 import sys
 
-from .conftest import MODEL_CACHE, REPO
+from .conftest import REPO
 
 
-def test_the_bench_reports_design_and_test_tastes_apart(tmp_path):
-    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "models").symlink_to(MODEL_CACHE.resolve(), target_is_directory=True)
+def test_the_bench_reports_design_and_test_tastes_apart(bench_data, tmp_path):
     out = subprocess.run(
         [sys.executable, "bench/reward_bench.py", "--model", "tiny", "--tastes", "concise,detailed", "--draws", "1",
          "--out", str(tmp_path / "rows.json")],
-        cwd=REPO, env={**os.environ, "PREFLOOP_DATA": str(tmp_path)}, capture_output=True, text=True, timeout=900)
+        cwd=REPO, env={**os.environ, "PREFLOOP_DATA": str(bench_data)}, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [(r["split"], r["taste"]) for r in rows] == [("design", "concise"), ("test", "detailed")]
