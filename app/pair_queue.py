@@ -30,14 +30,15 @@ log = logging.getLogger(__name__)
 class SelectionConfig:
     """Which two answers make a pair. With `answers` above 2 the live policy writes that many to
     each prompt and the newest round's reward model pairs the two whose order it knows least
-    about (trainer/selection.py); a `random_share` of pairs, and every pair before the first
-    round, are two answers as they came, so the judge's audit and the data stay unbiased. More
-    answers make each batch slower to write (docs/annotation-quality.md has the figures)."""
+    about (trainer/selection.py); a `random_share` of pairs are the first two answers as they
+    came, so the data keep a random part. Before the first round there is no reward model to
+    choose, and two answers are written as ever. More answers make each batch slower to write."""
     answers: int = 2
     random_share: float = 0.25
 
 
-Choose = Callable[[object, str, list[str]], tuple[int, int] | None]  # (db, prompt, answers) -> two, or None
+# choose(db): None while there is no reward model, else chooser(prompt, answers) -> the two to pair
+Choose = Callable[[object], Callable[[str, list[str]], tuple[int, int]] | None]
 
 
 @dataclass
@@ -185,11 +186,11 @@ class PairQueue:
                               "`python -m storage import FILE`")
         seed = self.rng.randrange(2**31)
         texts = [p["text"] for p in prompts]
-        chosen: set[int] = set()  # the prompts whose pair the reward model chose
-        pairs = self.registry.sample_pairs(version_id, texts, self.cfg.sampling, seed, cancel,
-                                           *self._selection(db, texts, chosen))
+        chosen: dict[int, tuple[int, int]] = {}  # the pairs the reward model chose, by prompt
+        copies, pick = self._selection(db, texts, chosen)
+        pairs = self.registry.sample_pairs(version_id, texts, self.cfg.sampling, seed, cancel, copies, pick)
         made = [queries.add_pair(db, prompt_id=prompt["id"], version_id=version_id,
-                                 completions=pair.completions, sampling=self._record(i in chosen),
+                                 completions=pair.completions, sampling=self._record(copies, chosen.get(i)),
                                  seed=pair.seed, prompt_truncated=pair.prompt_truncated,
                                  gen_seconds=pair.seconds, cut_off=pair.cut_off)
                 for i, (prompt, pair) in enumerate(zip(prompts, pairs))]
@@ -199,32 +200,37 @@ class PairQueue:
         self._judge_later(made)
         return len(prompts)
 
-    def _selection(self, db, prompts: list[str], chosen: set[int]) -> tuple[int, Pick]:
+    def _selection(self, db, prompts: list[str], chosen: dict[int, tuple[int, int]]) -> tuple[int, Pick]:
         """How many answers to write to each prompt, and which two of them to pair: with
-        selection on, the reward model's choice (noted in `chosen`), but a random share of pairs
-        and every pair while there is no reward model are the first two answers."""
+        selection on and a reward model to choose, its choice (noted in `chosen`), but a random
+        share of pairs are the first two answers. A choice that fails leaves its pair random:
+        no batch is lost to it."""
         cfg = self.cfg.selection
-        if cfg.answers == 2 or self.choose is None:
+        chooser = self.choose(db) if cfg.answers > 2 and self.choose is not None else None
+        if chooser is None:
             return 2, first_two
 
         def pick(i: int, answers: list[Answer]) -> tuple[int, int]:
-            chosen.discard(i)  # a prompt sampled again is chosen again
+            chosen.pop(i, None)
             if self.rng.random() < cfg.random_share:
                 return first_two(i, answers)
-            two = self.choose(db, prompts[i], [a.text for a in answers])
-            if two is None:
+            try:
+                chosen[i] = chooser(prompts[i], [a.text for a in answers])
+            except Exception:
+                log.exception("the reward model could not choose a pair; this one is random")
                 return first_two(i, answers)
-            chosen.add(i)
-            return two
+            return chosen[i]
         return cfg.answers, pick
 
-    def _record(self, chosen: bool) -> dict:
-        """What a pair stores about how it was made: the sampling settings, and with selection
-        on, how many answers it was chosen from and by whom."""
+    def _record(self, copies: int, chosen: tuple[int, int] | None) -> dict:
+        """What a pair stores about how it was made: the sampling settings, and where it was
+        one of more than two answers, how many, by whom it was chosen, and which two (of the
+        distinct answers, in the order written)."""
         record = self.cfg.sampling.record()
-        if self.cfg.selection.answers == 2 or self.choose is None:
+        if copies == 2:
             return record
-        return record | {"answers": self.cfg.selection.answers, "pair": "reward model" if chosen else "random"}
+        return record | {"answers": copies,
+                         **({"pair": "reward model", "picked": list(chosen)} if chosen else {"pair": "random"})}
 
     def _judge_later(self, pair_ids: list[int]) -> None:
         """Hand new pairs to the first pass, on a thread of its own: neither the next batch nor

@@ -79,7 +79,7 @@ def prepare(cfg: AppConfig) -> tuple[PolicyRegistry | RemotePolicy, PairQueue]:
     reward_model = RewardModelJudge(cfg.data_dir)  # loads nothing until a round has made one
     judges = [reward_model] * cfg.first_pass + [LLMJudge(cfg.judge)] * bool(cfg.judge.url)
     return registry, PairQueue(cfg.db_path, registry, cfg.queue, judge=every(judges),
-                               choose=reward_model.least_known).start()
+                               choose=reward_model.chooser).start()
 
 
 def build_blocks(cfg: AppConfig, queue: PairQueue) -> gr.Blocks:

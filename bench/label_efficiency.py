@@ -3,7 +3,7 @@ pass need fewer?
 
 Every scripted taste (bench/tastes.py; design and test tastes apart) judges pairs of the base
 model's four answers to each training prompt (the answers reward_bench.py reads, sampled once
-and kept), in batches as the pair queue makes them. Three arms spend the same human budget:
+and kept). Three arms spend the same human budget, the prompts in the same order:
 
 - `random`: two of a prompt's answers at random, as the app serves pairs today;
 - `active`: of a prompt's answers, the pair the reward model fitted so far knows least about
@@ -47,7 +47,6 @@ from trainer.selection import most_informative  # noqa: E402
 
 ARMS = ("random", "active", "route")
 BUDGETS = (32, 64, 128)
-BATCH = 8  # pairs per batch, as the pair queue makes them
 
 
 @dataclass
@@ -120,11 +119,13 @@ def run_arm(arm: str, taste: Taste, pool: list[int], known: dict[int, Answers], 
     """One arm on one order of the prompts: the training labels at each budget, and what the
     judge did (route)."""
     rng = random.Random(seed)
-    order = [pid for _ in range(4) for pid in rng.sample(pool, len(pool))]  # a prompt comes back for another pair
+    # A prompt comes back for another of its six pairs once every prompt has had one.
+    order = [pid for _ in range(6) for pid in rng.sample(pool, len(pool))]
     used: dict[int, set] = {}
     labels: list[Label] = []
     head, humans, since_fit, ties = None, 0, 0, 0
     judged_by_head, judge_decisive, judge_right = 0, 0, 0  # its labels, those on pairs the taste decides, right
+    chosen = 0  # pairs the reward model chose (active)
     out = []
     for pid in order:
         if humans >= max(BUDGETS):
@@ -135,9 +136,8 @@ def run_arm(arm: str, taste: Taste, pool: list[int], known: dict[int, Answers], 
         if not free:
             continue
         if arm == "active" and head is not None and rng.random() >= args.random_share:
-            index = torch.tensor(sorted({x for c in free for x in c}))
-            a, b = most_informative(head, answers.features[index], answers.broken[index])
-            i, j = int(index[a]), int(index[b])
+            i, j = most_informative(head, answers.features, answers.broken, free)
+            chosen += 1
         else:
             i, j = rng.choice(free)
         used[pid].add((i, j))
@@ -161,7 +161,7 @@ def run_arm(arm: str, taste: Taste, pool: list[int], known: dict[int, Answers], 
             labels.append(label)
         if humans in BUDGETS:
             out.append({"budget": humans, "labels": list(labels), "ties": ties, "judge_labels": judged_by_head,
-                        "judge_decisive": judge_decisive, "judge_right": judge_right})
+                        "judge_decisive": judge_decisive, "judge_right": judge_right, "chosen": chosen})
         if since_fit >= args.refit and arm != "random":
             head, since_fit = fit(labels, known, cfg), 0
     return out
@@ -181,7 +181,7 @@ def measure(labels: list[Label], known: dict[int, Answers], held: list[tuple[int
 
 def right(p: torch.Tensor) -> torch.Tensor:
     """1 for each comparison ranked right, 0 wrong, a half where the reward model cannot tell
-    (no reward model: too few decisive judgements to fit one)."""
+    (mostly: no reward model, too few decisive judgements to fit one)."""
     return (p > 0.5).float() + 0.5 * (p == 0.5).float()
 
 
@@ -195,6 +195,19 @@ def heldout_comparisons(taste: Taste, heldout: list[int], known: dict[int, Answe
             if verdict != "tie":
                 out.append((pid, i, j) if verdict == "a" else (pid, j, i))
     return out
+
+
+def paired(rows: list[dict], split: str, arm: str) -> str:
+    """The arm's accuracy after 64 human judgements less random pairs' after 128, seed by seed
+    (a seed is one order of the prompts, the same in every arm), over the split's tastes."""
+    def per_seed(arm: str, humans: int) -> dict[str, list[float]]:
+        return {r["taste"]: r["per_seed"] for r in rows if (r["split"], r["arm"], r["humans"]) == (split, arm, humans)}
+    mine, random_ = per_seed(arm, 64), per_seed("random", 128)
+    gaps = [a - b for taste in mine.keys() & random_.keys() for a, b in zip(mine[taste], random_[taste])]
+    if not gaps:
+        return "nothing to compare"
+    return (f"mean difference {mean(gaps):+.3f}, at least as good in {sum(g >= 0 for g in gaps)} of {len(gaps)} "
+            "taste-seeds")
 
 
 def main() -> None:
@@ -231,6 +244,9 @@ def main() -> None:
             runs = [run_arm(arm, taste, pool, known, seed, args, cfg) for seed in range(args.seeds)]
             for k, budget in enumerate(BUDGETS):
                 snaps = [run[k] for run in runs if len(run) > k]
+                if not snaps:
+                    print(f"{name}, {arm}: the prompts ran out before {budget} human judgements", flush=True)
+                    continue
                 probabilities = [measure(s["labels"], known, held, cfg) for s in snaps]
                 per_seed = [right(q) for q in probabilities]
                 judge, decisive = sum(s["judge_labels"] for s in snaps), sum(s["judge_decisive"] for s in snaps)
@@ -241,6 +257,7 @@ def main() -> None:
                        "decisive": mean(len(s["labels"]) - s["judge_labels"] for s in snaps),
                        "ties": mean(s["ties"] for s in snaps), "judge_labels": judge / len(snaps),
                        "judge_on_ties": (judge - decisive) / len(snaps),
+                       "chosen": mean(s["chosen"] for s in snaps),
                        "judge_right": sum(s["judge_right"] for s in snaps) / decisive if decisive else float("nan"),
                        "per_seed": [q.mean().item() for q in per_seed]}
                 rows.append(row)
@@ -255,6 +272,8 @@ def main() -> None:
                 if mine:
                     print(f"{split} tastes, {arm}, {budget} humans: held-out accuracy mean "
                           f"{mean(r['rm_accuracy'] for r in mine):.3f} ({len(mine)} tastes)")
+        for arm in set(args.arms.split(",")) - {"random"}:
+            print(f"{split} tastes, {arm} at 64 against random at 128: {paired(rows, split, arm)}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

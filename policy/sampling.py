@@ -120,7 +120,7 @@ def distinct_pairs(sample: Callable[[list[int], int], list[list[Answer]]], n: in
     todo = list(range(n))
     for attempt in range(attempts):
         for i, answers in zip(todo, sample(todo, seed + attempt)):
-            distinct = list({a.text: a for a in answers}.values())
+            distinct = [a for k, a in enumerate(answers) if a.text not in {b.text for b in answers[:k]}]
             a, b = pick(i, distinct) if len(distinct) > 1 else (0, 0)
             made[i] = (distinct[a], distinct[b], seed + attempt)
         todo = [i for i in todo if made[i][0].text == made[i][1].text]

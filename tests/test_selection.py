@@ -15,7 +15,7 @@ from storage import queries, rounds
 from storage.db import open_db
 from storage.paths import round_outputs
 from trainer.first_pass import RewardModelJudge
-from trainer.reward_model import RewardModelConfig, fit_calibrated, train_reward_model
+from trainer.reward_model import RewardModel, RewardModelConfig, fit_calibrated, train_reward_model
 from trainer.selection import information, most_informative
 
 from .conftest import MODEL_CACHE, random_adapter
@@ -68,33 +68,42 @@ def queue_with(tmp_path, registry, selection: SelectionConfig, choose) -> tuple[
 def test_the_queue_pairs_the_answers_the_reward_model_chooses_and_says_so(tmp_path, registry):
     offered = {}
 
-    def last_two(db, prompt, answers):
+    def last_two(prompt, answers):
         offered[prompt] = answers
         return len(answers) - 2, len(answers) - 1
-    db, queue = queue_with(tmp_path, registry, SelectionConfig(answers=4, random_share=0.0), last_two)
+    db, queue = queue_with(tmp_path, registry, SelectionConfig(answers=4, random_share=0.0), lambda db: last_two)
     assert queue.generate(0, 4) == 4
     for pair in db.query("SELECT p.*, pr.text FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id"):
         answers = offered[pair["text"]]
-        assert 2 < len(answers) <= 4 and len(set(answers)) == len(answers)  # distinct answers to choose from
+        assert 2 <= len(answers) <= 4 and len(set(answers)) == len(answers)  # distinct answers to choose from
         assert (pair["completion_0"], pair["completion_1"]) == tuple(answers[-2:])
         assert json.loads(pair["sampling"]) == SamplingConfig(max_new_tokens=8, temperature=1.5).record() | {
-            "answers": 4, "pair": "reward model"}
+            "answers": 4, "pair": "reward model", "picked": [len(answers) - 2, len(answers) - 1]}
+    assert max(map(len, offered.values())) > 2  # it did choose among more than two
 
 
 def test_a_random_share_and_every_pair_before_a_reward_model_are_two_answers_as_they_came(tmp_path, registry):
     asked = []
     db, queue = queue_with(tmp_path, registry, SelectionConfig(answers=4, random_share=1.0),
-                           lambda db, prompt, answers: asked.append(prompt) or (2, 3))
+                           lambda db: lambda prompt, answers: asked.append(prompt) or (2, 3))
     queue.generate(0, 4)
     assert asked == [] and {json.loads(p["sampling"])["pair"] for p in db["pairs"].rows} == {"random"}
-    queue.choose = lambda db, prompt, answers: None  # no round yet: no reward model to choose
+    queue.choose = lambda db: None  # no round yet: no reward model to choose, and two answers are enough
     queue.cfg.selection.random_share = 0.0
     queue.generate(0, 4)
+    assert [json.loads(p["sampling"]) for p in db["pairs"].rows][4:] == [queue.cfg.sampling.record()] * 4
+
+
+def test_a_choice_that_fails_leaves_its_pair_random_and_loses_no_batch(tmp_path, registry):
+    def broken(prompt, answers):
+        raise RuntimeError("the reward model fell over")
+    db, queue = queue_with(tmp_path, registry, SelectionConfig(answers=4, random_share=0.0), lambda db: broken)
+    assert queue.generate(0, 4) == 4
     assert {json.loads(p["sampling"])["pair"] for p in db["pairs"].rows} == {"random"}
 
 
 def test_selection_off_makes_pairs_as_before(tmp_path, registry):
-    db, queue = queue_with(tmp_path, registry, SelectionConfig(), lambda *a: pytest.fail("nobody asked"))
+    db, queue = queue_with(tmp_path, registry, SelectionConfig(), lambda db: pytest.fail("nobody asked"))
     queue.generate(0, 2)
     assert [json.loads(p["sampling"]) for p in db["pairs"].rows] == [queue.cfg.sampling.record()] * 2
 
@@ -105,16 +114,19 @@ def test_impossible_settings_are_refused(tmp_path, registry):
             queue_with(tmp_path, registry, selection, None)
 
 
-def test_after_a_round_its_reward_model_chooses_the_pair(tmp_path):
+def test_after_a_round_its_reward_model_chooses_the_pair_it_knows_least_about(tmp_path):
     db = open_db(tmp_path / "prefloop.db")
     queries.ensure_base_version(db, "tiny")
     judge = RewardModelJudge(tmp_path)
-    answers = ["I would go with a banana.", "I would go with a plum.", "Try a cherry with some yogurt.",
-               "How about a banana and a glass of water?"]
-    assert judge.least_known(db, "What should I eat at 3 o'clock?", answers) is None  # no round yet
+    assert judge.chooser(db) is None  # no round yet
     round_id = rounds.start_round(db, "dpo", {}, os.getpid())
     train_reward_model(checkpoint_dir("tiny", MODEL_CACHE), TRAIN, HELDOUT, CONFIG, round_outputs(tmp_path, round_id)[1])
     rounds.finish_round(db, round_id, rounds.add_version(db, parent_id=0, adapter_path=str(random_adapter(tmp_path / "a")),
                                                          algo="dpo", round_id=round_id))
-    i, j = judge.least_known(db, "What should I eat at 3 o'clock?", answers)
-    assert 0 <= i < j < len(answers)
+    prompt = "What should I eat at 3 o'clock?"
+    answers = ["I would go with a banana.", "I would go with a plum.", "Try a cherry with some yogurt.",
+               "How about a banana and a glass of water?"]
+    rm = RewardModel.load(round_outputs(tmp_path, round_id)[1])
+    features, broken = rm.read([[{"role": "user", "content": prompt}]] * 4, [[{"role": "assistant", "content": a}]
+                                                                               for a in answers])
+    assert judge.chooser(db)(prompt, answers) == most_informative(rm.head, features, broken)

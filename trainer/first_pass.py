@@ -76,17 +76,21 @@ class RewardModelJudge:
             return first_pass.add_verdicts(db, self.name(round_id),
                                            {p["id"]: float(x) for p, x in zip(pairs, preferred)})
 
-    def least_known(self, db, prompt: str, answers: list[str]) -> tuple[int, int] | None:
-        """The two of these answers to a prompt whose order the reward model knows least about
-        (trainer/selection.py); None before any round."""
+    def chooser(self, db) -> Callable[[str, list[str]], tuple[int, int]] | None:
+        """Which two of a prompt's answers to pair: the two whose order the newest round's
+        reward model knows least about (trainer/selection.py); None before any round."""
         with self._lock:
             loaded = self._model(db)
-            if loaded is None:
-                return None
-            rm = loaded[1]
-            features, broken = rm.read([[{"role": "user", "content": prompt}]] * len(answers),
-                                       [[{"role": "assistant", "content": a}] for a in answers])
+        if loaded is None:
+            return None
+        rm = loaded[1]
+
+        def least_known(prompt: str, answers: list[str]) -> tuple[int, int]:
+            with self._lock:
+                features, broken = rm.read([[{"role": "user", "content": prompt}]] * len(answers),
+                                           [[{"role": "assistant", "content": a}] for a in answers])
             return most_informative(rm.head, features, broken)
+        return least_known
 
 
 JUDGE_PROMPT = """Two assistants answered the same message. Which answer is better: more helpful, \

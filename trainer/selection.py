@@ -12,10 +12,13 @@ Phi(m / sqrt(1 + s2)) with m = sqrt(pi/8)*t*gap and s2 = c*var):
 
     I = h(Phi(m / sqrt(1 + s2))) - C / sqrt(s2 + C^2) * exp(-m^2 / (2 (s2 + C^2))),  C^2 = pi ln 2 / 2
 
-in bits. A pair of identical answers has no variance and scores 0. An empty or looping answer
-loses whatever the head says (the floor), so a pair with one is chosen only where the prompt
-has no other pair.
+in bits. A pair of identical answers has no variance and scores 0. The gap is the head's own,
+before the reward model's cap and floor: a cap says RL earns nothing beyond the best judged
+answer, not that the head is sure two answers there are equal, and that is where people's
+word is most wanted. An empty or looping answer loses whatever the head says (the floor), so
+only the pairs with the fewest such answers are considered.
 """
+import itertools
 import math
 
 import torch
@@ -39,13 +42,15 @@ def information(gap: torch.Tensor, variance: torch.Tensor, temperature: float, s
     return (_entropy(predicted) - expected).clamp_min(0)
 
 
-def most_informative(head: LinearReward, features: torch.Tensor, broken: torch.Tensor) -> tuple[int, int]:
-    """The indices of the two of these answers (features and broken flags of one prompt's
-    answers, as `RewardModel.read` gives them) a verdict on would tell the head most about."""
-    i, j = torch.combinations(torch.arange(len(features)), 2).T
-    whole = ~(broken[i] | broken[j])
-    if whole.any():
-        i, j = i[whole], j[whole]
-    gap, variance = head.logits(features[i], features[j], broken[i], broken[j])
-    best = int(information(gap, variance, head.temperature, head.spread).argmax())
-    return int(i[best]), int(j[best])
+def most_informative(head: LinearReward, features: torch.Tensor, broken: torch.Tensor,
+                     candidates: list[tuple[int, int]] | None = None) -> tuple[int, int]:
+    """Of these pairs of one prompt's answers (every pair by default), the two a verdict on
+    would tell the head most about; `features` and `broken` are the answers' as
+    `RewardModel.read` gives them."""
+    candidates = candidates or list(itertools.combinations(range(len(features)), 2))
+    broken_in = [int(broken[i]) + int(broken[j]) for i, j in candidates]
+    candidates = [c for c, b in zip(candidates, broken_in) if b == min(broken_in)]
+    i, j = torch.tensor(candidates).T
+    d = features[i] - features[j]
+    variance = ((d @ head.covariance) * d).sum(-1)
+    return candidates[int(information(d @ head.weight, variance, head.temperature, head.spread).argmax())]
